@@ -1,0 +1,281 @@
+"""`mlc`: the operator's command line. Every command reads the same validated settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import ConfigError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _read_stdin_secret(what: str) -> str:
+    value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        raise SystemExit(f"mlc: expected the {what} on standard input")
+    return value
+
+
+# -- handlers -------------------------------------------------------------------------------
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from pipeline import migrate
+    from pipeline.config import settings
+
+    applied = migrate.upgrade(settings().database_url)
+    print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+def cmd_connection_set(args: argparse.Namespace) -> int:
+    from pipeline import connections, db
+
+    if args.name == "stampli":
+        conn_settings: dict[str, Any] = {
+            "host": args.host, "port": args.port or 22, "username": args.username,
+            "remote_dir": args.remote_dir, "host_key": args.host_key,
+        }
+        missing = [k for k in ("host", "username", "host_key") if not conn_settings[k]]
+        if missing:
+            raise SystemExit(f"mlc: connection stampli needs --{', --'.join(missing)}"
+                             .replace("_", "-"))
+        secret: dict[str, Any] = {}
+        if args.key_file:
+            secret["private_key"] = Path(args.key_file).read_text()
+            if args.key_passphrase_stdin:
+                secret["passphrase"] = _read_stdin_secret("key passphrase")
+        elif args.password_stdin:
+            secret["password"] = _read_stdin_secret("password")
+        else:
+            raise SystemExit("mlc: give --password-stdin or --key-file")
+        kind = "stampli_sftp"
+    else:
+        if not (args.url and args.username):
+            raise SystemExit("mlc: connection x3 needs --url and --username")
+        conn_settings = {"url": args.url, "folder": args.folder, "username": args.username}
+        if args.ca_bundle:
+            conn_settings["ca_bundle"] = args.ca_bundle
+        secret = {"password": _read_stdin_secret("password")} if args.password_stdin else {}
+        kind = f"x3_{args.transport}"
+    with db.transaction() as cur:
+        connections.save(cur, args.name, kind, conn_settings, secret)
+    print(f"connection {args.name} saved ({kind}); secret encrypted")
+    return 0
+
+
+def cmd_connection_show(args: argparse.Namespace) -> int:
+    from pipeline import connections, db
+
+    with db.transaction() as cur:
+        rows = connections.listing(cur)
+    for row in rows:
+        print(f"{row['name']}: {row['kind']} {json.dumps(row['settings'])}"
+              f" secret={'stored (encrypted)' if row['has_secret'] else 'none'}")
+    return 0
+
+
+def cmd_secrets_rotate(args: argparse.Namespace) -> int:
+    from pipeline import connections, db
+
+    with db.transaction() as cur:
+        n = connections.rotate_all(cur)
+    print(f"re-encrypted {n} secret(s) with the newest key")
+    return 0
+
+
+def cmd_mapping_import(args: argparse.Namespace) -> int:
+    from pipeline import db, mapping
+
+    with db.transaction() as cur:
+        if args.gl:
+            print(f"GL accounts: {mapping.import_csv(cur, 'gl', args.gl)} mapped")
+        if args.cost_centers:
+            n = mapping.import_csv(cur, "cost_centers", args.cost_centers)
+            print(f"cost centers: {n} mapped")
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from workers import app
+
+    result = app.send_task("mlc.fetch_exports")
+    print(f"poll queued: task {result.id}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline import db, status
+
+    with db.transaction() as cur:
+        data = status.summary(cur)
+    print(json.dumps(data, indent=2) if args.json else status.render(data))
+    return 0
+
+
+def cmd_failed(args: argparse.Namespace) -> int:
+    from pipeline import db
+
+    with db.transaction() as cur:
+        cur.execute("SELECT id, stampli_vendor_id, invoice_number, status, attempts, last_error,"
+                    " review_reason FROM invoices WHERE status IN ('failed', 'needs_review')"
+                    " ORDER BY id")
+        rows = cur.fetchall()
+        cur.execute("SELECT r.source_file_id, f.path, r.line_numbers, r.field, r.reason"
+                    " FROM parse_rejections r JOIN source_files f ON f.id = r.source_file_id"
+                    " ORDER BY r.id")
+        rejections = cur.fetchall()
+    for r in rows:
+        print(f"invoice {r['id']} {r['stampli_vendor_id']}/{r['invoice_number']} {r['status']}"
+              f" attempts={r['attempts']}: {r['last_error'] or r['review_reason']}")
+    for r in rejections:
+        print(f"file {r['source_file_id']} {r['path']} lines {r['line_numbers']}: {r['reason']}")
+    if not rows and not rejections:
+        print("nothing failed")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pipeline import audit, db
+
+    with db.transaction() as cur:
+        rows = audit.events(cur, invoice_id=args.invoice, file_id=args.file, limit=args.limit)
+    for r in rows:
+        print(f"{r['at']:%Y-%m-%d %H:%M:%S} {r['stage']:<14} {r['outcome']:<8}"
+              f" file={r['source_file_id']} invoice={r['invoice_id']} task={r['task_id']}"
+              f" {json.dumps(r['detail'], default=str)}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from workers import app
+
+    kwargs = {"invoice_id": args.invoice, "file_id": args.file, "status": "failed"}
+    result = app.send_task("mlc.replay", kwargs=kwargs)
+    print(f"replay queued: task {result.id}")
+    return 0
+
+
+def cmd_sandbox_x3(args: argparse.Namespace) -> int:
+    from sandbox import x3sim
+
+    argv = ["--host", args.host, "--port", str(args.port)]
+    if args.seed:
+        argv += ["--seed", args.seed]
+    return x3sim.main(argv)
+
+
+def cmd_sandbox_sftp(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from sandbox.sftp import LocalSftp
+
+    server = LocalSftp(args.dir, host=args.host, port=args.port, state_dir=args.state_dir)
+    with server:
+        print(f"SFTP export {server.export_dir} on {server.host}:{server.port}", flush=True)
+        print(f"pinned host key: {server.host_key_line}", flush=True)
+        print(f"client key: {server.client_key_path}", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sandbox import demo
+
+    return demo.main(keep=args.keep)
+
+
+# -- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlc", description="Stampli to Sage X3 connector")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
+    dbp.add_parser("upgrade", help="apply pending migrations").set_defaults(func=cmd_db_upgrade)
+
+    conn = sub.add_parser("connection", help="endpoints and their encrypted credentials")
+    csub = conn.add_subparsers(dest="conn_cmd", required=True)
+    cset = csub.add_parser("set", help="create or replace a connection")
+    cset.add_argument("name", choices=["stampli", "x3"])
+    cset.add_argument("--host")
+    cset.add_argument("--port", type=int)
+    cset.add_argument("--username")
+    cset.add_argument("--remote-dir", default=".")
+    cset.add_argument("--host-key", help="pinned key: 'ssh-ed25519 AAAA...'")
+    cset.add_argument("--password-stdin", action="store_true")
+    cset.add_argument("--key-file")
+    cset.add_argument("--key-passphrase-stdin", action="store_true")
+    cset.add_argument("--transport", choices=["rest", "graphql"], default="rest")
+    cset.add_argument("--url")
+    cset.add_argument("--folder", default="SEED")
+    cset.add_argument("--ca-bundle")
+    cset.set_defaults(func=cmd_connection_set)
+    csub.add_parser("show", help="list connections (never secrets)").set_defaults(
+        func=cmd_connection_show)
+
+    sec = sub.add_parser("secrets").add_subparsers(dest="sec_cmd", required=True)
+    sec.add_parser("rotate", help="re-encrypt every secret with the newest key").set_defaults(
+        func=cmd_secrets_rotate)
+
+    mp = sub.add_parser("mapping").add_subparsers(dest="map_cmd", required=True)
+    mi = mp.add_parser("import", help="load GL / cost-center mapping CSV files")
+    mi.add_argument("--gl")
+    mi.add_argument("--cost-centers")
+    mi.set_defaults(func=cmd_mapping_import)
+
+    sub.add_parser("poll", help="queue one fetch now").set_defaults(func=cmd_poll)
+    st = sub.add_parser("status", help="files, invoices, vendors, last poll")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+    sub.add_parser("failed", help="failed invoices and parse rejections").set_defaults(
+        func=cmd_failed)
+    au = sub.add_parser("audit", help="the audit trail")
+    au.add_argument("--invoice", type=int)
+    au.add_argument("--file", type=int)
+    au.add_argument("--limit", type=int, default=200)
+    au.set_defaults(func=cmd_audit)
+    rp = sub.add_parser("replay", help="re-enqueue failed invoices")
+    rp.add_argument("--invoice", type=int)
+    rp.add_argument("--file", type=int)
+    rp.set_defaults(func=cmd_replay)
+
+    sb = sub.add_parser("sandbox", help="local simulators").add_subparsers(
+        dest="sb_cmd", required=True)
+    x3 = sb.add_parser("x3", help="run the X3 simulator")
+    x3.add_argument("--host", default="127.0.0.1")
+    x3.add_argument("--port", type=int, default=8124)
+    x3.add_argument("--seed")
+    x3.set_defaults(func=cmd_sandbox_x3)
+    sf = sb.add_parser("sftp", help="run a local SFTP export (OpenSSH sshd)")
+    sf.add_argument("--host", default="127.0.0.1")
+    sf.add_argument("--port", type=int, default=2222)
+    sf.add_argument("--dir", required=True)
+    sf.add_argument("--state-dir")
+    sf.set_defaults(func=cmd_sandbox_sftp)
+
+    demo = sub.add_parser("demo", help="run the whole pipeline on the sample export")
+    demo.add_argument("--keep", action="store_true", help="keep the demo database")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"mlc: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

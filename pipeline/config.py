@@ -1,0 +1,188 @@
+"""Settings from the environment, validated once, with one message that lists every problem."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from functools import lru_cache
+
+from cryptography.fernet import Fernet
+from marshmallow import Schema, ValidationError, fields as mf, validate, validates_schema
+
+
+class ConfigError(Exception):
+    """Raised at start when the environment does not describe a runnable connector."""
+
+
+def _fernet_keys(value: str) -> None:
+    keys = [k.strip() for k in value.split(",") if k.strip()]
+    if not keys:
+        raise ValidationError("needs at least one Fernet key (comma-separated, newest first)")
+    for index, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            # Never echo the key itself: it is a secret even when malformed.
+            raise ValidationError(f"key #{index} is not a valid Fernet key") from None
+
+
+def _url(*schemes: str) -> validate.Validator:
+    return validate.Regexp(
+        rf"^({'|'.join(schemes)})://", error=f"must be a URL starting with {' or '.join(schemes)}://"
+    )
+
+
+class _SettingsSchema(Schema):
+    DATABASE_URL = mf.Str(required=True, validate=_url("postgresql", "postgres"))
+    CELERY_BROKER_URL = mf.Str(load_default="redis://127.0.0.1:6379/0", validate=_url("redis", "rediss"))
+    CELERY_RESULT_BACKEND = mf.Str(load_default=None, allow_none=True)
+    MLC_SECRET_KEYS = mf.Str(required=True, validate=_fernet_keys)
+    MLC_POLL_INTERVAL = mf.Int(load_default=900, validate=validate.Range(min=5, max=86400))
+    MLC_INVOICE_PATTERNS = mf.Str(load_default="invoices_*.csv,invoices_*.xml")
+    MLC_VENDOR_PATTERNS = mf.Str(load_default="vendors_*.csv,vendors_*.xml")
+    MLC_STABILITY = mf.Str(load_default="listing", validate=validate.OneOf(["listing", "done_marker"]))
+    MLC_AFTER_DOWNLOAD = mf.Str(load_default="leave", validate=validate.OneOf(["leave", "move", "delete"]))
+    MLC_MAX_FILE_MB = mf.Int(load_default=200, validate=validate.Range(min=1, max=10240))
+    MLC_STABILITY_RECHECK = mf.Int(load_default=10, validate=validate.Range(min=1, max=3600))
+    MLC_STAMPLI_LAYOUT = mf.Str(load_default=None, allow_none=True)
+    MLC_X3_COMPANY = mf.Str(load_default="US01")
+    MLC_X3_SITE = mf.Str(load_default="US011")
+    MLC_X3_COA = mf.Str(load_default="CONS")
+    MLC_X3_DIMENSION_TYPE = mf.Str(load_default="CCT")
+    MLC_X3_INVOICE_CLASS = mf.Str(load_default="BPSINVOICE")
+    MLC_X3_INVOICE_TYPE = mf.Str(load_default="INV")
+    MLC_X3_CREDIT_NOTE_TYPE = mf.Str(load_default="CRN")
+    MLC_X3_TIMEOUT = mf.Float(load_default=30.0, validate=validate.Range(min=1, max=600))
+    MLC_TASK_TIME_LIMIT = mf.Int(load_default=600, validate=validate.Range(min=10))
+    MLC_VISIBILITY_TIMEOUT = mf.Int(load_default=7200, validate=validate.Range(min=60))
+    MLC_RETRY_BACKOFF_MAX = mf.Int(load_default=1800, validate=validate.Range(min=1))
+    MLC_MAX_RETRIES = mf.Int(load_default=8, validate=validate.Range(min=0, max=100))
+    MLC_LOG_LEVEL = mf.Str(
+        load_default="INFO", validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
+    )
+
+    @validates_schema
+    def _celery_timeouts(self, data: dict, **_: object) -> None:
+        # A Redis message not acked within visibility_timeout is delivered again (celery#7651):
+        # it must outlive the longest task run and the longest retry countdown.
+        vt = data.get("MLC_VISIBILITY_TIMEOUT")
+        if vt is None:
+            return
+        problems = {}
+        if data.get("MLC_TASK_TIME_LIMIT", 0) >= vt:
+            problems["MLC_TASK_TIME_LIMIT"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
+        if data.get("MLC_RETRY_BACKOFF_MAX", 0) >= vt:
+            problems["MLC_RETRY_BACKOFF_MAX"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
+        if problems:
+            raise ValidationError(problems)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    broker_url: str
+    result_backend: str | None
+    secret_keys: tuple[str, ...]
+    poll_interval: int
+    invoice_patterns: tuple[str, ...]
+    vendor_patterns: tuple[str, ...]
+    stability: str
+    after_download: str
+    max_file_mb: int
+    stability_recheck: int
+    stampli_layout: str | None
+    x3_company: str
+    x3_site: str
+    x3_coa: str
+    x3_dimension_type: str
+    x3_invoice_class: str
+    x3_invoice_type: str
+    x3_credit_note_type: str
+    x3_timeout: float
+    task_time_limit: int
+    visibility_timeout: int
+    retry_backoff_max: int
+    max_retries: int
+    log_level: str
+
+    def __repr__(self) -> str:
+        # Keys and the database password stay out of reprs that end up in logs.
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["secret_keys"] = f"<{len(self.secret_keys)} keys>"
+        shown["database_url"] = _redact_url(self.database_url)
+        shown["broker_url"] = _redact_url(self.broker_url)
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+def _redact_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError listing all problems at once."""
+    env = os.environ if environ is None else environ
+    schema = _SettingsSchema()
+    raw = {name: env[name] for name in schema.fields if name in env and env[name] != ""}
+    try:
+        data = schema.load(raw)
+    except ValidationError as exc:
+        lines = []
+        for name, messages in sorted(_flatten(exc.messages).items()):
+            lines.append(f"  {name}: {'; '.join(messages)}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+    return Settings(
+        database_url=data["DATABASE_URL"],
+        broker_url=data["CELERY_BROKER_URL"],
+        result_backend=data["CELERY_RESULT_BACKEND"] or data["CELERY_BROKER_URL"],
+        secret_keys=_split(data["MLC_SECRET_KEYS"]),
+        poll_interval=data["MLC_POLL_INTERVAL"],
+        invoice_patterns=_split(data["MLC_INVOICE_PATTERNS"]),
+        vendor_patterns=_split(data["MLC_VENDOR_PATTERNS"]),
+        stability=data["MLC_STABILITY"],
+        after_download=data["MLC_AFTER_DOWNLOAD"],
+        max_file_mb=data["MLC_MAX_FILE_MB"],
+        stability_recheck=data["MLC_STABILITY_RECHECK"],
+        stampli_layout=data["MLC_STAMPLI_LAYOUT"],
+        x3_company=data["MLC_X3_COMPANY"],
+        x3_site=data["MLC_X3_SITE"],
+        x3_coa=data["MLC_X3_COA"],
+        x3_dimension_type=data["MLC_X3_DIMENSION_TYPE"],
+        x3_invoice_class=data["MLC_X3_INVOICE_CLASS"],
+        x3_invoice_type=data["MLC_X3_INVOICE_TYPE"],
+        x3_credit_note_type=data["MLC_X3_CREDIT_NOTE_TYPE"],
+        x3_timeout=data["MLC_X3_TIMEOUT"],
+        task_time_limit=data["MLC_TASK_TIME_LIMIT"],
+        visibility_timeout=data["MLC_VISIBILITY_TIMEOUT"],
+        retry_backoff_max=data["MLC_RETRY_BACKOFF_MAX"],
+        max_retries=data["MLC_MAX_RETRIES"],
+        log_level=data["MLC_LOG_LEVEL"],
+    )
+
+
+def _flatten(messages: object, prefix: str = "") -> dict[str, list[str]]:
+    if isinstance(messages, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in messages.items():
+            name = "(settings)" if key == "_schema" else str(key)
+            for k, v in _flatten(value, name).items():
+                out.setdefault(k, []).extend(v)
+        return out
+    if isinstance(messages, list):
+        return {prefix: [str(m) for m in messages]}
+    return {prefix: [str(messages)]}
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings; read once, at first use."""
+    return load_settings()

@@ -1,0 +1,197 @@
+"""The ingest ledger: parse a fetched file into vendors and invoices, deduplicated.
+
+Dedup key: (vendor id, invoice number), trimmed and case-folded. A re-export that is identical
+does nothing; one that changed after posting is flagged for a person, never re-posted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from psycopg2.extensions import cursor as Cursor
+
+from pipeline import audit, db
+from pipeline.audit import TaskContext
+from pipeline.config import settings
+from pipeline.stampli import parse
+from pipeline.stampli.schema import Layout
+
+log = logging.getLogger(__name__)
+
+OPEN_STATUSES = ("received", "vendor_resolved", "failed")
+TO_PROCESS = ("received", "vendor_resolved")
+
+
+class NotReady(Exception):
+    """An invoice file waits for the vendor files fetched before it to be parsed."""
+
+
+@dataclass
+class ParseOutcome:
+    file_id: int
+    status: str
+    invoice_ids: list[int] = field(default_factory=list)  # to resolve and post
+    accepted: int = 0
+    rejected: int = 0
+    already_parsed: bool = False
+
+
+@lru_cache(maxsize=1)
+def layout() -> Layout:
+    path = settings().stampli_layout
+    return Layout.from_file(path) if path else Layout()
+
+
+def parse_file(ctx: TaskContext, file_id: int) -> ParseOutcome:
+    with db.transaction() as cur:
+        cur.execute("SELECT id, path, kind, status, content FROM source_files WHERE id = %s"
+                    " FOR UPDATE", (file_id,))
+        f = cur.fetchone()
+        if f is None:
+            raise LookupError(f"source file {file_id} does not exist")
+        if f["status"] != "fetched":
+            # Redelivered after the parse committed: hand back what still needs processing.
+            return ParseOutcome(file_id, f["status"], _open_invoices(cur, file_id),
+                                already_parsed=True)
+        if f["kind"] == "invoices":
+            cur.execute("SELECT count(*) AS n FROM source_files WHERE kind = 'vendors'"
+                        " AND status = 'fetched' AND id < %s", (file_id,))
+            if cur.fetchone()["n"]:
+                raise NotReady(f"file {file_id} waits for earlier vendor files")
+        stream = io.BytesIO(bytes(f["content"]))
+        try:
+            rows = parse.read_csv_rows(stream, layout())
+            if f["kind"] == "vendors":
+                outcome = _store_vendors(cur, ctx, f, parse.parse_vendors(rows, layout()))
+            else:
+                outcome = _store_invoices(cur, ctx, f, parse.parse_invoices(rows, layout()))
+        except parse.FileUnreadable as exc:
+            cur.execute("UPDATE source_files SET status = 'rejected', error = %s,"
+                        " parsed_at = now() WHERE id = %s", (str(exc), file_id))
+            audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
+                         path=f["path"], reason=str(exc))
+            return ParseOutcome(file_id, "rejected")
+    return outcome
+
+
+def _open_invoices(cur: Cursor, file_id: int) -> list[int]:
+    cur.execute("SELECT id FROM invoices WHERE source_file_id = %s AND status = ANY(%s)"
+                " ORDER BY id", (file_id, list(TO_PROCESS)))
+    return [r["id"] for r in cur.fetchall()]
+
+
+def _finish(cur: Cursor, ctx: TaskContext, f: dict[str, Any], rows: int,
+            rejections: list[parse.Rejection], accepted: int) -> str:
+    for r in rejections:
+        cur.execute(
+            "INSERT INTO parse_rejections (source_file_id, vendor_id, invoice_number,"
+            " line_numbers, field, reason) VALUES (%s,%s,%s,%s,%s,%s)",
+            (f["id"], r.vendor_id, r.invoice_number, list(r.line_numbers), r.field, r.reason),
+        )
+    status = "partially_parsed" if rejections else "parsed"
+    if rejections and not accepted:
+        status = "partially_parsed" if rows else "rejected"
+    cur.execute(
+        "UPDATE source_files SET status = %s, rows_total = %s, rows_rejected = %s,"
+        " invoices_accepted = %s, invoices_rejected = %s, parsed_at = now() WHERE id = %s",
+        (status, rows, sum(len(r.line_numbers) for r in rejections), accepted, len(rejections),
+         f["id"]),
+    )
+    audit.record(cur, "file_parse", "error" if rejections else "ok", ctx=ctx,
+                 source_file_id=f["id"], path=f["path"], kind=f["kind"], rows=rows,
+                 accepted=accepted, rejected=len(rejections),
+                 rejections=[{"lines": list(r.line_numbers), "field": r.field,
+                              "reason": r.reason} for r in rejections[:50]])
+    return status
+
+
+def _store_vendors(cur: Cursor, ctx: TaskContext, f: dict[str, Any],
+                   result: parse.VendorFileResult) -> ParseOutcome:
+    for v in result.vendors:
+        cur.execute(
+            "INSERT INTO stampli_vendors (vendor_id, name, tax_id, payload, source_file_id)"
+            " VALUES (%s,%s,%s,%s,%s) ON CONFLICT (vendor_id) DO UPDATE SET name = EXCLUDED.name,"
+            " tax_id = EXCLUDED.tax_id, payload = EXCLUDED.payload,"
+            " source_file_id = EXCLUDED.source_file_id, updated_at = now()",
+            (v["vendor_id"].strip(), v["vendor_name"], v.get("tax_id"),
+             json.dumps(v, default=str), f["id"]),
+        )
+    status = _finish(cur, ctx, f, result.rows, result.rejections, len(result.vendors))
+    return ParseOutcome(f["id"], status, accepted=len(result.vendors),
+                        rejected=len(result.rejections))
+
+
+def _store_invoices(cur: Cursor, ctx: TaskContext, f: dict[str, Any],
+                    result: parse.InvoiceFileResult) -> ParseOutcome:
+    ids: list[int] = []
+    for inv in result.invoices:
+        invoice_id = store_invoice(cur, ctx, f["id"], inv)
+        if invoice_id is not None:
+            ids.append(invoice_id)
+    status = _finish(cur, ctx, f, result.rows, result.rejections, len(result.invoices))
+    return ParseOutcome(f["id"], status, ids, accepted=len(result.invoices),
+                        rejected=len(result.rejections))
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def store_invoice(cur: Cursor, ctx: TaskContext, file_id: int, inv: parse.ParsedInvoice
+                  ) -> int | None:
+    """Insert or reconcile one invoice; return its id when it should be resolved and posted."""
+    vendor_key, number_key = inv.key
+    payload = inv.payload()
+    digest = payload_digest(payload)
+    cur.execute("SELECT id, status, payload_sha256 FROM invoices WHERE stampli_vendor_id = %s"
+                " AND invoice_number = %s FOR UPDATE", (vendor_key, number_key))
+    existing = cur.fetchone()
+    if existing is None:
+        if inv.cancelled:
+            return None  # never posted and now cancelled: nothing to do, recorded below
+        cur.execute(
+            "INSERT INTO invoices (stampli_vendor_id, invoice_number, source_file_id, payload,"
+            " payload_sha256) VALUES (%s,%s,%s,%s,%s) RETURNING id",
+            (vendor_key, number_key, file_id, json.dumps(payload), digest),
+        )
+        invoice_id = cur.fetchone()["id"]
+        _write_lines(cur, invoice_id, inv)
+        return invoice_id
+    invoice_id, status = existing["id"], existing["status"]
+    if existing["payload_sha256"] == digest and not inv.cancelled:
+        audit.record(cur, "file_parse", "skipped", ctx=ctx, source_file_id=file_id,
+                     invoice_id=invoice_id, reason="identical re-export of a known invoice")
+        return None
+    if status in ("received", "vendor_resolved", "failed") and not inv.cancelled:
+        cur.execute("UPDATE invoices SET payload = %s, payload_sha256 = %s, source_file_id = %s,"
+                    " status = 'received', last_error = NULL, updated_at = now() WHERE id = %s",
+                    (json.dumps(payload), digest, file_id, invoice_id))
+        cur.execute("DELETE FROM invoice_lines WHERE invoice_id = %s", (invoice_id,))
+        _write_lines(cur, invoice_id, inv)
+        audit.record(cur, "file_parse", "ok", ctx=ctx, source_file_id=file_id,
+                     invoice_id=invoice_id, reason="changed re-export before posting: updated")
+        return invoice_id
+    reason = ("cancelled in Stampli after export" if inv.cancelled
+              else f"changed re-export of an invoice already {status}")
+    cur.execute("UPDATE invoices SET status = CASE WHEN status = 'posting' THEN status"
+                " ELSE 'needs_review' END, review_reason = %s, updated_at = now() WHERE id = %s",
+                (reason, invoice_id))
+    audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
+                 invoice_id=invoice_id, reason=reason, previous_status=status)
+    return None
+
+
+def _write_lines(cur: Cursor, invoice_id: int, inv: parse.ParsedInvoice) -> None:
+    for line in inv.lines:
+        cur.execute(
+            "INSERT INTO invoice_lines (invoice_id, line_number, description, quantity, amount,"
+            " gl_account, cost_center, location) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+            (invoice_id, line["line_number"], line["description"], line["quantity"],
+             line["amount"], line["gl_account"], line["cost_center"], line["location"]),
+        )

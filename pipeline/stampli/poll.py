@@ -1,0 +1,197 @@
+"""One poll of the export directory: take stable, unseen files into the ledger.
+
+Only one poll runs at a time across every worker and beat (a Postgres advisory lock).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+
+import paramiko
+
+from pipeline import audit, connections, db
+from pipeline.audit import TaskContext
+from pipeline.config import settings
+from pipeline.stampli import sftp as sftp_mod
+from pipeline.stampli.sftp import FileTooLarge, RemoteFile
+
+log = logging.getLogger(__name__)
+POLL_LOCK = 0x4D4C43_02
+
+
+@dataclass
+class PollResult:
+    locked_out: bool = False
+    new_file_ids: list[int] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # files not yet stable
+    skipped: int = 0
+    error: str | None = None
+
+
+def _kind(name: str) -> str | None:
+    s = settings()
+    if any(fnmatch.fnmatchcase(name, p) for p in s.vendor_patterns):
+        return "vendors"
+    if any(fnmatch.fnmatchcase(name, p) for p in s.invoice_patterns):
+        return "invoices"
+    return None
+
+
+def poll(ctx: TaskContext, connection_name: str = connections.STAMPLI) -> PollResult:
+    """List, check stability, download new files; vendor files get the lower ids."""
+    with db.connection() as lock_conn:
+        lock_conn.autocommit = True
+        with lock_conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s) AS ok", (POLL_LOCK,))
+            if not cur.fetchone()["ok"]:
+                with db.transaction() as tx:
+                    audit.record(tx, "poll", "skipped", ctx=ctx,
+                                 reason="another poll holds the lock")
+                return PollResult(locked_out=True)
+        try:
+            return _poll_locked(ctx, connection_name)
+        finally:
+            with lock_conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (POLL_LOCK,))
+            lock_conn.autocommit = False
+
+
+def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
+    result = PollResult()
+    with db.transaction() as cur:
+        conn = connections.load(cur, connection_name)
+        cur.execute("INSERT INTO polls DEFAULT VALUES RETURNING id")
+        poll_id = cur.fetchone()["id"]
+    directory = conn.settings.get("remote_dir", ".")
+    patterns = settings().vendor_patterns + settings().invoice_patterns
+    try:
+        with sftp_mod.open_sftp(conn) as sftp:
+            listed = sftp_mod.list_files(sftp, directory, patterns)
+            names = sftp_mod.names_in(sftp, directory)
+            stable = _stable(conn.name, listed, names, result)
+            # Vendors first so their ids are lower: invoice parses wait for them.
+            stable.sort(key=lambda f: (_kind(f.name) != "vendors", f.name))
+            for remote in stable:
+                file_id = _take(ctx, sftp, conn.name, remote, result)
+                if file_id is not None:
+                    result.new_file_ids.append(file_id)
+    except sftp_mod.SftpError as exc:
+        result.error = str(exc)
+        with db.transaction() as cur:
+            audit.record(cur, "file_fetch", "error", ctx=ctx, connection=connection_name,
+                         error=str(exc))
+    with db.transaction() as cur:
+        cur.execute(
+            "UPDATE polls SET finished_at = now(), outcome = %s, fetched = %s, detail = %s"
+            " WHERE id = %s",
+            ("error" if result.error else "ok", len(result.new_file_ids),
+             json.dumps({"waiting": result.waiting, "skipped": result.skipped,
+                    "error": result.error}), poll_id),
+        )
+        audit.record(cur, "poll", "error" if result.error else "ok", ctx=ctx, poll_id=poll_id,
+                     fetched=len(result.new_file_ids), waiting=result.waiting,
+                     skipped=result.skipped, error=result.error)
+    return result
+
+
+def _stable(conn_name: str, listed: list[RemoteFile], names: set[str], result: PollResult
+            ) -> list[RemoteFile]:
+    """Files safe to take: unchanged since the previous listing, or with a .done marker."""
+    mode = settings().stability
+    taken = []
+    with db.transaction() as cur:
+        for f in listed:
+            cur.execute("SELECT size, mtime FROM remote_listing WHERE connection = %s AND path = %s",
+                        (conn_name, f.path))
+            before = cur.fetchone()
+            cur.execute(
+                "INSERT INTO remote_listing (connection, path, size, mtime) VALUES (%s,%s,%s,%s)"
+                " ON CONFLICT (connection, path) DO UPDATE SET size = EXCLUDED.size,"
+                " mtime = EXCLUDED.mtime, seen_at = now()",
+                (conn_name, f.path, f.size, f.mtime),
+            )
+            if mode == "done_marker":
+                ok = f"{f.name}.done" in names
+            else:
+                ok = before is not None and (before["size"], before["mtime"]) == (f.size, f.mtime)
+            if ok:
+                taken.append(f)
+            elif not _seen(cur, conn_name, f):
+                result.waiting.append(f.name)
+    return taken
+
+
+def _seen(cur: object, conn_name: str, f: RemoteFile) -> bool:
+    cur.execute(  # type: ignore[attr-defined]
+        "SELECT 1 FROM source_files WHERE connection = %s AND path = %s AND size = %s"
+        " AND mtime = %s", (conn_name, f.path, f.size, f.mtime))
+    return cur.fetchone() is not None  # type: ignore[attr-defined]
+
+
+def _take(ctx: TaskContext, sftp: paramiko.SFTPClient, conn_name: str, f: RemoteFile,
+          result: PollResult) -> int | None:
+    kind = _kind(f.name)
+    cap = settings().max_file_mb * 1024 * 1024
+    with db.transaction() as cur:
+        if _seen(cur, conn_name, f):
+            result.skipped += 1
+            return None
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as tmp:
+        try:
+            if f.size > cap:
+                raise FileTooLarge(f"{f.path} is larger than the {settings().max_file_mb} MB cap")
+            sha = sftp_mod.download(sftp, f.path, tmp, cap)
+        except FileTooLarge as exc:
+            return _reject_oversize(ctx, conn_name, f, kind, str(exc))
+        tmp.seek(0)
+        content = tmp.read()
+    with db.transaction() as cur:
+        cur.execute(
+            "INSERT INTO source_files (connection, path, kind, size, mtime, sha256, content)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id",
+            (conn_name, f.path, kind, f.size, f.mtime, sha, content),
+        )
+        row = cur.fetchone()
+        if row is None:
+            result.skipped += 1
+            audit.record(cur, "file_fetch", "skipped", ctx=ctx, path=f.path, sha256=sha,
+                         reason="same content already fetched")
+            file_id = None
+        else:
+            file_id = row["id"]
+            audit.record(cur, "file_fetch", "ok", ctx=ctx, source_file_id=file_id, path=f.path,
+                         size=f.size, sha256=sha, kind=kind)
+    _after_download(sftp, f)
+    return file_id
+
+
+def _reject_oversize(ctx: TaskContext, conn_name: str, f: RemoteFile, kind: str | None,
+                     reason: str) -> None:
+    with db.transaction() as cur:
+        cur.execute(
+            "INSERT INTO source_files (connection, path, kind, size, mtime, sha256, content,"
+            " status, error) VALUES (%s,%s,%s,%s,%s,%s,'','rejected',%s)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            (conn_name, f.path, kind, f.size, f.mtime, f"oversize:{f.path}:{f.size}:{f.mtime}",
+             reason),
+        )
+        row = cur.fetchone()
+        audit.record(cur, "file_fetch", "error", ctx=ctx,
+                     source_file_id=row["id"] if row else None, path=f.path, reason=reason)
+    return None
+
+
+def _after_download(sftp: paramiko.SFTPClient, f: RemoteFile) -> None:
+    action = settings().after_download
+    try:
+        if action == "move":
+            sftp_mod.move_to(sftp, f.path, "processed")
+        elif action == "delete":
+            sftp.remove(f.path)
+    except OSError as exc:
+        # The file is safely in the ledger; a failed tidy-up must not lose it.
+        log.warning("could not %s %s after download: %s", action, f.path, exc)

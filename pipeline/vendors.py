@@ -1,0 +1,131 @@
+"""Match each Stampli vendor to an X3 supplier (tax id, then code), creating it if missing.
+
+One resolution per vendor at a time (advisory lock), so two workers never create it twice; a
+create whose answer was lost is found by code on the next attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from psycopg2.extensions import cursor as Cursor
+
+from pipeline import audit, db
+from pipeline.audit import TaskContext
+from pipeline.x3.client import NewSupplier, X3Client
+from pipeline.x3.errors import X3ValidationError
+
+VENDOR_LOCK_NS = 0x4D4C_0003
+RESOLVABLE = ("received", "vendor_resolved", "failed", "posting")
+
+
+class InvoiceNotResolvable(Exception):
+    pass
+
+
+def supplier_code(vendor_id: str) -> str:
+    """X3 supplier codes are upper case, at most 15 characters; derived, so retries agree."""
+    code = re.sub(r"[^A-Z0-9]", "", vendor_id.upper())
+    if 0 < len(code) <= 15:
+        return code
+    return "S" + hashlib.sha1(vendor_id.encode()).hexdigest()[:14].upper()  # noqa: S324
+
+
+def _eu_vat(tax_id: str | None, country: str | None) -> str | None:
+    if tax_id and country and country != "US" and re.fullmatch(r"[A-Z]{2}[0-9A-Z]{2,13}", tax_id):
+        return tax_id
+    return None
+
+
+def resolve(ctx: TaskContext, invoice_id: int, client: X3Client) -> str | None:
+    """Link the invoice's vendor to an X3 supplier; returns the supplier code, or None if the
+    invoice no longer needs it (already posted, under review)."""
+    with db.transaction() as cur:
+        cur.execute("SELECT id, status, payload FROM invoices WHERE id = %s", (invoice_id,))
+        inv = cur.fetchone()
+    if inv is None:
+        raise InvoiceNotResolvable(f"invoice {invoice_id} does not exist")
+    if inv["status"] not in RESOLVABLE:
+        return None
+    vendor_id = inv["payload"]["vendor_id"].strip()
+    with db.connection() as lock_conn:
+        lock_conn.autocommit = True
+        with lock_conn.cursor() as lock:
+            lock.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (VENDOR_LOCK_NS, vendor_id))
+            try:
+                code = _resolve_locked(ctx, invoice_id, vendor_id, inv["payload"], client)
+            finally:
+                lock.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
+                             (VENDOR_LOCK_NS, vendor_id))
+        lock_conn.autocommit = False
+    return code
+
+
+def _resolve_locked(ctx: TaskContext, invoice_id: int, vendor_id: str, payload: dict[str, Any],
+                    client: X3Client) -> str:
+    with db.transaction() as cur:
+        cur.execute("SELECT x3_supplier_code FROM vendor_links WHERE stampli_vendor_id = %s",
+                    (vendor_id,))
+        link = cur.fetchone()
+        cur.execute("SELECT payload FROM stampli_vendors WHERE vendor_id = %s", (vendor_id,))
+        row = cur.fetchone()
+    if link:
+        _link_invoice(ctx, invoice_id, link["x3_supplier_code"], "linked", vendor_id)
+        return link["x3_supplier_code"]
+    vendor = row["payload"] if row else {
+        "vendor_id": vendor_id, "vendor_name": payload["vendor_name"],
+        "tax_id": payload.get("vendor_tax_id"),
+    }
+    tax_id = (vendor.get("tax_id") or "").strip() or None
+    code = supplier_code(vendor_id)
+    found, matched_by = None, None
+    if tax_id:
+        found, matched_by = client.find_supplier_by_tax_id(tax_id), "tax_id"
+    if found is None:
+        found, matched_by = client.find_supplier_by_code(code), "code"
+    with db.transaction() as cur:
+        audit.record(cur, "vendor_lookup", "ok", ctx=ctx, invoice_id=invoice_id,
+                     vendor_id=vendor_id, tax_id=tax_id, code=code,
+                     found=found.code if found else None, matched_by=matched_by if found else None)
+    if found is None:
+        new = NewSupplier(
+            code=code, name=vendor["vendor_name"][:35], tax_id=tax_id,
+            eu_vat_id=_eu_vat(tax_id, vendor.get("country")), currency=vendor.get("currency"),
+            address_lines=tuple(a for a in (vendor.get("address1"), vendor.get("address2")) if a),
+            postal_code=vendor.get("postal_code"), city=vendor.get("city"),
+            state=vendor.get("state"), country=vendor.get("country"),
+        )
+        try:
+            found = client.create_supplier(new)
+        except X3ValidationError as exc:
+            with db.transaction() as cur:
+                audit.record(cur, "vendor_create", "error", ctx=ctx, invoice_id=invoice_id,
+                             vendor_id=vendor_id, code=code, error=str(exc))
+            raise
+        matched_by = "created"
+        with db.transaction() as cur:
+            audit.record(cur, "vendor_create", "ok", ctx=ctx, invoice_id=invoice_id,
+                         vendor_id=vendor_id, code=found.code, name=new.name, tax_id=tax_id)
+    with db.transaction() as cur:
+        cur.execute("INSERT INTO vendor_links (stampli_vendor_id, x3_supplier_code, matched_by)"
+                    " VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
+                    (vendor_id, found.code, matched_by))
+    _link_invoice(ctx, invoice_id, found.code, matched_by or "", vendor_id)
+    return found.code
+
+
+def _link_invoice(ctx: TaskContext, invoice_id: int, code: str, how: str, vendor_id: str) -> None:
+    with db.transaction() as cur:
+        cur.execute("UPDATE invoices SET x3_supplier_code = %s, updated_at = now(),"
+                    " status = CASE WHEN status IN ('received', 'failed') THEN 'vendor_resolved'"
+                    " ELSE status END WHERE id = %s", (code, invoice_id))
+        if how == "linked":
+            audit.record(cur, "vendor_lookup", "ok", ctx=ctx, invoice_id=invoice_id,
+                         vendor_id=vendor_id, code=code, matched_by="vendor_links")
+
+
+def created_count(cur: Cursor) -> int:
+    cur.execute("SELECT count(*) AS n FROM vendor_links WHERE matched_by = 'created'")
+    return cur.fetchone()["n"]

@@ -1,0 +1,68 @@
+"""The one interface both X3 transports implement, and the records that cross it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Supplier:
+    code: str
+    name: str
+    tax_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NewSupplier:
+    code: str
+    name: str
+    tax_id: str | None
+    eu_vat_id: str | None
+    currency: str | None
+    address_lines: tuple[str, ...] = ()
+    postal_code: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True)
+class NewInvoiceLine:
+    line_number: int
+    account: str
+    amount: Decimal
+    quantity: Decimal
+    description: str
+    dimensions: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class NewInvoice:
+    supplier_code: str
+    document_number: str
+    document_date: date
+    accounting_date: date
+    due_date: date | None
+    invoice_type: str
+    is_credit_note: bool
+    currency: str
+    company: str
+    site: str
+    total_including_tax: Decimal
+    total_excluding_tax: Decimal
+    description: str
+    lines: tuple[NewInvoiceLine, ...] = field(default_factory=tuple)
+
+
+class X3Client(Protocol):
+    def find_supplier_by_tax_id(self, tax_id: str) -> Supplier | None: ...
+    def find_supplier_by_code(self, code: str) -> Supplier | None: ...
+    def create_supplier(self, supplier: NewSupplier) -> Supplier: ...
+    def account_exists(self, chart: str, account: str) -> bool: ...
+    def dimension_exists(self, dimension_type: str, value: str) -> bool: ...
+    def find_invoice(self, supplier_code: str, document_number: str) -> str | None: ...
+    def create_invoice(self, invoice: NewInvoice) -> str: ...
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Local stand-ins for the outside world: the Sage X3 simulator and the demo SFTP export."""

@@ -1,0 +1,1004 @@
+"""Sage X3 simulator: a real HTTP server speaking the api1 subset of the X3 API contract.
+
+Run it with ``python -m sandbox.x3sim --port 8124`` or start it in-process with
+``make_server("127.0.0.1", 0)``. It keeps everything in memory (``X3State``).
+
+REST api1 (HTTP Basic), base ``/api1/x3/erp/{FOLDER}``:
+    GET  /{CLASS}?representation={CLASS}.$query&where=...&count=N&startIndex=I&orderBy=F desc
+    GET  /{CLASS}('KEY')?representation={CLASS}.$details
+    POST /{CLASS}?representation={CLASS}.$create        (BPSUPPLIER and the invoice class)
+    classes: BPSUPPLIER, GACCOUNT, CACCE and the invoice class (default BPSINVOICE).
+
+Test controls (no auth, never faulted):
+    GET  /_sim/health                   {"ok": true}
+    GET  /_sim/state                    suppliers, invoices, accounts, dimensions, stats, faults
+    GET  /_sim/faults, POST /_sim/faults  any subset of FAULT_DEFAULTS plus
+                                        "next_errors": [503, 500, 429] (one per next request)
+                                        and "drop_next_commits": N
+    POST /_sim/reset                    back to the seed, no faults, zeroed stats
+    POST /_sim/seed                     replace all data with the posted seed (reset keeps the
+                                        original seed)
+
+Seed (the --seed file, or ``make_server(seed=...)``; every key optional)::
+
+    {"suppliers": [{"BPSNUM": "ACME01", "BPSNAM": "...", "CRN": "...", "EECNUM": "",
+                    "CUR": "USD", "BPAADD": "A01", "BPADDRESS": [{...}]}],
+     "accounts": [{"COA": "CONS", "ACC": "6100", "DES": "...", "ENAFLG": true}],
+     "dimensions": [{"DIE": "CCT", "CCE": "PLANT1", "DES": "...", "ENAFLG": true}],
+     "invoices": [{"NUM": "SIV000001", "BPR": "ACME01", ...}]}
+
+GraphQL (``/xtrem/api``) answers 501 for now: it plugs into ``X3Handler._routes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import copy
+import json
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import SplitResult, parse_qs, quote, unquote, urlencode, urlsplit
+
+from sandbox.x3sim_where import UnknownPropertyError, WhereSyntaxError, compile_where
+
+DEFAULT_FOLDER = "SEED"
+DEFAULT_COA = "CONS"
+DEFAULT_INVOICE_CLASS = "BPSINVOICE"
+SUPPLIER_CLASS = "BPSUPPLIER"
+SUPPLIER_CODE_MAX = 15
+DOCUMENT_NUMBER_MAX = 30
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 1000
+
+FAULT_DEFAULTS: dict[str, Any] = {
+    "latency_ms": 0,
+    "error_rate_500": 0.0,
+    "error_rate_503": 0.0,
+    "error_rate_429": 0.0,
+    "retry_after": 1,
+    "drop_after_commit_rate": 0.0,
+    "max_concurrency": 0,  # > 0: more concurrent api1 calls than this answer 503 (licence cap)
+}
+_FAULT_STATUSES = (500, 503, 429)
+_SEED_KEYS = ("suppliers", "accounts", "dimensions", "invoices")
+_DECIMAL_RE = re.compile(r"[+-]?\d+(\.\d+)?")
+_API_PATH_RE = re.compile(
+    r"^/api1/x3/erp/(?P<folder>[^/]+)/(?P<cls>[A-Za-z0-9_]+)(?:\('(?P<key>(?:[^']|'')*)'\))?/?$"
+)
+
+
+def default_seed(coa: str = DEFAULT_COA) -> dict[str, Any]:
+    """The master data a fresh simulator holds: the demo's accounts, cost centres, one supplier."""
+    return {
+        "accounts": [{"COA": coa, "ACC": acc, "ENAFLG": True} for acc in _DEFAULT_ACCOUNTS],
+        "dimensions": [{"DIE": "CCT", "CCE": cce, "ENAFLG": True} for cce in _DEFAULT_CCT],
+        "suppliers": [
+            {
+                "BPSNUM": "ACME01",
+                "BPSNAM": "Acme Industrial Supply",
+                "CRN": "94-1234567",
+                "EECNUM": "",
+                "CUR": "USD",
+                "BPAADD": "A01",
+                "BPADDRESS": [
+                    {
+                        "BPAADD": "A01",
+                        "BPAADDLIG": ["1200 Harbor Blvd", "Suite 4", ""],
+                        "POSCOD": "94607",
+                        "CTY": "Oakland",
+                        "SAT": "CA",
+                        "CRY": "US",
+                    }
+                ],
+            }
+        ],
+        "invoices": [],
+    }
+
+
+_DEFAULT_ACCOUNTS = ("6100", "6300", "6500", "2100", "4010")
+_DEFAULT_CCT = ("PLANT1", "PLANT2", "ADMIN")
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """Answered as X3 does: the status and `{"$diagnoses": [...]}`."""
+
+    def __init__(
+        self, status: int, messages: str | Sequence[str], headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.messages = [messages] if isinstance(messages, str) else list(messages)
+        super().__init__("; ".join(self.messages))
+        self.status = status
+        self.headers = dict(headers or {})
+
+
+class ValidationFailed(ValueError):
+    """A create was refused; every problem found is listed, as X3 lists its diagnoses."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+
+class _DropConnection(Exception):
+    """Close the socket without answering (the commit already happened)."""
+
+
+def diagnoses(messages: Sequence[str]) -> dict[str, Any]:
+    return {"$diagnoses": [{"$severity": "error", "$message": m} for m in messages]}
+
+
+# --- classes -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResourceClass:
+    """An X3 class as the api1 endpoint exposes it."""
+
+    name: str
+    collection: str  # key in X3State.snapshot()
+    key_fields: tuple[str, ...]
+    query_fields: tuple[str, ...]  # answered by $query and usable in where/orderBy
+
+    def key(self, record: Mapping[str, Any]) -> str:
+        # X3 joins composite keys with "~".
+        return "~".join(str(record.get(name, "")) for name in self.key_fields)
+
+
+def resource_classes(invoice_class: str = DEFAULT_INVOICE_CLASS) -> dict[str, ResourceClass]:
+    classes = [
+        ResourceClass(
+            SUPPLIER_CLASS,
+            "suppliers",
+            ("BPSNUM",),
+            ("BPSNUM", "BPSNAM", "CRN", "EECNUM", "CUR", "BPAADD"),
+        ),
+        ResourceClass("GACCOUNT", "accounts", ("COA", "ACC"), ("COA", "ACC", "DES", "ENAFLG")),
+        ResourceClass("CACCE", "dimensions", ("DIE", "CCE"), ("DIE", "CCE", "DES", "ENAFLG")),
+        ResourceClass(
+            invoice_class,
+            "invoices",
+            ("NUM",),
+            ("NUM", "BPR", "BPRVCR", "BPRDAT", "ACCDAT", "INVTYP", "SIVTYP", "CUR", "FCY", "CPY",
+             "AMTATI", "AMTNOT", "DES"),
+        ),
+    ]  # fmt: skip
+    return {cls.name: cls for cls in classes}
+
+
+# --- seed ----------------------------------------------------------------------------------------
+
+
+def normalise_seed(seed: Any) -> dict[str, list[dict[str, Any]]]:
+    """A deep copy of `seed` with defaults filled in; ValueError says what is wrong with it."""
+    if not isinstance(seed, Mapping):
+        raise ValueError("seed must be a JSON object")
+    unknown = sorted(set(seed) - set(_SEED_KEYS))
+    if unknown:
+        raise ValueError(f"unknown seed keys {unknown}; expected some of {list(_SEED_KEYS)}")
+    result: dict[str, list[dict[str, Any]]] = {}
+    required = {"suppliers": ("BPSNUM",), "accounts": ("COA", "ACC"), "dimensions": ("DIE", "CCE")}
+    for name in _SEED_KEYS:
+        items = seed.get(name, [])
+        if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+            raise ValueError(f"seed {name} must be a list of objects")
+        for item in items:
+            missing = [f for f in required.get(name, ()) if not isinstance(item.get(f), str)]
+            if missing:
+                raise ValueError(f"seed {name} entry {dict(item)} lacks {missing}")
+        result[name] = copy.deepcopy([dict(i) for i in items])
+    for item in result["accounts"] + result["dimensions"]:
+        item.setdefault("ENAFLG", True)
+    return result
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def _text(
+    body: Mapping[str, Any],
+    name: str,
+    errors: list[str],
+    *,
+    required: bool = False,
+    max_len: int | None = None,
+    where: str = "",
+) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            errors.append(f"{where}{name}: mandatory field")
+        return None
+    if not isinstance(value, str):
+        errors.append(f"{where}{name}: must be a string, got {json.dumps(value)}")
+        return None
+    if max_len is not None and len(value) > max_len:
+        errors.append(f"{where}{name}: '{value}' is longer than {max_len} characters")
+        return None
+    return value
+
+
+def _decimal(
+    body: Mapping[str, Any], name: str, errors: list[str], *, required: bool, where: str = ""
+) -> None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            errors.append(f"{where}{name}: mandatory field")
+    elif isinstance(value, bool | int | float):
+        # Binary floats lose cents; the contract sends decimals as strings, so refuse numbers.
+        errors.append(f"{where}{name}: decimal must be sent as a string, got number {value}")
+    elif not isinstance(value, str) or not _DECIMAL_RE.fullmatch(value):
+        errors.append(f"{where}{name}: invalid decimal {json.dumps(value)}")
+
+
+def _iso_date(body: Mapping[str, Any], name: str, errors: list[str]) -> None:
+    value = _text(body, name, errors, required=True)
+    if value is None:
+        return
+    try:
+        if len(value) != 10:
+            raise ValueError
+        date.fromisoformat(value)
+    except ValueError:
+        errors.append(f"{name}: invalid date '{value}', expected YYYY-MM-DD")
+
+
+def _check_supplier(body: Mapping[str, Any], existing: Mapping[str, Any]) -> list[str]:
+    errors: list[str] = []
+    code = _text(body, "BPSNUM", errors, required=True)
+    if code is not None:
+        if code != code.upper() or code != code.strip():
+            errors.append(f"BPSNUM: supplier code '{code}' must be upper case without spaces")
+        elif len(code) > SUPPLIER_CODE_MAX:
+            errors.append(f"BPSNUM: '{code}' is longer than {SUPPLIER_CODE_MAX} characters")
+        elif code in existing:
+            errors.append(f"BPSNUM: record already exists: supplier '{code}'")
+    _text(body, "BPSNAM", errors, required=True)
+    for name in ("CRN", "EECNUM", "CUR", "BPAADD"):
+        _text(body, name, errors)
+    addresses = body.get("BPADDRESS", [])
+    if not isinstance(addresses, list) or not all(isinstance(a, dict) for a in addresses):
+        errors.append("BPADDRESS: must be a list of address objects")
+    else:
+        for number, address in enumerate(addresses, start=1):
+            _text(address, "BPAADD", errors, required=True, where=f"BPADDRESS {number}: ")
+    return errors
+
+
+@dataclass
+class _InvoiceRefs:
+    """What an invoice may point at, looked up under the state lock."""
+
+    suppliers: Mapping[str, Any]
+    accounts: Mapping[tuple[str, str], Mapping[str, Any]]
+    dimensions: Mapping[tuple[str, str], Mapping[str, Any]]
+    coa: str
+
+
+def _check_invoice(body: Mapping[str, Any], refs: _InvoiceRefs) -> list[str]:
+    errors: list[str] = []
+    supplier = _text(body, "BPR", errors, required=True)
+    if supplier is not None and supplier not in refs.suppliers:
+        errors.append(f"BPR: supplier '{supplier}' does not exist")
+    _text(body, "BPRVCR", errors, required=True, max_len=DOCUMENT_NUMBER_MAX)
+    _iso_date(body, "BPRDAT", errors)
+    _iso_date(body, "ACCDAT", errors)
+    _text(body, "CUR", errors, required=True)
+    for name in ("INVTYP", "SIVTYP", "FCY", "CPY", "DES"):
+        _text(body, name, errors)
+    _decimal(body, "AMTATI", errors, required=True)
+    _decimal(body, "AMTNOT", errors, required=False)
+    lines = body.get("BPSINVLIG")
+    if not isinstance(lines, list) or not lines:
+        errors.append("BPSINVLIG: at least one line is required")
+    elif not all(isinstance(line, dict) for line in lines):
+        errors.append("BPSINVLIG: lines must be objects")
+    else:
+        for number, line in enumerate(lines, start=1):
+            _check_invoice_line(line, f"BPSINVLIG line {number}: ", refs, errors)
+    return errors
+
+
+def _check_invoice_line(
+    line: Mapping[str, Any], where: str, refs: _InvoiceRefs, errors: list[str]
+) -> None:
+    lig = line.get("LIG")
+    if not isinstance(lig, int) or isinstance(lig, bool) or lig < 1:
+        errors.append(f"{where}LIG: must be a positive integer, got {json.dumps(lig)}")
+    account = _text(line, "ACC", errors, required=True, where=where)
+    if account is not None:
+        found = refs.accounts.get((refs.coa, account))
+        if found is None:
+            errors.append(f"{where}ACC: account '{account}' does not exist in {refs.coa}")
+        elif not found.get("ENAFLG", True):
+            errors.append(f"{where}ACC: account '{account}' is inactive in {refs.coa}")
+    _decimal(line, "AMTNOTLIN", errors, required=True, where=where)
+    _decimal(line, "QTY", errors, required=False, where=where)
+    _text(line, "DES", errors, where=where)
+    _check_line_dimensions(line, where, refs, errors)
+
+
+def _check_line_dimensions(
+    line: Mapping[str, Any], where: str, refs: _InvoiceRefs, errors: list[str]
+) -> None:
+    types, values = line.get("DIE", []), line.get("CCE", [])
+    if not _is_str_list(types) or not _is_str_list(values):
+        errors.append(f"{where}DIE and CCE must be lists of strings")
+        return
+    if len(types) != len(values):
+        errors.append(f"{where}DIE has {len(types)} entries but CCE has {len(values)}")
+        return
+    for die, cce in zip(types, values, strict=True):
+        found = refs.dimensions.get((die, cce))
+        if found is None:
+            errors.append(f"{where}CCE: dimension '{cce}' of type '{die}' does not exist")
+        elif not found.get("ENAFLG", True):
+            errors.append(f"{where}CCE: dimension '{cce}' of type '{die}' is inactive")
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# --- state ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stats:
+    requests: int = 0
+    creates: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "creates": dict(self.creates),
+            "faults": dict(self.faults),
+            "max_in_flight": self.max_in_flight,
+        }
+
+
+@dataclass(frozen=True)
+class RequestTicket:
+    """What `begin_request` decided: a fault to answer with, if any."""
+
+    fault: int | None  # HTTP status to answer instead of serving the request
+    latency: float  # seconds to wait first
+    retry_after: int
+    counted: bool  # holds an in-flight slot until end_request
+
+
+class X3State:
+    """The simulator's data, faults and counters; every method is safe across threads."""
+
+    def __init__(
+        self,
+        seed: Mapping[str, Any] | None = None,
+        *,
+        coa: str = DEFAULT_COA,
+        invoice_class: str = DEFAULT_INVOICE_CLASS,
+        rng_seed: int | None = None,
+    ) -> None:
+        self.coa = coa
+        self.invoice_class = invoice_class
+        self._seed = normalise_seed(default_seed(coa) if seed is None else seed)
+        self._lock = threading.RLock()
+        self._random = random.Random(rng_seed)
+        self._stats = _Stats()
+        self.reset()
+
+    # data
+
+    def reset(self) -> None:
+        """Back to the seed this state was built with, no faults, zeroed counters."""
+        with self._lock:
+            self._load(self._seed)
+            self._faults: dict[str, Any] = {
+                **FAULT_DEFAULTS,
+                "next_errors": [],
+                "drop_next_commits": 0,
+            }
+            # Requests being served keep their in-flight slot so end_request stays balanced.
+            self._stats = _Stats(
+                creates={SUPPLIER_CLASS: 0, self.invoice_class: 0},
+                in_flight=self._stats.in_flight,
+            )
+
+    def load_seed(self, seed: Mapping[str, Any]) -> None:
+        """Replace all data with `seed` (reset() still returns to the original seed)."""
+        normalised = normalise_seed(seed)
+        with self._lock:
+            self._load(normalised)
+
+    def _load(self, seed: Mapping[str, list[dict[str, Any]]]) -> None:
+        data = copy.deepcopy(seed)
+        self._suppliers = {s["BPSNUM"]: s for s in data["suppliers"]}
+        self._accounts = {(a["COA"], a["ACC"]): a for a in data["accounts"]}
+        self._dimensions = {(d["DIE"], d["CCE"]): d for d in data["dimensions"]}
+        self._invoices: list[dict[str, Any]] = []
+        self._next_invoice = 1
+        for invoice in data["invoices"]:
+            self._number_invoice(invoice)
+
+    def _number_invoice(self, invoice: dict[str, Any]) -> None:
+        num = invoice.get("NUM")
+        if not isinstance(num, str) or not num:
+            num = invoice["NUM"] = f"SIV{self._next_invoice:06d}"
+        digits = num[3:] if num.startswith("SIV") else ""
+        if digits.isdigit():
+            self._next_invoice = max(self._next_invoice, int(digits) + 1)
+        self._invoices.append(invoice)
+
+    def records(self, collection: str) -> list[dict[str, Any]]:
+        """Copies of one collection's records ("suppliers", "accounts", ...) in insertion order."""
+        with self._lock:
+            return copy.deepcopy(self._collections()[collection])
+
+    def _collections(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            "suppliers": list(self._suppliers.values()),
+            "accounts": list(self._accounts.values()),
+            "dimensions": list(self._dimensions.values()),
+            "invoices": self._invoices,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything, as GET /_sim/state answers it."""
+        with self._lock:
+            result: dict[str, Any] = copy.deepcopy(self._collections())
+            result["stats"] = self._stats.as_dict()
+            result["faults"] = copy.deepcopy(self._faults)
+            return result
+
+    def create_supplier(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a supplier; raises ValidationFailed."""
+        with self._lock:
+            errors = _check_supplier(body, self._suppliers)
+            if errors:
+                raise ValidationFailed(errors)
+            record = copy.deepcopy(dict(body))
+            for name in ("CRN", "EECNUM", "CUR"):
+                record.setdefault(name, "")
+            record.setdefault("BPADDRESS", [])
+            record.setdefault("BPAADD", (record["BPADDRESS"] or [{}])[0].get("BPAADD", ""))
+            self._suppliers[record["BPSNUM"]] = record
+            self._count_create(SUPPLIER_CLASS)
+            return copy.deepcopy(record)
+
+    def create_invoice(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a supplier invoice with the next NUM; raises ValidationFailed.
+
+        A second invoice with the same BPR + BPRVCR is accepted on purpose: X3 need not refuse
+        it, and the connector's tests detect double posting by counting.
+        """
+        with self._lock:
+            refs = _InvoiceRefs(self._suppliers, self._accounts, self._dimensions, self.coa)
+            errors = _check_invoice(body, refs)
+            if errors:
+                raise ValidationFailed(errors)
+            # X3 numbers the document itself: a NUM in the request is ignored.
+            fields = {k: v for k, v in copy.deepcopy(dict(body)).items() if k != "NUM"}
+            record = {"NUM": "", **fields}
+            for line in record["BPSINVLIG"]:
+                line.setdefault("DIE", [])
+                line.setdefault("CCE", [])
+            self._number_invoice(record)
+            self._count_create(self.invoice_class)
+            return copy.deepcopy(record)
+
+    def _count_create(self, class_name: str) -> None:
+        self._stats.creates[class_name] = self._stats.creates.get(class_name, 0) + 1
+
+    # faults
+
+    def faults(self) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._faults)
+
+    def set_faults(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge `changes` into the fault settings; ValueError names a bad key or value."""
+        checked = {name: _check_fault(name, value) for name, value in changes.items()}
+        with self._lock:
+            self._faults.update(checked)
+            return copy.deepcopy(self._faults)
+
+    def begin_request(self) -> RequestTicket:
+        """Count an api1 request and decide whether it is faulted."""
+        with self._lock:
+            stats, faults = self._stats, self._faults
+            stats.requests += 1
+            stats.in_flight += 1
+            stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+            latency = faults["latency_ms"] / 1000
+            retry_after = faults["retry_after"]
+            limit = faults["max_concurrency"]
+            if limit and stats.in_flight > limit:
+                stats.in_flight -= 1  # a refused call must not hold a session slot
+                self._count_fault("busy")
+                return RequestTicket(503, latency, retry_after, counted=False)
+            fault = self._pick_fault()
+            return RequestTicket(fault, latency, retry_after, counted=True)
+
+    def _pick_fault(self) -> int | None:
+        queued = self._faults["next_errors"]
+        if queued:
+            fault = queued.pop(0)
+        else:
+            roll, fault, threshold = self._random.random(), None, 0.0
+            for status in _FAULT_STATUSES:
+                threshold += self._faults[f"error_rate_{status}"]
+                if roll < threshold:
+                    fault = status
+                    break
+        if fault is not None:
+            self._count_fault(str(fault))
+        return fault
+
+    def end_request(self, ticket: RequestTicket) -> None:
+        if ticket.counted:
+            with self._lock:
+                self._stats.in_flight -= 1
+
+    def should_drop(self) -> bool:
+        """After a commit: hang up instead of answering?"""
+        with self._lock:
+            if self._faults["drop_next_commits"] > 0:
+                self._faults["drop_next_commits"] -= 1
+                drop = True
+            else:
+                drop = self._random.random() < self._faults["drop_after_commit_rate"]
+            if drop:
+                self._count_fault("drop")
+            return drop
+
+    def _count_fault(self, kind: str) -> None:
+        self._stats.faults[kind] = self._stats.faults.get(kind, 0) + 1
+
+
+def _check_fault(name: str, value: Any) -> Any:
+    """The validated value for one fault setting."""
+    if isinstance(value, bool):
+        raise ValueError(f"fault {name}: {value!r} is not a number")
+    if name in ("error_rate_500", "error_rate_503", "error_rate_429", "drop_after_commit_rate"):
+        if not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"fault {name}: rate must be between 0 and 1, got {value!r}")
+        return float(value)
+    if name in ("latency_ms", "retry_after", "max_concurrency", "drop_next_commits"):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"fault {name}: must be a non-negative integer, got {value!r}")
+        return value
+    if name == "next_errors":
+        if not isinstance(value, list) or any(v not in _FAULT_STATUSES for v in value):
+            raise ValueError(f"fault next_errors: must be a list of {list(_FAULT_STATUSES)}")
+        return list(value)
+    raise ValueError(f"unknown fault {name!r}")
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+class X3Server(ThreadingHTTPServer):
+    """The listening server; request handlers reach the state and settings through it."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        state: X3State,
+        *,
+        username: str,
+        password: str,
+        folder: str,
+        verbose: bool = False,
+    ) -> None:
+        self.state = state
+        self.username = username
+        self.password = password
+        self.folder = folder
+        self.verbose = verbose
+        self.classes = resource_classes(state.invoice_class)
+        super().__init__(address, X3Handler)
+
+
+_Route = Callable[["X3Handler", str, SplitResult, bytes], None]
+
+
+class X3Handler(BaseHTTPRequestHandler):
+    server: X3Server
+    protocol_version = "HTTP/1.1"  # keep-alive, as a requests.Session expects
+    server_version = "X3Simulator/1.0"
+    timeout = 60  # idle keep-alive connections do not hold a thread forever
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        try:
+            body = self._read_body()
+            self._route(url.path)(self, method, url, body)
+        except ApiError as exc:
+            self._send_json(exc.status, diagnoses(exc.messages), exc.headers)
+        except _DropConnection:
+            self._hang_up()
+        except Exception as exc:  # a simulator bug: say so instead of killing the connection
+            traceback.print_exc(file=sys.stderr)
+            self._send_json(500, diagnoses([f"simulator error: {exc!r}"]))
+
+    @staticmethod
+    def _route(path: str) -> _Route:
+        if path.startswith("/api1/"):
+            return X3Handler._api1
+        if path.startswith("/_sim/"):
+            return X3Handler._sim
+        if path == "/xtrem/api":
+            return X3Handler._graphql
+        return X3Handler._not_found
+
+    def _not_found(self, method: str, url: SplitResult, body: bytes) -> None:
+        raise ApiError(404, f"No resource at {url.path}")
+
+    def _graphql(self, method: str, url: SplitResult, body: bytes) -> None:
+        # The GraphQL transport (OAuth2 + /xtrem/api) comes in a later round; it gets its own
+        # module and is routed from here.
+        raise ApiError(501, "GraphQL is not simulated yet")
+
+    # --- plumbing
+
+    def _read_body(self) -> bytes:
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        try:
+            size = int(length)
+        except ValueError:
+            raise ApiError(400, f"Invalid Content-Length {length!r}") from None
+        return self.rfile.read(size)
+
+    def _send_json(
+        self, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _hang_up(self) -> None:
+        # The client must see a dropped connection, not a response: no bytes, then FIN.
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _base_url(self) -> str:
+        host = self.headers.get("Host")
+        if not host:
+            address, port = self.server.server_address[:2]
+            host = f"{address}:{port}"
+        return f"http://{host}"
+
+    @staticmethod
+    def _json_body(body: bytes) -> Any:
+        try:
+            return json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiError(400, f"Invalid JSON body: {exc}") from None
+
+    # --- /_sim
+
+    def _sim(self, method: str, url: SplitResult, body: bytes) -> None:
+        state = self.server.state
+        action = (method, url.path.rstrip("/"))
+        if action == ("GET", "/_sim/health"):
+            self._send_json(200, {"ok": True})
+        elif action == ("GET", "/_sim/state"):
+            self._send_json(200, state.snapshot())
+        elif action == ("GET", "/_sim/faults"):
+            self._send_json(200, state.faults())
+        elif action == ("POST", "/_sim/faults"):
+            self._send_json(200, _bad_request_on_value_error(state.set_faults, body))
+        elif action == ("POST", "/_sim/reset"):
+            state.reset()
+            self._send_json(200, {"reset": True})
+        elif action == ("POST", "/_sim/seed"):
+            _bad_request_on_value_error(state.load_seed, body)
+            self._send_json(200, state.snapshot())
+        else:
+            raise ApiError(404, f"No simulator control {method} {url.path}")
+
+    # --- /api1
+
+    def _api1(self, method: str, url: SplitResult, body: bytes) -> None:
+        state = self.server.state
+        ticket = state.begin_request()
+        try:
+            if ticket.latency:
+                time.sleep(ticket.latency)
+            if ticket.fault is not None:
+                raise _fault_error(ticket)
+            self._check_auth()
+            self._serve_api1(method, url, body)
+        finally:
+            state.end_request(ticket)
+
+    def _check_auth(self) -> None:
+        expected = f"{self.server.username}:{self.server.password}"
+        header = self.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            given = None
+        if scheme.lower() != "basic" or given != expected:
+            raise ApiError(
+                401, "Authentication failed: invalid user or password",
+                {"WWW-Authenticate": 'Basic realm="Sage X3"'},
+            )  # fmt: skip
+
+    def _serve_api1(self, method: str, url: SplitResult, body: bytes) -> None:
+        match = _API_PATH_RE.match(unquote(url.path))
+        if match is None:
+            raise ApiError(404, f"No resource at {url.path}")
+        if match["folder"] != self.server.folder:
+            raise ApiError(404, f"Unknown endpoint (folder) '{match['folder']}'")
+        cls = self.server.classes.get(match["cls"])
+        if cls is None:
+            raise ApiError(404, f"Unknown class '{match['cls']}'")
+        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        key = None if match["key"] is None else match["key"].replace("''", "'")
+        if method == "GET" and key is None:
+            self._require_representation(params, cls, "$query")
+            self._query(cls, params, url)
+        elif method == "GET":
+            self._require_representation(params, cls, "$details")
+            self._read(cls, key)
+        elif method == "POST" and key is None:
+            self._require_representation(params, cls, "$create")
+            self._create(cls, body)
+        else:
+            raise ApiError(405, f"{method} is not supported on {url.path}")
+
+    @staticmethod
+    def _require_representation(params: Mapping[str, str], cls: ResourceClass, facet: str) -> None:
+        expected = f"{cls.name}.{facet}"
+        given = params.get("representation")
+        if given != expected:
+            raise ApiError(400, f"Invalid representation {given!r}, expected '{expected}'")
+
+    def _query(self, cls: ResourceClass, params: Mapping[str, str], url: SplitResult) -> None:
+        count = _int_param(params, "count", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        start = _int_param(params, "startIndex", 1)
+        try:
+            matches = compile_where(params.get("where"), cls.query_fields)
+        except UnknownPropertyError as exc:
+            # X3 answers an unknown property with a server error, not a 400.
+            raise ApiError(500, f"{exc} in class {cls.name}") from None
+        except WhereSyntaxError as exc:
+            raise ApiError(400, f"Invalid where clause: {exc}") from None
+        found = [r for r in self.server.state.records(cls.collection) if matches(r)]
+        found = _order(found, params.get("orderBy"), cls)
+        page = found[start - 1 : start - 1 + count]
+        links: dict[str, Any] = {}
+        if start - 1 + count < len(found):
+            next_params = {**params, "startIndex": str(start + count), "count": str(count)}
+            query = urlencode(next_params, quote_via=quote, safe="$")
+            links["$next"] = {"$url": f"{self._base_url()}{url.path}?{query}"}
+        resources = [_summary(cls, record) for record in page]
+        self._send_json(
+            200,
+            {"$itemsPerPage": count, "$startIndex": start, "$resources": resources,
+             "$links": links},
+        )  # fmt: skip
+
+    def _read(self, cls: ResourceClass, key: str) -> None:
+        for record in self.server.state.records(cls.collection):
+            if cls.key(record) == key:
+                self._send_json(200, {"$key": key, **record})
+                return
+        raise ApiError(404, f"{cls.name} '{key}': record does not exist")
+
+    def _create(self, cls: ResourceClass, body: bytes) -> None:
+        payload = self._json_body(body)
+        if not isinstance(payload, dict):
+            raise ApiError(400, "Body must be a JSON object")
+        state = self.server.state
+        creators = {"suppliers": state.create_supplier, "invoices": state.create_invoice}
+        create = creators.get(cls.collection)
+        if create is None:
+            raise ApiError(405, f"{cls.name} cannot be created through this endpoint")
+        try:
+            record = create(payload)
+        except ValidationFailed as exc:
+            raise ApiError(400, exc.messages) from None
+        if state.should_drop():
+            raise _DropConnection
+        key = cls.key(record)
+        self._send_json(201, {"$key": key, **record}, {"Location": self._details_url(cls, key)})
+
+    def _details_url(self, cls: ResourceClass, key: str) -> str:
+        quoted = quote(key.replace("'", "''"), safe="'-_.~")
+        folder = quote(self.server.folder, safe="")
+        return (
+            f"{self._base_url()}/api1/x3/erp/{folder}/{cls.name}('{quoted}')"
+            f"?representation={cls.name}.$details"
+        )
+
+
+def _bad_request_on_value_error(action: Callable[[dict[str, Any]], Any], body: bytes) -> Any:
+    """Run a /_sim action on the posted JSON object; its ValueError is the client's fault."""
+    payload = X3Handler._json_body(body or b"{}")
+    if not isinstance(payload, dict):
+        raise ApiError(400, "Body must be a JSON object")
+    try:
+        return action(payload)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _fault_error(ticket: RequestTicket) -> ApiError:
+    if ticket.fault == 500:
+        return ApiError(500, "Injected fault: internal server error")
+    retry = {"Retry-After": str(ticket.retry_after)}
+    if ticket.fault == 429:
+        return ApiError(429, "Injected fault: too many requests", retry)
+    return ApiError(503, "Service unavailable: the server is overloaded", retry)
+
+
+def _int_param(
+    params: Mapping[str, str], name: str, default: int, *, maximum: int | None = None
+) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"Invalid {name} {raw!r}") from None
+    if value < 1 or (maximum is not None and value > maximum):
+        raise ApiError(400, f"{name} out of range: {value}")
+    return value
+
+
+def _order(
+    records: list[dict[str, Any]], order_by: str | None, cls: ResourceClass
+) -> list[dict[str, Any]]:
+    """Apply `orderBy=F1 desc,F2`; without it, records stay in insertion order."""
+    if not order_by or not order_by.strip():
+        return records
+    terms = []
+    for term in order_by.split(","):
+        name, _, direction = term.strip().partition(" ")
+        direction = direction.strip().lower() or "asc"
+        if name not in cls.query_fields:
+            raise ApiError(500, f"Unknown property '{name}' in class {cls.name}")
+        if direction not in ("asc", "desc"):
+            raise ApiError(400, f"Invalid orderBy direction {direction!r}")
+        terms.append((name, direction == "desc"))
+    for name, descending in reversed(terms):  # stable sorts, least significant term first
+        records.sort(key=lambda r, n=name: ("" if r.get(n) is None else str(r.get(n))),
+                     reverse=descending)  # fmt: skip
+    return records
+
+
+def _summary(cls: ResourceClass, record: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {name: record[name] for name in cls.query_fields if name in record}
+    return {"$key": cls.key(record), **fields}
+
+
+# --- entry points --------------------------------------------------------------------------------
+
+
+def make_server(
+    host: str,
+    port: int,
+    *,
+    username: str = "admin",
+    password: str = "admin",  # noqa: S107 (the simulator's well-known demo credentials)
+    folder: str = DEFAULT_FOLDER,
+    seed: Mapping[str, Any] | None = None,
+    coa: str = DEFAULT_COA,
+    invoice_class: str = DEFAULT_INVOICE_CLASS,
+    verbose: bool = False,
+) -> X3Server:
+    """A bound, not yet serving simulator (port 0 picks a free port: see server_address)."""
+    state = X3State(seed, coa=coa, invoice_class=invoice_class)
+    return X3Server(
+        (host, port), state, username=username, password=password, folder=folder, verbose=verbose
+    )
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM handler to leave serve_forever."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.x3sim", description="Sage X3 api1 simulator for local runs."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8124, help="0 picks a free port")
+    parser.add_argument("--user", default="admin")
+    parser.add_argument("--password", default="admin")
+    parser.add_argument("--folder", default=DEFAULT_FOLDER, help="X3 endpoint, e.g. SEED")
+    parser.add_argument("--seed", metavar="FILE.json", help="master data (default: demo seed)")
+    parser.add_argument("--coa", default=DEFAULT_COA, help="chart of accounts invoices use")
+    parser.add_argument("--invoice-class", default=DEFAULT_INVOICE_CLASS)
+    parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    seed = None
+    if args.seed:
+        try:
+            with open(args.seed, encoding="utf-8") as handle:
+                seed = json.load(handle)
+            normalise_seed(seed)
+        except (OSError, ValueError) as exc:
+            print(f"x3sim: cannot use seed {args.seed}: {exc}", file=sys.stderr)
+            return 2
+    server = make_server(
+        args.host, args.port, username=args.user, password=args.password, folder=args.folder,
+        seed=seed, coa=args.coa, invoice_class=args.invoice_class, verbose=args.verbose,
+    )  # fmt: skip
+    host, port = server.server_address[:2]
+    print(f"X3 simulator listening on http://{host}:{port}", flush=True)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        server.serve_forever()
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

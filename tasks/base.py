@@ -1,0 +1,54 @@
+"""The one base Task: acks late, idempotent bodies, transient errors retried with backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from celery import Task
+
+from pipeline.audit import TaskContext
+from pipeline.config import settings
+from pipeline.db import TRANSIENT_DB_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+class MlcTask(Task):
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+    # Transient database trouble is retried by Celery itself; X3 errors are decided per task.
+    autoretry_for = TRANSIENT_DB_ERRORS
+    retry_backoff = True
+    retry_jitter = True
+
+    @property
+    def max_retries(self) -> int:  # type: ignore[override]
+        return settings().max_retries
+
+    @property
+    def retry_backoff_max(self) -> int:  # type: ignore[override]
+        return settings().retry_backoff_max
+
+    @property
+    def ctx(self) -> TaskContext:
+        return TaskContext(task_id=self.request.id, attempt=self.request.retries + 1)
+
+    def backoff(self, retry_after: float | None = None) -> float:
+        """Exponential backoff with full jitter, capped below the visibility timeout."""
+        cap = settings().retry_backoff_max
+        if retry_after:
+            return min(cap, retry_after + random.uniform(0, 1))
+        base = min(cap, 2 ** (self.request.retries + 1))
+        return random.uniform(base / 2, base)
+
+    def out_of_retries(self) -> bool:
+        return self.request.retries >= settings().max_retries
+
+    def retry_later(self, exc: Exception, retry_after: float | None = None) -> Any:
+        countdown = self.backoff(retry_after)
+        log.warning("%s[%s] retry %d in %.1fs: %s", self.name, self.request.id,
+                    self.request.retries + 1, countdown, exc)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=settings().max_retries)

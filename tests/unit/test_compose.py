@@ -1,0 +1,250 @@
+"""docker-compose.yml and the Dockerfile, checked against the code they start.
+
+No Docker engine is needed: the file is read as YAML and every command it runs is resolved
+against this checkout (the Celery app it names, the `mlc` subcommands it calls).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import re
+import shlex
+import sys
+import tomllib
+from pathlib import Path
+
+import celery
+import pytest
+import yaml
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+README = ROOT / "README.md"
+PYPROJECT = ROOT / "pyproject.toml"
+
+CORE_SERVICES = {"postgres", "redis", "migrate", "worker", "beat", "flower"}
+SANDBOX_SERVICES = {"x3sim", "sftp"}
+CELERY_SUBCOMMANDS = {"worker", "beat", "flower"}
+SECRET_NAME_PARTS = ("PASSWORD", "SECRET", "KEYS", "AUTH")
+
+# ${NAME}, ${NAME:-default}, ${NAME:?message}
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-?])([^}]*))?\}")
+REQUIRED_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?")
+URL_PASSWORD = re.compile(r"://[^/@:\s]+:([^@\s]+)@")
+
+COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+SERVICES: dict[str, dict] = COMPOSE["services"]
+
+
+def _command(service: dict) -> list[str]:
+    command = service.get("command") or []
+    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+
+
+def _our_services() -> dict[str, dict]:
+    """Services built from this repository: a `build:` or the image such a service builds."""
+    built = {s["image"] for s in SERVICES.values() if "build" in s and "image" in s}
+    return {name: s for name, s in SERVICES.items() if "build" in s or s.get("image") in built}
+
+
+OUR_SERVICES = _our_services()
+CELERY_SERVICES = sorted(n for n, s in OUR_SERVICES.items() if _command(s)[:1] == ["celery"])
+MLC_SERVICES = sorted(n for n, s in OUR_SERVICES.items() if _command(s)[:1] == ["mlc"])
+
+
+def _environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+@pytest.fixture
+def container_env(monkeypatch: pytest.MonkeyPatch):
+    """Set what compose gives our services (with made-up secrets), unless already set.
+
+    Modules are then imported as inside the container: one that reads its settings at
+    import time finds them.
+    """
+    made_up = {"MLC_SECRET_KEYS": Fernet.generate_key().decode()}
+
+    def resolve(match: re.Match[str]) -> str:
+        name, operator, argument = match.groups()
+        if name in os.environ:
+            return os.environ[name]
+        return argument if operator == ":-" else made_up.get(name, "placeholder")
+
+    for service in OUR_SERVICES.values():
+        for name, value in _environment(service).items():
+            if name not in os.environ:
+                monkeypatch.setenv(name, VARIABLE.sub(resolve, value))
+    yield
+    # Settings cached from made-up values must not leak into later tests.
+    config = sys.modules.get("pipeline.config")
+    if config is not None and hasattr(config.settings, "cache_clear"):
+        config.settings.cache_clear()
+
+
+def test_core_services_exist():
+    missing = CORE_SERVICES - SERVICES.keys()
+    assert not missing, f"docker-compose.yml lacks services: {sorted(missing)}"
+
+
+def test_sandbox_services_run_only_in_the_sandbox_profile():
+    for name in SANDBOX_SERVICES:
+        assert name in SERVICES, f"sandbox service {name!r} is missing"
+        assert SERVICES[name].get("profiles") == ["sandbox"], f"{name} must be sandbox-only"
+    for name in CORE_SERVICES:
+        assert not SERVICES[name].get("profiles"), f"{name} must start without a profile"
+
+
+def test_beat_is_a_single_replica_and_the_only_scheduler():
+    replicas = (SERVICES["beat"].get("deploy") or {}).get("replicas", 1)
+    assert replicas == 1, "two beats enqueue every periodic task twice"
+    schedulers = sorted(name for name, s in SERVICES.items() if "beat" in _command(s))
+    assert schedulers == ["beat"], f"services running celery beat: {schedulers}"
+
+
+def test_our_services_run_mlc_or_celery():
+    assert OUR_SERVICES, "no service is built from this repository"
+    for name, service in OUR_SERVICES.items():
+        program = _command(service)[:1]
+        assert program in (["mlc"], ["celery"]), f"{name} runs {program or 'nothing'}"
+
+
+@pytest.mark.parametrize("name", CELERY_SERVICES)
+def test_celery_command_names_a_real_app(name, container_env):
+    command = _command(SERVICES[name])
+    assert command[1] in ("-A", "--app"), f"{name}: expected `celery -A <module> ...`"
+    module_name, subcommand = command[2], command[3]
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        pytest.fail(f"{name}: `celery -A {module_name}` cannot import it: {exc}")
+    assert isinstance(getattr(module, "app", None), celery.Celery), (
+        f"{name}: {module_name}.app is not a celery.Celery instance"
+    )
+    assert subcommand in CELERY_SUBCOMMANDS, f"{name}: unexpected `celery {subcommand}`"
+    if subcommand == "flower" and importlib.util.find_spec("flower") is None:
+        pytest.skip("flower is an optional extra, not installed in this venv")
+
+
+@pytest.mark.parametrize("name", MLC_SERVICES)
+def test_mlc_command_is_accepted_by_the_cli(name, container_env):
+    command = _command(SERVICES[name])
+    try:
+        from pipeline.cli import build_parser
+    except ImportError as exc:
+        pytest.fail(f"service {name} runs mlc, but pipeline.cli.build_parser is missing: {exc}")
+    try:
+        build_parser().parse_args(command[1:])
+    except SystemExit as exc:
+        pytest.fail(f"service {name}: `{shlex.join(command)}` is rejected by mlc (exit {exc.code})")
+
+
+def test_mlc_console_script_points_at_cli_main(container_env):
+    scripts = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts.get("mlc") == "pipeline.cli:main"
+    module = importlib.import_module("pipeline.cli")
+    assert callable(getattr(module, "main", None)), "pipeline.cli has no main()"
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) per instruction, continuation lines joined, comments dropped."""
+    instructions, pending = [], ""
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + stripped).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    return instructions
+
+
+def test_dockerfile_defaults_to_a_celery_worker_without_entrypoint():
+    instructions = _dockerfile_instructions()
+    assert not [a for k, a in instructions if k == "ENTRYPOINT"], (
+        "compose commands need no ENTRYPOINT"
+    )
+    cmds = [a for k, a in instructions if k == "CMD"]
+    assert cmds, "Dockerfile has no CMD"
+    command = json.loads(cmds[-1])  # exec form: celery gets SIGTERM directly, not via a shell
+    assert command[0] == "celery" and "worker" in command, f"default CMD is {command}"
+
+
+def test_dockerfile_runs_as_a_non_root_user():
+    users = [a for k, a in _dockerfile_instructions() if k == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), f"final USER is {users[-1:]}"
+
+
+def _strings(node: object):
+    """Every string value in the parsed YAML (comments are gone, anchors expanded)."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+    elif isinstance(node, str):
+        yield node
+
+
+def _entries(node: object, path: str = ""):
+    """Yield (path, name, value) for every mapping entry and every NAME=value list item."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield f"{path}.{key}", str(key), value
+            yield from _entries(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            if isinstance(item, str) and "=" in item:
+                name, _, value = item.partition("=")
+                yield f"{path}[{index}]", name, value
+            yield from _entries(item, f"{path}[{index}]")
+
+
+def _is_reference(value: str) -> bool:
+    return VARIABLE.fullmatch(value.strip()) is not None
+
+
+def test_required_variables_are_documented_in_readme():
+    if not README.exists():
+        pytest.skip("no README.md yet")
+    readme = README.read_text(encoding="utf-8")
+    required = {name for value in _strings(COMPOSE) for name in REQUIRED_VARIABLE.findall(value)}
+    assert required, "docker-compose.yml requires no variable: where do secrets come from?"
+    undocumented = sorted(v for v in required if v not in readme)
+    assert not undocumented, f"README.md does not mention {undocumented}"
+
+
+def test_secret_settings_come_from_the_environment():
+    literal = [
+        path
+        for path, name, value in _entries(COMPOSE)
+        if any(part in name.upper() for part in SECRET_NAME_PARTS)
+        and value is not None
+        and not isinstance(value, dict | list)
+        and not _is_reference(str(value))
+    ]
+    assert not literal, f"literal secret values in docker-compose.yml: {literal}"
+
+
+def test_urls_carry_no_literal_password():
+    literal = [
+        path
+        for path, _, value in _entries(COMPOSE)
+        if isinstance(value, str)
+        for password in URL_PASSWORD.findall(value)
+        if not _is_reference(password)
+    ]
+    assert not literal, f"URLs with a literal password in docker-compose.yml: {literal}"

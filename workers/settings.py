@@ -1,0 +1,44 @@
+"""Celery settings derived from our validated Settings (see DESIGN.md, Celery facts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.config import Settings
+
+
+def celery_config(s: Settings) -> dict[str, Any]:
+    # The visibility timeout must outlive the longest task and retry countdown, and must be set
+    # in every place Celery reads it or it silently stays at 1 h (celery/celery#7651).
+    transport = {"visibility_timeout": s.visibility_timeout}
+    return {
+        "broker_url": s.broker_url,
+        "result_backend": s.result_backend,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "visibility_timeout": s.visibility_timeout,
+        "broker_connection_retry_on_startup": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_ignore_result": True,
+        "task_time_limit": s.task_time_limit,
+        "task_soft_time_limit": max(s.task_time_limit - 30, int(s.task_time_limit * 0.8)),
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_expires": 86400,
+        "worker_prefetch_multiplier": 1,
+        "worker_max_tasks_per_child": 200,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "timezone": "UTC",
+        "beat_schedule": {
+            "poll-stampli-exports": {
+                "task": "mlc.fetch_exports",
+                "schedule": float(s.poll_interval),
+                # A poll that waited longer than one interval is stale: the next one replaces it.
+                "options": {"expires": float(s.poll_interval)},
+            },
+        },
+    }

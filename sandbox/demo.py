@@ -1,0 +1,119 @@
+"""`mlc demo`: the whole pipeline once, on the sample export, with real parts.
+
+Local SFTP export (sshd) -> real Celery worker and beat over Redis -> Postgres ledger -> the X3
+simulator. Prints the summary table; exit 0 only when every sample invoice is posted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+import redis
+import requests
+from cryptography.fernet import Fernet
+
+from sandbox.harness import start_beat, start_worker, start_x3sim, wait_for
+from sandbox.sftp import LocalSftp
+
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLES = ("vendors_20261103101500.csv", "invoices_20261103101500.csv")
+ADMIN_DSN = os.environ.get("MLC_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DEMO_DB = "mlc_demo"
+
+
+def _check_services(broker: str) -> None:
+    try:
+        psycopg2.connect(ADMIN_DSN, connect_timeout=3).close()
+    except psycopg2.OperationalError as exc:
+        raise SystemExit(f"demo: PostgreSQL is not reachable at {ADMIN_DSN} ({exc}). "
+                         "Install the Debian package postgresql (or run `make services`).")
+    try:
+        redis.Redis.from_url(broker, socket_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise SystemExit(f"demo: Redis is not reachable at {broker} ({exc}). "
+                         "Install the Debian package redis-server (or run `make services`).")
+
+
+def _fresh_database() -> str:
+    conn = psycopg2.connect(ADMIN_DSN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {DEMO_DB} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {DEMO_DB}")
+    conn.close()
+    return ADMIN_DSN.rsplit("/", 1)[0] + f"/{DEMO_DB}"
+
+
+def main(keep: bool = False) -> int:
+    broker = os.environ.get("MLC_DEMO_BROKER", "redis://127.0.0.1:6379/14")
+    _check_services(broker)
+    redis.Redis.from_url(broker).flushdb()  # a queue left by an earlier demo must not replay
+    work = Path(tempfile.mkdtemp(prefix="mlc-demo-"))
+    env = dict(os.environ, DATABASE_URL=_fresh_database(), CELERY_BROKER_URL=broker,
+               MLC_SECRET_KEYS=Fernet.generate_key().decode(), MLC_POLL_INTERVAL="30",
+               MLC_STABILITY_RECHECK="2", MLC_AFTER_DOWNLOAD="move")
+    os.environ.update(env)  # this process talks to the same database through pipeline.*
+    from pipeline import connections, db, mapping, migrate, status
+    from pipeline.config import settings
+
+    settings.cache_clear()
+    started = []
+    try:
+        print(f"demo: database {DEMO_DB}, broker {broker}, work dir {work}", flush=True)
+        migrate.upgrade(env["DATABASE_URL"])
+        x3, x3_url = start_x3sim(env, work)
+        started.append(x3)
+        export = work / "export"
+        sftp = LocalSftp(export, state_dir=work / "sshd").start()
+        started.append(sftp)
+        with db.transaction() as cur:
+            connections.save(cur, "stampli", "stampli_sftp", sftp.connection_settings(),
+                             {"private_key": sftp.client_key_pem})
+            connections.save(cur, "x3", "x3_rest",
+                             {"url": x3_url, "folder": "SEED", "username": "admin"},
+                             {"password": "admin"})
+            mapping.import_csv(cur, "cost_centers", DATA / "cost_center_map.csv")
+        started.append(start_worker(env, work))
+        started.append(start_beat(env, work))  # beat's first tick polls at once
+        for name in SAMPLES:
+            shutil.copy(DATA / name, export / name)
+        from workers import app
+
+        app.send_task("mlc.fetch_exports")
+
+        def settled() -> dict | None:
+            with db.transaction() as cur:
+                summary = status.summary(cur)
+            total = sum(summary["invoices"].values())
+            return summary if total >= 3 and status.settled(summary) else None
+
+        summary = wait_for(settled, timeout=120, what="every sample invoice to settle")
+        print(status.render(summary))
+        state = requests.get(f"{x3_url}/_sim/state", timeout=5).json()
+        print("\nX3 simulator now holds:")
+        for inv in state["invoices"]:
+            print(f"  {inv['NUM']}  supplier {inv['BPR']:<8} document {inv['BPRVCR']:<10}"
+                  f" {inv['CUR']} {inv['AMTATI']:>9}  lines {len(inv['BPSINVLIG'])}")
+        posted = summary["invoices"].get("posted", 0)
+        ok = posted == 3 and len(state["invoices"]) == 3
+        print(f"\ndemo: {'OK' if ok else 'FAILED'}: {posted} of 3 sample invoices posted")
+        return 0 if ok else 1
+    finally:
+        for part in reversed(started):
+            part.stop()
+        time.sleep(0.2)
+        from pipeline import db as _db
+
+        _db.close_pools()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Real services for tests: a Postgres database per test (cloned from a migrated template), a
+Redis db number per session, sshd and the X3 simulator started by fixtures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from cryptography.fernet import Fernet
+
+ADMIN_DSN = os.environ.get("MLC_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE = os.environ.get("MLC_TEST_REDIS", "redis://127.0.0.1:6379")
+SAMPLES = Path(__file__).resolve().parent.parent / "sandbox" / "data"
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _admin(sql: str) -> None:
+    conn = psycopg2.connect(ADMIN_DSN)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def dsn_for(name: str) -> str:
+    return ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def secret_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    # One Redis db number per session (1..13; 14 is the demo's), so parallel runs do not collide.
+    return f"{REDIS_BASE}/{1 + os.getpid() % 13}"
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    from pipeline import migrate
+
+    name = f"mlc_tpl_{RUN_ID}"
+    _admin(f"CREATE DATABASE {name}")
+    migrate.upgrade(dsn_for(name))
+    yield name
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def db_env(template_db: str, secret_key: str, redis_url: str,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A fresh migrated database for this test, and the environment that points at it."""
+    from pipeline import db, ledger
+    from pipeline.config import settings
+
+    name = f"mlc_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    _admin(f"CREATE DATABASE {name} TEMPLATE {template_db}")
+    env = {"DATABASE_URL": dsn_for(name), "MLC_SECRET_KEYS": secret_key,
+           "CELERY_BROKER_URL": redis_url, "MLC_STABILITY_RECHECK": "1",
+           "MLC_LOG_LEVEL": "INFO"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    settings.cache_clear()
+    ledger.layout.cache_clear()
+    yield env
+    db.close_pools()
+    settings.cache_clear()
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def x3sim() -> Iterator[str]:
+    """The X3 simulator in a thread of this process; yields its base URL."""
+    from sandbox import x3sim as sim
+
+    server = sim.make_server("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def sftp_server(tmp_path: Path) -> Iterator[object]:
+    from sandbox.sftp import LocalSftp
+
+    server = LocalSftp(tmp_path / "export", state_dir=tmp_path / "sshd").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def connected(db_env: dict[str, str], sftp_server: object, x3sim: str) -> dict[str, object]:
+    """Connections `stampli` (key auth, pinned host key) and `x3` (REST) stored in the db."""
+    from pipeline import connections, db, mapping
+
+    with db.transaction() as cur:
+        connections.save(cur, "stampli", "stampli_sftp", sftp_server.connection_settings(),
+                         {"private_key": sftp_server.client_key_pem})
+        connections.save(cur, "x3", "x3_rest",
+                         {"url": x3sim, "folder": "SEED", "username": "admin"},
+                         {"password": "admin"})
+        mapping.import_csv(cur, "cost_centers", SAMPLES / "cost_center_map.csv")
+    return {"env": db_env, "sftp": sftp_server, "x3": x3sim}
+
+
+def drop_samples(export_dir: Path) -> None:
+    for name in ("vendors_20261103101500.csv", "invoices_20261103101500.csv"):
+        shutil.copy(SAMPLES / name, export_dir / name)

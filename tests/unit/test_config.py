@@ -1,0 +1,56 @@
+import pytest
+from cryptography.fernet import Fernet
+
+from pipeline.config import ConfigError, load_settings
+
+KEY = Fernet.generate_key().decode()
+
+
+def test_every_problem_is_listed_in_one_message():
+    with pytest.raises(ConfigError) as err:
+        load_settings({"MLC_POLL_INTERVAL": "soon", "MLC_SECRET_KEYS": "not-a-key",
+                       "CELERY_BROKER_URL": "amqp://x", "MLC_AFTER_DOWNLOAD": "shred"})
+    text = str(err.value)
+    assert text.startswith("invalid configuration:")
+    for name in ("DATABASE_URL", "MLC_POLL_INTERVAL", "MLC_SECRET_KEYS", "CELERY_BROKER_URL",
+                 "MLC_AFTER_DOWNLOAD"):
+        assert name in text
+    assert "not-a-key" not in text  # a secret, even a malformed one, is never echoed
+
+
+def test_defaults_and_lists():
+    s = load_settings({"DATABASE_URL": "postgresql://u:pw@h/db", "MLC_SECRET_KEYS": f" {KEY} ,"})
+    assert s.poll_interval == 900
+    assert s.secret_keys == (KEY,)
+    assert s.invoice_patterns == ("invoices_*.csv", "invoices_*.xml")
+    assert s.visibility_timeout > s.task_time_limit
+
+
+def test_visibility_timeout_must_outlive_task_and_backoff():
+    with pytest.raises(ConfigError) as err:
+        load_settings({"DATABASE_URL": "postgresql://h/db", "MLC_SECRET_KEYS": KEY,
+                       "MLC_VISIBILITY_TIMEOUT": "600", "MLC_TASK_TIME_LIMIT": "900",
+                       "MLC_RETRY_BACKOFF_MAX": "700"})
+    assert "MLC_TASK_TIME_LIMIT: must be lower than MLC_VISIBILITY_TIMEOUT" in str(err.value)
+    assert "MLC_RETRY_BACKOFF_MAX" in str(err.value)
+
+
+def test_repr_hides_keys_and_passwords():
+    s = load_settings({"DATABASE_URL": "postgresql://u:hunter2@h/db", "MLC_SECRET_KEYS": KEY})
+    assert KEY not in repr(s)
+    assert "hunter2" not in repr(s)
+
+
+def test_cli_reports_config_error(capsys, monkeypatch):
+    from pipeline import cli
+    from pipeline.config import settings
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("MLC_SECRET_KEYS", raising=False)
+    settings.cache_clear()
+    try:
+        assert cli.main(["status"]) == 2
+    finally:
+        settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "invalid configuration" in err and "DATABASE_URL" in err and "MLC_SECRET_KEYS" in err

@@ -1,0 +1,100 @@
+"""The REST api1 client's error paths, with `responses` (the only place it is used)."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+import requests
+import responses
+
+from pipeline.x3.client import NewInvoice, NewInvoiceLine
+from pipeline.x3.errors import X3AuthError, X3OutcomeUnknown, X3Unavailable, X3ValidationError
+from pipeline.x3.rest import RestClient, sdata_literal
+
+BASE = "https://x3.example"
+ROOT = f"{BASE}/api1/x3/erp/SEED"
+
+
+def client() -> RestClient:
+    return RestClient(BASE, "SEED", "admin", "pw", timeout=2)
+
+
+INVOICE = NewInvoice(
+    supplier_code="V1", document_number="A'1", document_date=date(2026, 11, 1),
+    accounting_date=date(2026, 11, 1), due_date=None, invoice_type="INV", is_credit_note=False,
+    currency="USD", company="US01", site="US011", total_including_tax=Decimal("10.00"),
+    total_excluding_tax=Decimal("10.00"), description="d",
+    lines=(NewInvoiceLine(1, "6100", Decimal("10.00"), Decimal("1"), "x", (("CCT", "A"),)),),
+)
+
+
+def test_literal_quotes_are_doubled():
+    assert sdata_literal("O'Brien") == "'O''Brien'"
+
+
+@responses.activate
+def test_paging_follows_next_links():
+    responses.get(f"{ROOT}/BPSUPPLIER", json={
+        "$resources": [{"$key": "A", "BPSNUM": "A", "BPSNAM": "a", "CRN": "1"}],
+        "$links": {"$next": {"$url": f"{ROOT}/BPSUPPLIER?page=2"}}})
+    responses.get(f"{ROOT}/BPSUPPLIER?page=2", json={"$resources": []})
+    found = client().find_supplier_by_code("A")
+    assert found is not None and found.code == "A" and found.tax_id == "1"
+    assert len(responses.calls) == 2
+    assert "BPSNUM+eq+%27A%27" in responses.calls[0].request.url
+
+
+@responses.activate
+def test_bad_credentials_are_an_auth_error():
+    responses.get(f"{ROOT}/GACCOUNT", status=401,
+                  json={"$diagnoses": [{"$severity": "error", "$message": "bad login"}]})
+    with pytest.raises(X3AuthError, match="bad login"):
+        client().account_exists("CONS", "6100")
+
+
+@responses.activate
+def test_validation_error_carries_messages_and_decimals_travel_as_strings():
+    responses.post(f"{ROOT}/BPSINVOICE", status=400,
+                   json={"$diagnoses": [{"$severity": "error", "$message": "Account 6100?"}]})
+    with pytest.raises(X3ValidationError) as err:
+        client().create_invoice(INVOICE)
+    assert err.value.messages == ["Account 6100?"]
+    import json
+    body = json.loads(responses.calls[0].request.body)
+    assert body["AMTATI"] == "10.00" and body["BPSINVLIG"][0]["AMTNOTLIN"] == "10.00"
+    assert body["BPSINVLIG"][0]["DIE"] == ["CCT"] and body["BPSINVLIG"][0]["CCE"] == ["A"]
+
+
+@responses.activate
+def test_overloaded_get_retried_then_unavailable_with_retry_after(monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    responses.get(f"{ROOT}/CACCE", status=503, headers={"Retry-After": "7"}, json={})
+    with pytest.raises(X3Unavailable) as err:
+        client().dimension_exists("CCT", "A")
+    assert err.value.retry_after == 7.0
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_create_timeout_is_outcome_unknown():
+    responses.post(f"{ROOT}/BPSINVOICE", body=requests.ReadTimeout("slow"))
+    with pytest.raises(X3OutcomeUnknown):
+        client().create_invoice(INVOICE)
+
+
+@responses.activate
+def test_create_refused_connection_is_unavailable():
+    import urllib3
+
+    refused = requests.ConnectionError(urllib3.exceptions.MaxRetryError(
+        None, "/", urllib3.exceptions.NewConnectionError(None, "refused")))
+    responses.post(f"{ROOT}/BPSINVOICE", body=refused)
+    with pytest.raises(X3Unavailable):
+        client().create_invoice(INVOICE)
+
+
+@responses.activate
+def test_create_returns_document_number():
+    responses.post(f"{ROOT}/BPSINVOICE", status=201, json={"NUM": "SIV1", "BPR": "V1"},
+                   headers={"Location": f"{ROOT}/BPSINVOICE('SIV1')"})
+    assert client().create_invoice(INVOICE) == "SIV1"

@@ -1,0 +1,141 @@
+"""Resolve and post against the X3 simulator and real Postgres, without Celery: what X3 holds
+and what the audit trail says, including lost answers and racing posters."""
+
+import threading
+
+import pytest
+import requests
+
+from pipeline import db, ledger, posting, vendors
+from pipeline.audit import TaskContext
+from pipeline.run_once import process_invoice
+from pipeline.stampli import poll
+from pipeline.x3.connect import open_client
+from pipeline.x3.errors import X3OutcomeUnknown
+from tests.conftest import drop_samples
+
+pytestmark = pytest.mark.integration
+CTX = TaskContext(task_id="test", attempt=1)
+
+
+def sim_state(url):
+    return requests.get(f"{url}/_sim/state", timeout=5).json()
+
+
+def client():
+    with db.transaction() as cur:
+        return open_client(cur)
+
+
+@pytest.fixture
+def parsed(connected):
+    """The sample export fetched and parsed: returns {invoice_number: invoice id}."""
+    drop_samples(connected["sftp"].export_dir)
+    poll.poll(CTX)
+    ids = poll.poll(CTX).new_file_ids
+    for file_id in ids:
+        ledger.parse_file(CTX, file_id)
+    with db.transaction() as cur:
+        cur.execute("SELECT id, payload->>'invoice_number' AS invoice_number FROM invoices")
+        return {r["invoice_number"]: r["id"] for r in cur.fetchall()}
+
+
+def test_samples_land_in_x3_with_the_right_content(parsed, connected):
+    c = client()
+    for invoice_id in parsed.values():
+        assert process_invoice(invoice_id, c, CTX) == "posted"
+    state = sim_state(connected["x3"])
+    by_doc = {i["BPRVCR"]: i for i in state["invoices"]}
+    assert set(by_doc) == {"INV-88121", "2026/117", "BO-7731"}
+    acme = by_doc["INV-88121"]
+    assert acme["BPR"] == "ACME01"  # matched by tax id to the existing supplier
+    assert acme["AMTATI"] == "1260.50" and acme["AMTNOT"] == "1200.00"
+    assert [(ln["ACC"], ln["AMTNOTLIN"], ln["CCE"]) for ln in acme["BPSINVLIG"]] == [
+        ("6100", "800.00", ["PLANT1"]), ("6300", "400.00", ["PLANT1"])]
+    assert by_doc["2026/117"]["BPR"] == "V1002" and by_doc["BO-7731"]["BPR"] == "V1003"
+    created = {s["BPSNUM"]: s for s in state["suppliers"]}
+    assert created["V1002"]["CRN"] == "DE811234567"
+    with db.transaction() as cur:
+        cur.execute("SELECT stage, outcome, count(*) AS n FROM audit_events"
+                    " WHERE invoice_id IS NOT NULL GROUP BY 1, 2")
+        counts = {(r["stage"], r["outcome"]): r["n"] for r in cur.fetchall()}
+    assert counts[("invoice_post", "ok")] == 3
+    assert counts[("gl_validate", "ok")] == 3
+    assert counts[("vendor_create", "ok")] == 2
+
+
+def test_posted_invoice_is_never_posted_again(parsed, connected):
+    c = client()
+    invoice_id = parsed["INV-88121"]
+    assert process_invoice(invoice_id, c, CTX) == "posted"
+    assert posting.post(CTX, invoice_id, c).status == "skipped"
+    assert len(sim_state(connected["x3"])["invoices"]) == 1
+
+
+def test_lost_answer_is_adopted_not_reposted(parsed, connected):
+    url, c = connected["x3"], client()
+    invoice_id = parsed["BO-7731"]
+    vendors.resolve(CTX, invoice_id, c)
+    requests.post(f"{url}/_sim/faults", json={"drop_after_commit_rate": 1.0}, timeout=5)
+    with pytest.raises(X3OutcomeUnknown):
+        posting.post(CTX, invoice_id, c)
+    requests.post(f"{url}/_sim/faults", json={"drop_after_commit_rate": 0.0}, timeout=5)
+    with db.transaction() as cur:
+        cur.execute("SELECT status FROM invoices WHERE id = %s", (invoice_id,))
+        assert cur.fetchone()["status"] == "posting"
+    outcome = posting.post(CTX, invoice_id, c)
+    assert outcome.status == "adopted"
+    state = sim_state(url)
+    assert len(state["invoices"]) == 1 and outcome.document_number == state["invoices"][0]["NUM"]
+
+
+def test_racing_posters_create_one_invoice(parsed, connected):
+    invoice_id = parsed["2026/117"]
+    vendors.resolve(CTX, invoice_id, client())
+    requests.post(f"{connected['x3']}/_sim/faults", json={"latency_ms": 300}, timeout=5)
+    outcomes = []
+    threads = [threading.Thread(target=lambda: outcomes.append(
+        posting.post(CTX, invoice_id, client()).status)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes).count("posted") == 1
+    assert len(sim_state(connected["x3"])["invoices"]) == 1
+
+
+def test_unknown_gl_account_fails_with_a_clear_reason(parsed, connected):
+    with db.transaction() as cur:
+        cur.execute("INSERT INTO gl_account_map VALUES ('6500', '9999')")
+    invoice_id = parsed["BO-7731"]
+    assert process_invoice(invoice_id, client(), CTX) == "failed"
+    with db.transaction() as cur:
+        cur.execute("SELECT status, last_error FROM invoices WHERE id = %s", (invoice_id,))
+        row = cur.fetchone()
+        cur.execute("SELECT outcome, detail FROM audit_events WHERE stage = 'gl_validate'")
+        audit_row = cur.fetchone()
+    assert row["status"] == "failed"
+    assert "GL account 9999 does not exist in X3 chart CONS" in row["last_error"]
+    assert audit_row["outcome"] == "error"
+    assert sim_state(connected["x3"])["invoices"] == []
+
+
+def test_vendor_created_once_when_two_invoices_race(parsed, connected):
+    url = connected["x3"]
+    requests.post(f"{url}/_sim/faults", json={"latency_ms": 200}, timeout=5)
+    with db.transaction() as cur:
+        cur.execute("INSERT INTO invoices (stampli_vendor_id, invoice_number, source_file_id,"
+                    " payload, payload_sha256) SELECT stampli_vendor_id, 'bo-extra',"
+                    " source_file_id, jsonb_set(payload, '{invoice_number}', '\"BO-EXTRA\"'),"
+                    " 'x' FROM invoices WHERE id = %s RETURNING id", (parsed["BO-7731"],))
+        extra = cur.fetchone()["id"]
+    codes = []
+    threads = [threading.Thread(target=lambda i=i: codes.append(vendors.resolve(CTX, i, client())))
+               for i in (parsed["BO-7731"], extra)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert codes == ["V1003", "V1003"]
+    suppliers = [s for s in sim_state(url)["suppliers"] if s["BPSNUM"] == "V1003"]
+    assert len(suppliers) == 1

@@ -8,7 +8,8 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 
 from cryptography.fernet import Fernet
-from marshmallow import Schema, ValidationError, fields as mf, validate, validates_schema
+from marshmallow import Schema, ValidationError, validate, validates_schema
+from marshmallow import fields as mf
 
 
 class ConfigError(Exception):
@@ -35,14 +36,17 @@ def _url(*schemes: str) -> validate.Validator:
 
 class _SettingsSchema(Schema):
     DATABASE_URL = mf.Str(required=True, validate=_url("postgresql", "postgres"))
-    CELERY_BROKER_URL = mf.Str(load_default="redis://127.0.0.1:6379/0", validate=_url("redis", "rediss"))
+    CELERY_BROKER_URL = mf.Str(load_default="redis://127.0.0.1:6379/0",
+                               validate=_url("redis", "rediss"))
     CELERY_RESULT_BACKEND = mf.Str(load_default=None, allow_none=True)
     MLC_SECRET_KEYS = mf.Str(required=True, validate=_fernet_keys)
     MLC_POLL_INTERVAL = mf.Int(load_default=900, validate=validate.Range(min=5, max=86400))
     MLC_INVOICE_PATTERNS = mf.Str(load_default="invoices_*.csv,invoices_*.xml")
     MLC_VENDOR_PATTERNS = mf.Str(load_default="vendors_*.csv,vendors_*.xml")
-    MLC_STABILITY = mf.Str(load_default="listing", validate=validate.OneOf(["listing", "done_marker"]))
-    MLC_AFTER_DOWNLOAD = mf.Str(load_default="leave", validate=validate.OneOf(["leave", "move", "delete"]))
+    MLC_STABILITY = mf.Str(load_default="listing",
+                           validate=validate.OneOf(["listing", "done_marker"]))
+    MLC_AFTER_DOWNLOAD = mf.Str(load_default="leave",
+                                validate=validate.OneOf(["leave", "move", "delete"]))
     MLC_MAX_FILE_MB = mf.Int(load_default=200, validate=validate.Range(min=1, max=10240))
     MLC_STABILITY_RECHECK = mf.Int(load_default=10, validate=validate.Range(min=1, max=3600))
     MLC_STAMPLI_LAYOUT = mf.Str(load_default=None, allow_none=True)

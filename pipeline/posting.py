@@ -161,7 +161,8 @@ def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted:
                     (doc_number, invoice_id))
         detail: dict[str, Any] = {"document_number": doc_number, "adopted": adopted}
         if document is not None:
-            detail.update(supplier=document.supplier_code, supplier_document=document.document_number,
+            detail.update(supplier=document.supplier_code,
+                          supplier_document=document.document_number,
                           total=str(document.total_including_tax), lines=len(document.lines))
         audit.record(cur, "invoice_post", "ok", ctx=ctx, invoice_id=invoice_id, **detail)
 

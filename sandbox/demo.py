@@ -32,12 +32,12 @@ def _check_services(broker: str) -> None:
         psycopg2.connect(ADMIN_DSN, connect_timeout=3).close()
     except psycopg2.OperationalError as exc:
         raise SystemExit(f"demo: PostgreSQL is not reachable at {ADMIN_DSN} ({exc}). "
-                         "Install the Debian package postgresql (or run `make services`).")
+                         "Install the Debian package postgresql (make services).") from None
     try:
         redis.Redis.from_url(broker, socket_timeout=3).ping()
     except redis.RedisError as exc:
         raise SystemExit(f"demo: Redis is not reachable at {broker} ({exc}). "
-                         "Install the Debian package redis-server (or run `make services`).")
+                         "Install the Debian package redis-server (make services).") from None
 
 
 def _fresh_database() -> str:

@@ -105,8 +105,8 @@ def _stable(conn_name: str, listed: list[RemoteFile], names: set[str], result: P
     taken = []
     with db.transaction() as cur:
         for f in listed:
-            cur.execute("SELECT size, mtime FROM remote_listing WHERE connection = %s AND path = %s",
-                        (conn_name, f.path))
+            cur.execute("SELECT size, mtime FROM remote_listing"
+                        " WHERE connection = %s AND path = %s", (conn_name, f.path))
             before = cur.fetchone()
             cur.execute(
                 "INSERT INTO remote_listing (connection, path, size, mtime) VALUES (%s,%s,%s,%s)"

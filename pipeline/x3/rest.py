@@ -77,7 +77,8 @@ class RestClient:
         return bool(self._query("CACCE", where, count=1))
 
     def find_invoice(self, supplier_code: str, document_number: str) -> str | None:
-        where = f"BPR eq {sdata_literal(supplier_code)} and BPRVCR eq {sdata_literal(document_number)}"
+        where = (f"BPR eq {sdata_literal(supplier_code)}"
+                 f" and BPRVCR eq {sdata_literal(document_number)}")
         rows = self._query(self.invoice_class, where)
         return str(rows[0].get("NUM") or rows[0].get("$key")) if rows else None
 
@@ -141,7 +142,8 @@ class RestClient:
         except requests.ConnectionError as exc:
             if _never_connected(exc):
                 raise X3Unavailable("X3 unreachable: connection refused") from None
-            raise X3OutcomeUnknown(f"{cls} create sent, connection lost before the answer") from None
+            raise X3OutcomeUnknown(
+                f"{cls} create sent, connection lost before the answer") from None
         except requests.Timeout:
             raise X3OutcomeUnknown(f"{cls} create sent, no answer within the timeout") from None
         return _answer(resp)

@@ -13,7 +13,8 @@ HEADER = ("invoice_number,vendor_id,vendor_name,invoice_date,currency,invoice_to
           "line_number,line_amount,gl_account,cost_center,approval_status\n")
 
 
-def parse_text(text: str, layout: Layout = Layout()) -> parse.InvoiceFileResult:
+def parse_text(text: str, layout: Layout | None = None) -> parse.InvoiceFileResult:
+    layout = layout or Layout()
     rows = parse.read_csv_rows(io.BytesIO(text.encode()), layout)
     return parse.parse_invoices(rows, layout)
 

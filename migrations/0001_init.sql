@@ -33,6 +33,7 @@ CREATE TABLE source_files (
     id            bigserial PRIMARY KEY,
     connection    text NOT NULL,
     path          text NOT NULL,
+    remote_path   text,                     -- where the file is now (processed/, failed/ ...)
     kind          text NOT NULL CHECK (kind IN ('invoices', 'vendors')),
     size          bigint NOT NULL,
     mtime         bigint NOT NULL,

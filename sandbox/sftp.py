@@ -34,17 +34,31 @@ def _keygen(path: Path, key_type: str = "ed25519", passphrase: str = "") -> None
     subprocess.run(args, check=True, capture_output=True)
 
 
+def ensure_password_user(user: str, password: str) -> None:
+    """A local account for password logins (tests only; root creates it on this machine)."""
+    if os.geteuid() != 0:
+        raise SandboxError("password logins need a local account: run as root")
+    if subprocess.run(["id", user], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", user], check=True,
+                       capture_output=True)
+    subprocess.run(["chpasswd"], input=f"{user}:{password}".encode(), check=True,
+                   capture_output=True)
+
+
 class LocalSftp:
     """sshd serving `export_dir` over SFTP, with a fresh host key and client key."""
 
     def __init__(self, export_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-                 state_dir: str | Path | None = None, password: str | None = None) -> None:
+                 state_dir: str | Path | None = None, password_user: tuple[str, str] | None = None,
+                 extra_public_keys: tuple[str, ...] = ()) -> None:
         self.export_dir = Path(export_dir).resolve()
         self.host = host
         self.port = port or free_port(host)
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="mlc-sshd-"))
         self.username = getpass.getuser()
-        self.password = password
+        # (user, password): a local account sshd checks with its password (needs root to create).
+        self.password_user = password_user
+        self.extra_public_keys = extra_public_keys
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- keys ---------------------------------------------------------------------------------
@@ -75,7 +89,12 @@ class LocalSftp:
         if not self.client_key_path.exists():
             _keygen(self.client_key_path)
         authorized = self.state_dir / "authorized_keys"
-        authorized.write_text(Path(f"{self.client_key_path}.pub").read_text())
+        authorized.write_text("".join(
+            [Path(f"{self.client_key_path}.pub").read_text()]
+            + [k.rstrip("\n") + "\n" for k in self.extra_public_keys]))
+        if self.password_user:
+            ensure_password_user(*self.password_user)
+            os.chmod(self.export_dir, 0o777)  # noqa: S103 - test account reads and moves files
         os.chmod(authorized, 0o600)
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -89,7 +108,7 @@ class LocalSftp:
             "StrictModes no",
             "UsePAM no",
             "PermitRootLogin yes",
-            f"PasswordAuthentication {'yes' if self.password else 'no'}",
+            f"PasswordAuthentication {'yes' if self.password_user else 'no'}",
             "KbdInteractiveAuthentication no",
             "Subsystem sftp internal-sftp",
             "LogLevel ERROR",

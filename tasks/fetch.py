@@ -24,6 +24,8 @@ def fetch_exports(self: MlcTask, recheck: int = 0, **_: Any) -> dict[str, Any]:
     # Each file row is committed by now: safe to enqueue its parse.
     for file_id in result.new_file_ids:
         parse_file.delay(file_id)
+    if result.error and result.transient and not self.out_of_retries():
+        self.retry_later(RuntimeError(result.error))
     if result.waiting and recheck < MAX_RECHECKS:
         # Files still being written: look again soon rather than a whole interval later.
         fetch_exports.apply_async(kwargs={"recheck": recheck + 1},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline import ledger
+from pipeline.stampli import poll
 from tasks.base import MlcTask
 from workers.app import app
 
@@ -18,6 +19,8 @@ def parse_file(self: MlcTask, file_id: int, **_: Any) -> dict[str, Any]:
     except ledger.NotReady as exc:
         # Vendor files of the same poll are parsed first; wait briefly for them.
         raise self.retry(exc=exc, countdown=2, max_retries=300) from None
+    if outcome.status == "rejected" and not outcome.already_parsed:
+        poll.quarantine(self.ctx, file_id)
     for invoice_id in outcome.invoice_ids:
         resolve_vendor.delay(invoice_id)
     return {"file_id": file_id, "status": outcome.status, "invoices": len(outcome.invoice_ids)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import posixpath
 import tempfile
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ class PollResult:
     waiting: list[str] = field(default_factory=list)  # files not yet stable
     skipped: int = 0
     error: str | None = None
+    transient: bool = False  # the error may pass (network), worth a retry
 
 
 def _kind(name: str) -> str | None:
@@ -81,6 +83,7 @@ def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
                     result.new_file_ids.append(file_id)
     except sftp_mod.SftpError as exc:
         result.error = str(exc)
+        result.transient = exc.transient
         with db.transaction() as cur:
             audit.record(cur, "file_fetch", "error", ctx=ctx, connection=connection_name,
                          error=str(exc))
@@ -165,7 +168,11 @@ def _take(ctx: TaskContext, sftp: paramiko.SFTPClient, conn_name: str, f: Remote
             file_id = row["id"]
             audit.record(cur, "file_fetch", "ok", ctx=ctx, source_file_id=file_id, path=f.path,
                          size=f.size, sha256=sha, kind=kind)
-    _after_download(sftp, f)
+    remote_path = _after_download(sftp, f)
+    if file_id is not None:
+        with db.transaction() as cur:
+            cur.execute("UPDATE source_files SET remote_path = %s WHERE id = %s",
+                        (remote_path, file_id))
     return file_id
 
 
@@ -185,13 +192,41 @@ def _reject_oversize(ctx: TaskContext, conn_name: str, f: RemoteFile, kind: str 
     return None
 
 
-def _after_download(sftp: paramiko.SFTPClient, f: RemoteFile) -> None:
+def _after_download(sftp: paramiko.SFTPClient, f: RemoteFile) -> str | None:
+    """Leave, move to processed/ or delete the remote file; returns where it is now."""
     action = settings().after_download
     try:
         if action == "move":
-            sftp_mod.move_to(sftp, f.path, "processed")
-        elif action == "delete":
+            return sftp_mod.move_to(sftp, f.path,
+                                    posixpath.join(posixpath.dirname(f.path), "processed"))
+        if action == "delete":
             sftp.remove(f.path)
+            return None
     except OSError as exc:
         # The file is safely in the ledger; a failed tidy-up must not lose it.
         log.warning("could not %s %s after download: %s", action, f.path, exc)
+    return f.path
+
+
+def quarantine(ctx: TaskContext, file_id: int, connection_name: str = connections.STAMPLI
+               ) -> str | None:
+    """Move a file that could not be parsed at all into failed/ beside it (best effort)."""
+    with db.transaction() as cur:
+        cur.execute("SELECT path, remote_path FROM source_files WHERE id = %s", (file_id,))
+        row = cur.fetchone()
+        conn = connections.load(cur, connection_name)
+    if not row or not row["remote_path"]:
+        return None  # deleted after download: nothing left to move
+    try:
+        with sftp_mod.open_sftp(conn) as sftp:
+            # failed/ sits beside the original file, even when it already went to processed/.
+            target = sftp_mod.move_to(sftp, row["remote_path"],
+                                      posixpath.join(posixpath.dirname(row["path"]), "failed"))
+    except (sftp_mod.SftpError, OSError) as exc:
+        log.warning("could not move file %s to failed/: %s", file_id, exc)
+        return None
+    with db.transaction() as cur:
+        cur.execute("UPDATE source_files SET remote_path = %s WHERE id = %s", (target, file_id))
+        audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
+                     moved_to=target, reason="unparseable file moved to failed/")
+    return target

@@ -23,6 +23,14 @@ CHUNK = 256 * 1024
 class SftpError(Exception):
     """The export directory cannot be reached or read."""
 
+    transient = False
+
+
+class SftpUnreachable(SftpError):
+    """Network trouble: the next attempt may well succeed."""
+
+    transient = True
+
 
 class HostKeyRefused(SftpError):
     """The server's host key is unknown or changed: we refuse to talk to it."""
@@ -101,10 +109,11 @@ def open_sftp(conn: Connection, *, timeout: float = 20.0) -> Iterator[paramiko.S
         if "not found in known_hosts" in str(exc):
             raise HostKeyRefused(f"host key of {host_label(host, port)} is not the pinned key; "
                                  "refusing to connect") from None
-        raise SftpError(f"SSH to {host_label(host, port)} failed: {exc}") from None
+        raise SftpUnreachable(f"SSH to {host_label(host, port)} failed: {exc}") from None
     except OSError as exc:
         client.close()
-        raise SftpError(f"cannot reach {host_label(host, port)}: {exc.strerror or exc}") from None
+        reason = exc.strerror or exc
+        raise SftpUnreachable(f"cannot reach {host_label(host, port)}: {reason}") from None
     try:
         sftp = client.open_sftp()
         sftp.get_channel().settimeout(timeout)
@@ -144,10 +153,9 @@ def download(sftp: paramiko.SFTPClient, path: str, dest: IO[bytes], max_bytes: i
     return digest.hexdigest()
 
 
-def move_to(sftp: paramiko.SFTPClient, path: str, subdir: str) -> str:
-    """Move a remote file into subdir beside it (processed/ or failed/); returns the new path."""
-    directory, name = posixpath.split(path)
-    target_dir = posixpath.join(directory, subdir)
+def move_to(sftp: paramiko.SFTPClient, path: str, target_dir: str) -> str:
+    """Move a remote file into target_dir (processed/ or failed/); returns the new path."""
+    name = posixpath.basename(path)
     try:
         sftp.stat(target_dir)
     except FileNotFoundError:

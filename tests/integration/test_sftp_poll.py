@@ -1,11 +1,16 @@
 """Polling a real sshd: pinned host keys, stability, dedup across polls."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from pipeline import connections, db
 from pipeline.audit import TaskContext
+from pipeline.config import settings
 from pipeline.stampli import poll
-from tests.conftest import drop_samples
+from tests.conftest import SAMPLES, drop_samples
 
 pytestmark = pytest.mark.integration
 CTX = TaskContext(task_id="test", attempt=1)
@@ -57,3 +62,89 @@ def test_a_second_poll_is_locked_out_while_one_runs(connected):
             finally:
                 cur.execute("SELECT pg_advisory_unlock(%s)", (poll.POLL_LOCK,))
         holder.autocommit = False
+
+
+def _statuses():
+    with db.transaction() as cur:
+        cur.execute("SELECT path, remote_path, status, error, content FROM source_files"
+                    " ORDER BY id")
+        return cur.fetchall()
+
+
+def test_growing_file_is_not_taken_until_stable(connected):
+    export = connected["sftp"].export_dir
+    target = export / "invoices_20261103101500.csv"
+    full = (SAMPLES / "invoices_20261103101500.csv").read_bytes()
+    target.write_bytes(full[:100])
+    assert poll.poll(CTX).waiting == [target.name]
+    with target.open("ab") as fh:
+        fh.write(full[100:250])
+    assert poll.poll(CTX).new_file_ids == []  # grew since the last listing: still waiting
+    with target.open("ab") as fh:
+        fh.write(full[250:])
+    assert poll.poll(CTX).new_file_ids == []
+    assert len(poll.poll(CTX).new_file_ids) == 1
+    (row,) = _statuses()
+    assert bytes(row["content"]) == full
+
+
+def test_done_marker_mode_takes_marked_files_at_once(connected, monkeypatch):
+    monkeypatch.setenv("MLC_STABILITY", "done_marker")
+    settings.cache_clear()
+    export = connected["sftp"].export_dir
+    drop_samples(export)
+    assert poll.poll(CTX).new_file_ids == []
+    (export / "vendors_20261103101500.csv.done").write_text("")
+    assert len(poll.poll(CTX).new_file_ids) == 1
+
+
+def test_processed_move_and_repoll_from_a_new_process(connected, monkeypatch):
+    monkeypatch.setenv("MLC_AFTER_DOWNLOAD", "move")
+    settings.cache_clear()
+    export = connected["sftp"].export_dir
+    drop_samples(export)
+    poll.poll(CTX)
+    assert len(poll.poll(CTX).new_file_ids) == 2
+    assert sorted(p.name for p in (export / "processed").iterdir()) == [
+        "invoices_20261103101500.csv", "vendors_20261103101500.csv"]
+    assert all(r["remote_path"].startswith(str(export / "processed")) for r in _statuses())
+    # A restarted worker is a new process with only Postgres to go on: it fetches nothing,
+    # even when the same bytes are uploaded again.
+    drop_samples(export)
+    code = ("from pipeline.stampli import poll; from pipeline.audit import TaskContext as T;"
+            "rs = [poll.poll(T('restarted', 1)) for _ in range(3)];"
+            "print(sum(len(r.new_file_ids) for r in rs))")
+    out = subprocess.run([sys.executable, "-c", code], env=os.environ, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "0"
+    assert len(_statuses()) == 2
+
+
+def test_file_over_the_cap_is_rejected_with_a_reason(connected, monkeypatch):
+    monkeypatch.setenv("MLC_MAX_FILE_MB", "1")
+    settings.cache_clear()
+    big = connected["sftp"].export_dir / "invoices_20261104000000.csv"
+    big.write_bytes(b"x" * (1024 * 1024 + 1))
+    poll.poll(CTX)
+    assert poll.poll(CTX).new_file_ids == []
+    (row,) = _statuses()
+    assert row["status"] == "rejected"
+    assert row["error"] == f"{big} is larger than the 1 MB cap"
+    assert poll.poll(CTX).new_file_ids == [] and len(_statuses()) == 1  # not retried each poll
+
+
+def test_unparseable_file_goes_to_failed_and_poll_goes_on(connected):
+    from pipeline import ledger
+
+    export = connected["sftp"].export_dir
+    (export / "invoices_20261105000000.csv").write_bytes(b"\xff\xfe garbage \x00\x81\n")
+    drop_samples(export)
+    poll.poll(CTX)
+    ids = poll.poll(CTX).new_file_ids
+    assert len(ids) == 3
+    outcomes = {i: ledger.parse_file(CTX, i).status for i in ids}
+    bad = [i for i, s in outcomes.items() if s == "rejected"]
+    assert len(bad) == 1 and sorted(outcomes.values()) == ["parsed", "parsed", "rejected"]
+    moved = poll.quarantine(CTX, bad[0])
+    assert moved == str(export / "failed" / "invoices_20261105000000.csv")
+    assert (export / "failed" / "invoices_20261105000000.csv").exists()

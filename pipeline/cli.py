@@ -78,6 +78,50 @@ def cmd_connection_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_connection_test(args: argparse.Namespace) -> int:
+    from pipeline import audit, connections, db
+    from pipeline.config import settings
+    from pipeline.stampli import sftp
+
+    with db.transaction() as cur:
+        conn = connections.load(cur, args.name)
+    if conn.kind != "stampli_sftp":
+        raise SystemExit("mlc: `connection test` checks the Stampli SFTP export; "
+                         "for X3 use `mlc x3 check`")
+    directory = conn.settings.get("remote_dir", ".")
+    patterns = settings().vendor_patterns + settings().invoice_patterns
+    try:
+        with sftp.open_sftp(conn) as client:
+            files = sftp.list_files(client, directory, patterns)
+            total = len(client.listdir(directory))
+    except sftp.SftpError as exc:
+        with db.transaction() as cur:
+            audit.record(cur, "file_fetch", "error", connection=args.name, error=str(exc),
+                         check="connection test")
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(f"connected to {conn.settings['host']}:{conn.settings.get('port', 22)} as "
+          f"{conn.settings['username']}; host key verified")
+    print(f"{directory}: {total} entries, {len(files)} matching export files")
+    for f in files[:50]:
+        print(f"  {f.name}  {f.size} bytes")
+    return 0
+
+
+def cmd_run_once(args: argparse.Namespace) -> int:
+    from pipeline import db
+    from pipeline.run_once import run_once
+    from pipeline.x3.connect import open_client
+
+    with db.transaction() as cur:
+        client = open_client(cur)
+    report = run_once(client)
+    print(f"files fetched: {len(report.files)}")
+    for invoice_id, outcome in sorted(report.outcomes.items()):
+        print(f"  invoice {invoice_id}: {outcome}")
+    return 0
+
+
 def cmd_secrets_rotate(args: argparse.Namespace) -> int:
     from pipeline import connections, db
 
@@ -221,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     cset.set_defaults(func=cmd_connection_set)
     csub.add_parser("show", help="list connections (never secrets)").set_defaults(
         func=cmd_connection_show)
+    ctest = csub.add_parser("test", help="connect to the SFTP export and list it")
+    ctest.add_argument("name", nargs="?", default="stampli")
+    ctest.set_defaults(func=cmd_connection_test)
 
     sec = sub.add_parser("secrets").add_subparsers(dest="sec_cmd", required=True)
     sec.add_parser("rotate", help="re-encrypt every secret with the newest key").set_defaults(
@@ -233,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     mi.set_defaults(func=cmd_mapping_import)
 
     sub.add_parser("poll", help="queue one fetch now").set_defaults(func=cmd_poll)
+    sub.add_parser("run-once", help="poll and process in this process, without Celery"
+                   ).set_defaults(func=cmd_run_once)
     st = sub.add_parser("status", help="files, invoices, vendors, last poll")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)

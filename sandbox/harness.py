@@ -75,11 +75,12 @@ class Process:
         self.proc.wait()
 
 
-def start_x3sim(env: dict[str, str], log_dir: Path, port: int | None = None
+def start_x3sim(env: dict[str, str], log_dir: Path, port: int | None = None,
+                user: str = "admin", password: str = "admin",  # noqa: S107 - simulator
                 ) -> tuple[Process, str]:
     port = port or free_port()
-    proc = Process("x3sim", [sys.executable, "-m", "sandbox.x3sim", "--port", str(port)],
-                   env, log_dir)
+    proc = Process("x3sim", [sys.executable, "-m", "sandbox.x3sim", "--port", str(port),
+                             "--user", user, "--password", password], env, log_dir)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: proc.alive() and requests.get(f"{url}/_sim/state", timeout=1).ok,
              timeout=15, what="the X3 simulator to answer")

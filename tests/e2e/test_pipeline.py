@@ -11,6 +11,7 @@ from sandbox.harness import start_worker, start_x3sim, wait_for
 from tests.conftest import drop_samples
 
 pytestmark = pytest.mark.e2e
+X3_PASSWORD = "x3-Sup3r-Secret-pw"
 
 
 @pytest.fixture
@@ -19,13 +20,13 @@ def stack(connected, tmp_path):
 
     from pipeline import connections
 
-    env = {**os.environ, **connected["env"]}
+    env = {**os.environ, **connected["env"], "MLC_LOG_LEVEL": "DEBUG"}
     redis.Redis.from_url(env["CELERY_BROKER_URL"]).flushdb()
     # The simulator as a process of its own, like production X3.
-    sim, url = start_x3sim(env, tmp_path)
+    sim, url = start_x3sim(env, tmp_path, password=X3_PASSWORD)
     with db.transaction() as cur:
         connections.save(cur, "x3", "x3_rest", {"url": url, "folder": "SEED",
-                                                "username": "admin"}, {"password": "admin"})
+                                                "username": "admin"}, {"password": X3_PASSWORD})
     worker = start_worker(env, tmp_path)
     from celery import Celery
 
@@ -99,6 +100,27 @@ def test_samples_flow_through_a_real_worker(stack):
         cur.execute("SELECT count(*) AS n FROM audit_events WHERE id > %s AND stage IN"
                     " ('invoice_post', 'vendor_create')", (before,))
         assert cur.fetchone()["n"] == 0
+
+
+def test_no_secret_in_logs_or_audit_rows(stack):
+    """Every secret value of the run is looked for in the worker's log and the audit trail."""
+    drop_samples(stack["sftp"].export_dir)
+    stack["app"].send_task("mlc.fetch_exports")
+    wait_for(settled_with(3), timeout=90, what="3 invoices settled")
+    key_body = [ln for ln in stack["sftp"].client_key_pem.splitlines() if "PRIVATE" not in ln]
+    secrets = [X3_PASSWORD, stack["env"]["MLC_SECRET_KEYS"], *key_body]
+    with db.transaction() as cur:
+        cur.execute("SELECT detail::text AS d FROM audit_events UNION ALL"
+                    " SELECT detail::text FROM polls UNION ALL"
+                    " SELECT coalesce(last_error, '') FROM invoices")
+        stored = "\n".join(r["d"] for r in cur.fetchall())
+        cur.execute("SELECT settings::text AS s FROM connections")
+        stored += "\n".join(r["s"] for r in cur.fetchall())
+    log = stack["worker"].log()
+    assert "mlc.post_invoice" in log  # the log really is the worker's, at DEBUG
+    for secret in secrets:
+        assert secret not in log
+        assert secret not in stored
 
 
 def _polls():

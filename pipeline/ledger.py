@@ -119,7 +119,7 @@ def _store_vendors(cur: Cursor, ctx: TaskContext, f: dict[str, Any],
             " VALUES (%s,%s,%s,%s,%s) ON CONFLICT (vendor_id) DO UPDATE SET name = EXCLUDED.name,"
             " tax_id = EXCLUDED.tax_id, payload = EXCLUDED.payload,"
             " source_file_id = EXCLUDED.source_file_id, updated_at = now()",
-            (v["vendor_id"].strip(), v["vendor_name"], v.get("tax_id"),
+            (v["vendor_id"].strip().casefold(), v["vendor_name"], v.get("tax_id"),
              json.dumps(v, default=str), f["id"]),
         )
     status = _finish(cur, ctx, f, result.rows, result.rejections, len(result.vendors))
@@ -154,7 +154,10 @@ def store_invoice(cur: Cursor, ctx: TaskContext, file_id: int, inv: parse.Parsed
     existing = cur.fetchone()
     if existing is None:
         if inv.cancelled:
-            return None  # never posted and now cancelled: nothing to do, recorded below
+            audit.record(cur, "file_parse", "skipped", ctx=ctx, source_file_id=file_id,
+                         reason=f"invoice {inv.header['invoice_number']} of vendor "
+                                f"{inv.header['vendor_id']} is cancelled and was never posted")
+            return None
         cur.execute(
             "INSERT INTO invoices (stampli_vendor_id, invoice_number, source_file_id, payload,"
             " payload_sha256) VALUES (%s,%s,%s,%s,%s) RETURNING id",
@@ -177,14 +180,35 @@ def store_invoice(cur: Cursor, ctx: TaskContext, file_id: int, inv: parse.Parsed
         audit.record(cur, "file_parse", "ok", ctx=ctx, source_file_id=file_id,
                      invoice_id=invoice_id, reason="changed re-export before posting: updated")
         return invoice_id
+    cur.execute("SELECT payload FROM invoices WHERE id = %s", (invoice_id,))
+    changes = payload_diff(cur.fetchone()["payload"], payload)
     reason = ("cancelled in Stampli after export" if inv.cancelled
               else f"changed re-export of an invoice already {status}")
+    if changes:
+        reason += ": " + "; ".join(f"{c['field']} {c['was']!r} -> {c['now']!r}"
+                                   for c in changes[:10])
+    # Never re-posted, never deleted: a person decides. A row mid-post keeps its status so the
+    # poster can finish; the reason is kept for review all the same.
     cur.execute("UPDATE invoices SET status = CASE WHEN status = 'posting' THEN status"
                 " ELSE 'needs_review' END, review_reason = %s, updated_at = now() WHERE id = %s",
                 (reason, invoice_id))
     audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
-                 invoice_id=invoice_id, reason=reason, previous_status=status)
+                 invoice_id=invoice_id, reason=reason, previous_status=status, changes=changes)
     return None
+
+
+def payload_diff(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Field-by-field differences between two normalised invoices (lines by line number)."""
+    changes = [{"field": k, "was": old.get(k), "now": new.get(k)}
+               for k in sorted(set(old) | set(new)) if k != "lines" and old.get(k) != new.get(k)]
+    old_lines = {ln["line_number"]: ln for ln in old.get("lines", [])}
+    new_lines = {ln["line_number"]: ln for ln in new.get("lines", [])}
+    for n in sorted(set(old_lines) | set(new_lines)):
+        a, b = old_lines.get(n, {}), new_lines.get(n, {})
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                changes.append({"field": f"line {n} {k}", "was": a.get(k), "now": b.get(k)})
+    return changes
 
 
 def _write_lines(cur: Cursor, invoice_id: int, inv: parse.ParsedInvoice) -> None:

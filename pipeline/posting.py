@@ -13,7 +13,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pipeline import audit, db, mapping
+from pipeline import audit, db, mapping, validation
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.x3.client import NewInvoice, NewInvoiceLine, X3Client
@@ -91,6 +91,7 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
     try:
         doc_number = client.create_invoice(document)
     except X3ValidationError as exc:
+        validation.forget()  # X3 refused something we thought it knew: ask afresh next time
         fail(ctx, invoice_id, str(exc), messages=exc.messages)
         raise InvoiceRejectedByValidation(str(exc)) from None
     except X3Error as exc:
@@ -136,14 +137,7 @@ def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
 
 
 def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X3Client) -> None:
-    coa = settings().x3_coa
-    problems = []
-    for account in sorted({ln.account for ln in document.lines}):
-        if not client.account_exists(coa, account):
-            problems.append(f"GL account {account} does not exist in X3 chart {coa}")
-    for dim_type, value in sorted({d for ln in document.lines for d in ln.dimensions}):
-        if not client.dimension_exists(dim_type, value):
-            problems.append(f"dimension {dim_type}={value} does not exist in X3")
+    problems = validation.problems(document, client, settings().x3_coa)
     if problems:
         _audit(ctx, invoice_id, "error", stage="gl_validate", problems=problems)
         fail(ctx, invoice_id, "; ".join(problems))

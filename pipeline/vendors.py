@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 
 from pipeline import audit, db
 from pipeline.audit import TaskContext
-from pipeline.x3.client import NewSupplier, X3Client
+from pipeline.x3.client import NewSupplier, Supplier, X3Client
 from pipeline.x3.errors import X3ValidationError
 
 VENDOR_LOCK_NS = 0x4D4C_0003
@@ -23,6 +24,11 @@ RESOLVABLE = ("received", "vendor_resolved", "failed", "posting")
 
 class InvoiceNotResolvable(Exception):
     pass
+
+
+def vendor_key(vendor_id: str) -> str:
+    """Vendor identity, normalised like the invoice dedup key (trimmed, case-folded)."""
+    return vendor_id.strip().casefold()
 
 
 def supplier_code(vendor_id: str) -> str:
@@ -50,15 +56,16 @@ def resolve(ctx: TaskContext, invoice_id: int, client: X3Client) -> str | None:
     if inv["status"] not in RESOLVABLE:
         return None
     vendor_id = inv["payload"]["vendor_id"].strip()
+    key = vendor_key(vendor_id)
     with db.connection() as lock_conn:
         lock_conn.autocommit = True
         with lock_conn.cursor() as lock:
-            lock.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (VENDOR_LOCK_NS, vendor_id))
+            lock.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (VENDOR_LOCK_NS, key))
             try:
                 code = _resolve_locked(ctx, invoice_id, vendor_id, inv["payload"], client)
             finally:
                 lock.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
-                             (VENDOR_LOCK_NS, vendor_id))
+                             (VENDOR_LOCK_NS, key))
         lock_conn.autocommit = False
     return code
 
@@ -67,9 +74,10 @@ def _resolve_locked(ctx: TaskContext, invoice_id: int, vendor_id: str, payload: 
                     client: X3Client) -> str:
     with db.transaction() as cur:
         cur.execute("SELECT x3_supplier_code FROM vendor_links WHERE stampli_vendor_id = %s",
-                    (vendor_id,))
+                    (vendor_key(vendor_id),))
         link = cur.fetchone()
-        cur.execute("SELECT payload FROM stampli_vendors WHERE vendor_id = %s", (vendor_id,))
+        cur.execute("SELECT payload FROM stampli_vendors WHERE vendor_id = %s",
+                    (vendor_key(vendor_id),))
         row = cur.fetchone()
     if link:
         _link_invoice(ctx, invoice_id, link["x3_supplier_code"], "linked", vendor_id)
@@ -79,12 +87,13 @@ def _resolve_locked(ctx: TaskContext, invoice_id: int, vendor_id: str, payload: 
         "tax_id": payload.get("vendor_tax_id"),
     }
     tax_id = (vendor.get("tax_id") or "").strip() or None
-    code = supplier_code(vendor_id)
     found, matched_by = None, None
     if tax_id:
         found, matched_by = client.find_supplier_by_tax_id(tax_id), "tax_id"
+    code = supplier_code(vendor_id)
     if found is None:
-        found, matched_by = client.find_supplier_by_code(code), "code"
+        code, found = _free_or_own_code(vendor_id, tax_id, client)
+        matched_by = "code"
     with db.transaction() as cur:
         audit.record(cur, "vendor_lookup", "ok", ctx=ctx, invoice_id=invoice_id,
                      vendor_id=vendor_id, tax_id=tax_id, code=code,
@@ -111,9 +120,34 @@ def _resolve_locked(ctx: TaskContext, invoice_id: int, vendor_id: str, payload: 
     with db.transaction() as cur:
         cur.execute("INSERT INTO vendor_links (stampli_vendor_id, x3_supplier_code, matched_by)"
                     " VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
-                    (vendor_id, found.code, matched_by))
+                    (vendor_key(vendor_id), found.code, matched_by))
     _link_invoice(ctx, invoice_id, found.code, matched_by or "", vendor_id)
     return found.code
+
+
+def candidate_codes(vendor_id: str) -> Iterator[str]:
+    base = supplier_code(vendor_id)
+    yield base
+    for n in range(2, 1000):
+        yield base[: 15 - len(str(n))] + str(n)
+
+
+def _free_or_own_code(vendor_id: str, tax_id: str | None, client: X3Client
+                      ) -> tuple[str, Supplier | None]:
+    """The first derived code that is this vendor's in X3, or free. A code linked to another
+    Stampli vendor, or held in X3 by a supplier with another tax id, is someone else's."""
+    for code in candidate_codes(vendor_id):
+        with db.transaction() as cur:
+            cur.execute("SELECT 1 FROM vendor_links WHERE x3_supplier_code = %s"
+                        " AND stampli_vendor_id <> %s", (code, vendor_key(vendor_id)))
+            taken = cur.fetchone() is not None
+        if taken:
+            continue
+        found = client.find_supplier_by_code(code)
+        if found and tax_id and found.tax_id and found.tax_id != tax_id:
+            continue
+        return code, found
+    raise X3ValidationError(f"no free X3 supplier code derived from {vendor_id!r}")
 
 
 def _link_invoice(ctx: TaskContext, invoice_id: int, code: str, how: str, vendor_id: str) -> None:

@@ -27,7 +27,7 @@ Seed (the --seed file, or ``make_server(seed=...)``; every key optional)::
      "dimensions": [{"DIE": "CCT", "CCE": "PLANT1", "DES": "...", "ENAFLG": true}],
      "invoices": [{"NUM": "SIV000001", "BPR": "ACME01", ...}]}
 
-GraphQL (``/xtrem/api``) answers 501 for now: it plugs into ``X3Handler._routes``.
+GraphQL (``/xtrem/api``) answers 501 for now: it plugs into ``X3Handler._route``.
 """
 
 from __future__ import annotations
@@ -950,7 +950,7 @@ def make_server(
 
 
 class _Stop(Exception):
-    """Raised by the SIGTERM handler to leave serve_forever."""
+    """Raised by the signal handler to leave serve_forever."""
 
 
 def _raise_stop(signum: int, frame: object) -> None:
@@ -990,7 +990,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     host, port = server.server_address[:2]
     print(f"X3 simulator listening on http://{host}:{port}", flush=True)
+    # Both stop cleanly; SIGINT is set explicitly because a shell's background job ignores it.
     signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
     try:
         server.serve_forever()
     except (KeyboardInterrupt, _Stop):

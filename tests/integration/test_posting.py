@@ -115,7 +115,8 @@ def test_unknown_gl_account_fails_with_a_clear_reason(parsed, connected):
         cur.execute("SELECT outcome, detail FROM audit_events WHERE stage = 'gl_validate'")
         audit_row = cur.fetchone()
     assert row["status"] == "failed"
-    assert "GL account 9999 does not exist in X3 chart CONS" in row["last_error"]
+    assert "line 1: GL account 9999 does not exist in X3 chart CONS" in row["last_error"]
+    assert "line 2: GL account 9999" in row["last_error"]
     assert audit_row["outcome"] == "error"
     assert sim_state(connected["x3"])["invoices"] == []
 
@@ -139,3 +140,66 @@ def test_vendor_created_once_when_two_invoices_race(parsed, connected):
     assert codes == ["V1003", "V1003"]
     suppliers = [s for s in sim_state(url)["suppliers"] if s["BPSNUM"] == "V1003"]
     assert len(suppliers) == 1
+
+
+def _reexport(connected, edit):
+    """Upload a changed copy of the sample invoice file and run it through fetch and parse."""
+    from tests.conftest import SAMPLES
+
+    text = (SAMPLES / "invoices_20261103101500.csv").read_text()
+    target = connected["sftp"].export_dir / "invoices_20261104101500.csv"
+    target.write_text(edit(text))
+    poll.poll(CTX)
+    (file_id,) = poll.poll(CTX).new_file_ids
+    return ledger.parse_file(CTX, file_id)
+
+
+def test_changed_reexport_of_posted_invoice_needs_review_with_the_diff(parsed, connected):
+    c = client()
+    for invoice_id in parsed.values():
+        process_invoice(invoice_id, c, CTX)
+    outcome = _reexport(connected, lambda t: t.replace("Toner,2,80.00", "Toner,3,80.00"))
+    assert outcome.invoice_ids == []  # nothing to post again
+    with db.transaction() as cur:
+        cur.execute("SELECT status, review_reason, x3_document_number FROM invoices"
+                    " WHERE id = %s", (parsed["BO-7731"],))
+        row = cur.fetchone()
+        cur.execute("SELECT status FROM invoices WHERE id <> %s", (parsed["BO-7731"],))
+        others = {r["status"] for r in cur.fetchall()}
+    assert row["status"] == "needs_review" and row["x3_document_number"]
+    assert "line 2 quantity '2' -> '3'" in row["review_reason"]
+    assert others == {"posted"}  # the identical ones are left alone
+    assert len(sim_state(connected["x3"])["invoices"]) == 3
+
+
+def test_cancelled_after_posting_needs_review(parsed, connected):
+    process_invoice(parsed["2026/117"], client(), CTX)
+    _reexport(connected, lambda t: t.replace("m.ortiz", "m.ortiz").replace(
+        "Approved,2026-11-02,m.ortiz", "Cancelled,2026-11-02,m.ortiz"))
+    with db.transaction() as cur:
+        cur.execute("SELECT status, review_reason FROM invoices WHERE id = %s",
+                    (parsed["2026/117"],))
+        row = cur.fetchone()
+    assert row["status"] == "needs_review"
+    assert row["review_reason"].startswith("cancelled in Stampli after export")
+    assert len(sim_state(connected["x3"])["invoices"]) == 1
+
+
+def test_colliding_vendor_ids_get_distinct_supplier_codes(parsed, connected):
+    c = client()
+    with db.transaction() as cur:
+        for vendor in ("V1003", "v-1003 "):
+            cur.execute("INSERT INTO invoices (stampli_vendor_id, invoice_number, source_file_id,"
+                        " payload, payload_sha256) SELECT %s, 'x-' || %s, source_file_id,"
+                        " jsonb_set(payload, '{vendor_id}', to_jsonb(%s::text)), 'x'"
+                        " FROM invoices WHERE id = %s",
+                        (vendor.strip().casefold(), vendor, vendor, parsed["BO-7731"]))
+    codes = {}
+    with db.transaction() as cur:
+        cur.execute("SELECT id, payload->>'vendor_id' AS v FROM invoices ORDER BY id")
+        rows = cur.fetchall()
+    for r in rows:
+        codes[r["v"].strip()] = vendors.resolve(CTX, r["id"], c)
+    assert codes["V-1003"] == "V1003"
+    assert codes["V1003"] != "V1003" and codes["V1003"].startswith("V100")
+    assert codes["v-1003"] == codes["V-1003"]  # vendor ids compare like the dedup key

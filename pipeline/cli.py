@@ -134,12 +134,31 @@ def cmd_secrets_rotate(args: argparse.Namespace) -> int:
 def cmd_mapping_import(args: argparse.Namespace) -> int:
     from pipeline import db, mapping
 
+    kind = {"gl": "gl", "cost-centers": "cost_centers"}[args.kind]
     with db.transaction() as cur:
-        if args.gl:
-            print(f"GL accounts: {mapping.import_csv(cur, 'gl', args.gl)} mapped")
-        if args.cost_centers:
-            n = mapping.import_csv(cur, "cost_centers", args.cost_centers)
-            print(f"cost centers: {n} mapped")
+        n = mapping.import_csv(cur, kind, args.file)
+    print(f"{args.kind}: {n} code(s) mapped from {args.file}")
+    return 0
+
+
+def cmd_mapping_list(args: argparse.Namespace) -> int:
+    from pipeline import db
+
+    with db.transaction() as cur:
+        cur.execute("SELECT stampli_code, x3_account FROM gl_account_map ORDER BY 1")
+        gl = cur.fetchall()
+        cur.execute("SELECT stampli_code, dimension_type, dimension_value FROM cost_center_map"
+                    " ORDER BY 1")
+        cc = cur.fetchall()
+    if args.json:
+        print(json.dumps({"gl": gl, "cost_centers": cc}, indent=2))
+        return 0
+    print("GL accounts (unmapped codes pass through unchanged):")
+    for r in gl:
+        print(f"  {r['stampli_code']:<20} -> {r['x3_account']}")
+    print("cost centers:")
+    for r in cc:
+        print(f"  {r['stampli_code']:<20} -> {r['dimension_type']}={r['dimension_value']}")
     return 0
 
 
@@ -274,10 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_secrets_rotate)
 
     mp = sub.add_parser("mapping").add_subparsers(dest="map_cmd", required=True)
-    mi = mp.add_parser("import", help="load GL / cost-center mapping CSV files")
-    mi.add_argument("--gl")
-    mi.add_argument("--cost-centers")
+    mi = mp.add_parser("import", help="load a mapping CSV (gl: stampli_code,x3_account; "
+                       "cost-centers: stampli_code,dimension_type,dimension_value)")
+    mi.add_argument("kind", choices=["gl", "cost-centers"])
+    mi.add_argument("file")
     mi.set_defaults(func=cmd_mapping_import)
+    ml = mp.add_parser("list", help="show the mappings")
+    ml.add_argument("--json", action="store_true")
+    ml.set_defaults(func=cmd_mapping_list)
 
     sub.add_parser("poll", help="queue one fetch now").set_defaults(func=cmd_poll)
     sub.add_parser("run-once", help="poll and process in this process, without Celery"

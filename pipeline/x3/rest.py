@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import random
-import time
 from typing import Any
 from urllib.parse import quote
 
 import requests
-from urllib3.exceptions import NewConnectionError
 
 from pipeline.x3.client import NewInvoice, NewSupplier, Supplier
-from pipeline.x3.errors import X3AuthError, X3OutcomeUnknown, X3Unavailable, X3ValidationError
-
-_GET_ATTEMPTS = 3
+from pipeline.x3.errors import X3AuthError, X3Unavailable, X3ValidationError
+from pipeline.x3.limits import Limiter
+from pipeline.x3.transport import RetryPolicy, Transport, retry_after_seconds
 
 
 def sdata_literal(value: str) -> str:
@@ -22,24 +19,23 @@ def sdata_literal(value: str) -> str:
 
 
 class RestClient:
-    """One session per client; GETs retried briefly, creates never re-sent blindly."""
+    """One session per client (see transport.py): reads retried, creates never re-sent blindly."""
 
     def __init__(self, base_url: str, folder: str, username: str, password: str, *,
                  invoice_class: str = "BPSINVOICE", timeout: float = 30.0,
-                 connect_timeout: float = 5.0, verify: bool | str = True) -> None:
+                 connect_timeout: float = 5.0, verify: bool | str = True,
+                 limiter: Limiter | None = None, retry: RetryPolicy | None = None) -> None:
         self.root = f"{base_url.rstrip('/')}/api1/x3/erp/{quote(folder)}"
         self.invoice_class = invoice_class
-        self._timeout = (connect_timeout, timeout)
-        self._session = requests.Session()
-        self._session.auth = (username, password)
-        self._session.verify = verify
-        self._session.headers.update({"Accept": "application/json"})
+        self._http = Transport(timeout=timeout, connect_timeout=connect_timeout, verify=verify,
+                               limiter=limiter, retry=retry)
+        self._http.session.auth = (username, password)
 
     def __repr__(self) -> str:
         return f"RestClient({self.root!r})"
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     # -- operations ---------------------------------------------------------------------------
     def find_supplier_by_tax_id(self, tax_id: str) -> Supplier | None:
@@ -111,47 +107,15 @@ class RestClient:
         }
         rows: list[dict[str, Any]] = []
         while url:
-            page = self._get(url, params)
+            page = self._http.read("GET", url, _answer, params=params)
             rows.extend(page.get("$resources", []))
             url = ((page.get("$links") or {}).get("$next") or {}).get("$url")
             params = None  # the $next url carries its own query string
         return rows
 
-    def _get(self, url: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        for attempt in range(1, _GET_ATTEMPTS + 1):
-            try:
-                resp = self._session.get(url, params=params, timeout=self._timeout)
-                return _answer(resp)
-            except requests.RequestException as exc:
-                error: X3Unavailable = X3Unavailable(f"X3 unreachable: {type(exc).__name__}")
-            except X3Unavailable as exc:
-                error = exc
-            if attempt == _GET_ATTEMPTS:
-                raise error
-            # Reads are safe to repeat: a short jittered pause, or what Retry-After asked.
-            time.sleep(min(error.retry_after or 0.2 * 2**attempt, 5) * random.uniform(0.8, 1.2))
-        raise AssertionError("unreachable")
-
     def _create(self, cls: str, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.root}/{cls}"
-        try:
-            resp = self._session.post(url, params={"representation": f"{cls}.$create"},
-                                      json=body, timeout=self._timeout)
-        except requests.ConnectTimeout as exc:
-            raise X3Unavailable(f"X3 connect timeout: {exc.__class__.__name__}") from None
-        except requests.ConnectionError as exc:
-            if _never_connected(exc):
-                raise X3Unavailable("X3 unreachable: connection refused") from None
-            raise X3OutcomeUnknown(
-                f"{cls} create sent, connection lost before the answer") from None
-        except requests.Timeout:
-            raise X3OutcomeUnknown(f"{cls} create sent, no answer within the timeout") from None
-        return _answer(resp)
-
-
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, NewConnectionError)
+        return self._http.write("POST", f"{self.root}/{cls}", _answer, f"{cls} create",
+                                params={"representation": f"{cls}.$create"}, json=body)
 
 
 def _diagnoses(resp: requests.Response) -> list[str]:
@@ -172,10 +136,8 @@ def _answer(resp: requests.Response) -> dict[str, Any]:
     if code in (401, 403):
         raise X3AuthError(f"X3 refused the credentials (HTTP {code}): {text}")
     if code in (429, 502, 503, 504) or code >= 500:
-        retry_after = resp.headers.get("Retry-After")
         raise X3Unavailable(f"X3 unavailable (HTTP {code}): {text}",
-                            retry_after=float(retry_after) if retry_after and
-                            retry_after.replace(".", "", 1).isdigit() else None)
+                            retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
     raise X3ValidationError(f"X3 refused the request (HTTP {code}): {text}", messages)
 
 

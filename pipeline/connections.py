@@ -60,6 +60,19 @@ def load(cur: Cursor, name: str, *, keys: Vault | None = None) -> Connection:
     return Connection(row["name"], row["kind"], dict(row["settings"]), secret)
 
 
+def update_secret(cur: Cursor, name: str, secret: dict[str, Any], *,
+                  keys: Vault | None = None) -> None:
+    """Replace only the secret (a rotated refresh token). updated_at stays: this is not a
+    configuration change, so per-process clients built from the row are not rebuilt."""
+    for value in secret.values():
+        if isinstance(value, str):
+            register_secret(value)
+    cur.execute("UPDATE connections SET secret = %s WHERE name = %s",
+                ((keys or vault()).encrypt(secret), name))
+    if cur.rowcount != 1:
+        raise ConnectionMissing(f"no connection named {name!r}")
+
+
 def listing(cur: Cursor) -> list[dict[str, Any]]:
     cur.execute(
         "SELECT name, kind, settings, secret IS NOT NULL AS has_secret, updated_at"

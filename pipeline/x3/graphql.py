@@ -1,0 +1,263 @@
+"""Sage X3 GraphQL (`/xtrem/api`, cloud and xtrem) with OAuth2 or connected-app bearer tokens.
+
+The queries are the contract's, verbatim (section 2 of sage-x3-api.md); only the invoice
+package and node names are configurable. A 401 makes the token source renew once and the call
+go again once; GraphQL errors arrive with HTTP 200 and are typed by `extensions.code`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from pipeline.x3.client import NewInvoice, NewSupplier, Supplier
+from pipeline.x3.errors import (
+    X3AuthError,
+    X3OutcomeUnknown,
+    X3Unavailable,
+    X3ValidationError,
+)
+from pipeline.x3.limits import Limiter
+from pipeline.x3.tokens import TokenSource
+from pipeline.x3.transport import RetryPolicy, Transport, retry_after_seconds
+
+TRANSIENT_CODES = ("SERVICE_UNAVAILABLE", "TIMEOUT")
+
+SUPPLIER_QUERY = """query($filter: String, $after: String) { x3MasterData { supplier {
+  query(filter: $filter, first: 50, after: $after) {
+    edges { node { code companyName1 taxIdNumber europeanUnionVatNumber isActive } }
+    pageInfo { endCursor hasNextPage } } } } }"""
+SUPPLIER_CREATE = """mutation($data: Supplier_Input!) { x3MasterData { supplier {
+  create(data: $data) { code } } } }"""
+ACCOUNT_QUERY = """query($filter: String) { x3FinanceData { account { query(filter: $filter) {
+  edges { node { chartOfAccounts code isActive } } } } } }"""
+DIMENSION_QUERY = """query($filter: String) { x3FinanceData { dimension { query(filter: $filter) {
+  edges { node { dimensionType dimension isActive } } } } } }"""
+
+
+def invoice_query(package: str, node: str) -> str:
+    return (f"query($filter: String) {{ {package} {{ {node} {{ query(filter: $filter) {{\n"
+            "  edges { node { id billBySupplier sourceDocument } } } } } }")
+
+
+def invoice_create(package: str, node: str) -> str:
+    # xtrem names a node's input type after the node: supplierBpInvoice -> SupplierBpInvoice_Input
+    input_type = node[:1].upper() + node[1:] + "_Input"
+    return (f"mutation($data: {input_type}!) {{ {package} {{ {node} {{\n"
+            "  create(data: $data) { id } } } }")
+
+
+def mongo_filter(**equals: str) -> str:
+    """The contract's filter: a string holding a Mongo-like object, values compared with _eq."""
+    return json.dumps({name: {"_eq": value} for name, value in equals.items()})
+
+
+class _Unauthorized(X3AuthError):
+    """HTTP 401: the token, not necessarily the credentials; renewed once before giving up."""
+
+
+class GraphQLClient:
+    def __init__(self, base_url: str, folder: str, tokens: TokenSource, *, chart: str = "CONS",
+                 invoice_package: str = "x3Accounting", invoice_node: str = "supplierBpInvoice",
+                 timeout: float = 30.0, connect_timeout: float = 5.0, verify: bool | str = True,
+                 limiter: Limiter | None = None, retry: RetryPolicy | None = None) -> None:
+        self.endpoint = f"{base_url.rstrip('/')}/xtrem/api"
+        self.folder = folder
+        self.chart = chart
+        self.invoice_path = (invoice_package, invoice_node)
+        self._tokens = tokens
+        self._http = Transport(timeout=timeout, connect_timeout=connect_timeout, verify=verify,
+                               limiter=limiter, retry=retry)
+
+    def __repr__(self) -> str:
+        # The validation cache is keyed by repr: one entry per X3 endpoint and folder.
+        return f"GraphQLClient({self.endpoint + '#' + quote(self.folder)!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def authenticate(self) -> None:
+        """Obtain a bearer token now (what `mlc x3 check` tries first)."""
+        self._tokens.token()
+
+    # -- operations ---------------------------------------------------------------------------
+    def find_supplier_by_tax_id(self, tax_id: str) -> Supplier | None:
+        for field in ("taxIdNumber", "europeanUnionVatNumber"):
+            nodes = self._suppliers(json.dumps({field: tax_id}))
+            if nodes:
+                return _supplier(nodes[0])
+        return None
+
+    def find_supplier_by_code(self, code: str) -> Supplier | None:
+        nodes = self._suppliers(mongo_filter(code=code))
+        return _supplier(nodes[0]) if nodes else None
+
+    def create_supplier(self, supplier: NewSupplier) -> Supplier:
+        data = self._call(SUPPLIER_CREATE, {"data": supplier_input(supplier)}, mutation=True)
+        code = _dig(data, "x3MasterData", "supplier", "create")["code"]
+        return Supplier(code=str(code), name=supplier.name,
+                        tax_id=supplier.tax_id or supplier.eu_vat_id or None)
+
+    def account_exists(self, chart: str, account: str) -> bool:
+        data = self._call(ACCOUNT_QUERY, {"filter": mongo_filter(chartOfAccounts=chart,
+                                                                 code=account)})
+        return bool(_dig(data, "x3FinanceData", "account", "query")["edges"])
+
+    def dimension_exists(self, dimension_type: str, value: str) -> bool:
+        data = self._call(DIMENSION_QUERY, {"filter": mongo_filter(dimensionType=dimension_type,
+                                                                   dimension=value)})
+        return bool(_dig(data, "x3FinanceData", "dimension", "query")["edges"])
+
+    def find_invoice(self, supplier_code: str, document_number: str) -> str | None:
+        package, node = self.invoice_path
+        flt = mongo_filter(billBySupplier=supplier_code, sourceDocument=document_number)
+        data = self._call(invoice_query(package, node), {"filter": flt})
+        edges = _dig(data, package, node, "query")["edges"]
+        return str(edges[0]["node"]["id"]) if edges else None
+
+    def create_invoice(self, invoice: NewInvoice) -> str:
+        package, node = self.invoice_path
+        data = self._call(invoice_create(package, node),
+                          {"data": invoice_input(invoice, self.chart)}, mutation=True)
+        return str(_dig(data, package, node, "create")["id"])
+
+    # -- transport ----------------------------------------------------------------------------
+    def _suppliers(self, flt: str) -> list[dict[str, Any]]:
+        """Every matching node, following Relay cursors."""
+        nodes: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            data = self._call(SUPPLIER_QUERY, {"filter": flt, "after": after})
+            page = _dig(data, "x3MasterData", "supplier", "query")
+            nodes.extend(edge["node"] for edge in page["edges"])
+            info = page.get("pageInfo") or {}
+            if not info.get("hasNextPage") or not info.get("endCursor"):
+                return nodes
+            after = info["endCursor"]
+
+    def _call(self, query: str, variables: dict[str, Any], *,
+              mutation: bool = False) -> dict[str, Any]:
+        body = {"query": query, "variables": variables}
+        answer = partial(_answer, mutation=mutation)
+        token = self._tokens.token()
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {token}", "x-xtrem-endpoint": self.folder}
+            try:
+                if mutation:
+                    # A 401 is answered before anything is done: re-sending after it is safe.
+                    return self._http.write("POST", self.endpoint, answer, "GraphQL mutation",
+                                            json=body, headers=headers)
+                return self._http.read("POST", self.endpoint, answer, json=body,
+                                       headers=headers)
+            except _Unauthorized:
+                if attempt == 2:
+                    raise X3AuthError("X3 refused a freshly renewed access token (HTTP 401 "
+                                      "twice in a row): check the connection's credentials"
+                                      ) from None
+                token = self._tokens.renew(token)
+        raise AssertionError("unreachable")
+
+
+# -- mapping ----------------------------------------------------------------------------------
+def _compact(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def supplier_input(s: NewSupplier) -> dict[str, Any]:
+    lines = [line for line in s.address_lines if line]
+    address = _compact({
+        "code": "A01", "addressLine1": lines[0] if lines else None,
+        # The GraphQL address has two lines: what api1 puts on a third joins the second.
+        "addressLine2": ", ".join(lines[1:]) or None, "city": s.city, "zipCode": s.postal_code,
+        "state": s.state, "country": s.country, "isDefault": True,
+    })
+    return _compact({
+        "code": s.code, "companyName1": s.name, "taxIdNumber": s.tax_id,
+        "europeanUnionVatNumber": s.eu_vat_id, "currency": s.currency,
+        "addresses": [address] if len(address) > 2 else None,
+    })
+
+
+def invoice_input(inv: NewInvoice, chart: str) -> dict[str, Any]:
+    """The contract's invoice input; decimals as strings (binary floats lose cents)."""
+    return _compact({
+        "company": inv.company, "site": inv.site, "invoiceType": inv.invoice_type,
+        "category": "creditNote" if inv.is_credit_note else "invoice",
+        "accountingDate": inv.accounting_date.isoformat(),
+        "billBySupplier": inv.supplier_code, "currency": inv.currency,
+        "sourceDocument": inv.document_number,
+        "sourceDocumentDate": inv.document_date.isoformat(),
+        "payToBusinessPartner": inv.supplier_code,
+        "dueDate": inv.due_date.isoformat() if inv.due_date else None,
+        "totalAmountIncludingTax": str(inv.total_including_tax),
+        "lines": [
+            {"lineNumber": line.line_number, "site": inv.site, "account": line.account,
+             "chartOfAccounts": chart, "lineAmountExcludingTax": str(line.amount),
+             "quantity": str(line.quantity), "description": line.description,
+             "dimensions": [{"dimensionType": t, "dimension": v} for t, v in line.dimensions]}
+            for line in inv.lines
+        ],
+    })
+
+
+def _supplier(node: dict[str, Any]) -> Supplier:
+    return Supplier(code=str(node["code"]), name=node.get("companyName1") or "",
+                    tax_id=node.get("taxIdNumber") or node.get("europeanUnionVatNumber") or None)
+
+
+# -- answers ----------------------------------------------------------------------------------
+def _dig(data: dict[str, Any], *path: str) -> dict[str, Any]:
+    node: Any = data
+    for name in path:
+        if not isinstance(node, dict) or not isinstance(node.get(name), dict):
+            raise X3ValidationError(f"X3 GraphQL answer lacks {'.'.join(path)}")
+        node = node[name]
+    return node
+
+
+def _messages(body: Any) -> list[str]:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [str(e.get("message") or e) if isinstance(e, dict) else str(e) for e in errors]
+
+
+def _code(error: Any) -> str:
+    extensions = error.get("extensions") if isinstance(error, dict) else None
+    return str(extensions.get("code")) if isinstance(extensions, dict) else ""
+
+
+def _answer(resp: requests.Response, *, mutation: bool) -> dict[str, Any]:
+    code = resp.status_code
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    messages = _messages(body) or [resp.text[:200] or resp.reason or f"HTTP {code}"]
+    text = "; ".join(messages)
+    if code == 401:
+        raise _Unauthorized(f"X3 refused the access token (HTTP 401): {text}")
+    if code == 403:
+        raise X3AuthError(f"X3 refused access (HTTP 403): {text}")
+    if code == 429 or code >= 500:
+        raise X3Unavailable(f"X3 unavailable (HTTP {code}): {text}",
+                            retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
+    if code >= 300 or not isinstance(body, dict):
+        raise X3ValidationError(f"X3 refused the request (HTTP {code}): {text}", messages)
+    errors = body.get("errors") or []
+    if errors:
+        codes = {_code(e) for e in errors}
+        if "TIMEOUT" in codes and mutation:
+            # X3 gave up waiting on itself: the create may still have happened.
+            raise X3OutcomeUnknown(f"X3 timed out on a create: {text}")
+        if codes & set(TRANSIENT_CODES):
+            raise X3Unavailable(f"X3 unavailable ({', '.join(sorted(codes))}): {text}")
+        raise X3ValidationError(f"X3 refused the request: {text}", messages)
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise X3ValidationError("X3 GraphQL answer has no data")
+    return data

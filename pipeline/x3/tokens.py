@@ -1,0 +1,291 @@
+"""Bearer tokens for the X3 GraphQL API: OAuth2 refresh-token flow (cloud) and connected-app
+JWTs (on-premise xtrem). See the contract, section 2.
+
+OAuth2: access tokens live minutes, so every worker process shares the current one through a
+TokenStore (Postgres in production: token_store.py). A refresh happens with the store's lock
+held, so one connection refreshes once however many processes notice the expiry at the same
+moment, and the rotated refresh token is committed before the new access token is handed out.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import requests
+
+from pipeline.logs import register_secret
+from pipeline.x3.errors import X3AuthError, X3OutcomeUnknown, X3Unavailable
+from pipeline.x3.transport import RetryPolicy, Transport, retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+JWT_LIFETIME = 300  # the contract: exp = iat + 300
+JWT_BACKDATE = 5  # iat a few seconds in the past: a server with a slower clock refuses "future"
+DEFAULT_MARGIN = 60.0  # refresh this long before expiry ...
+MARGIN_SHARE = 0.2  # ... but never more than this share of a (short) token lifetime
+
+
+class TokenSource(Protocol):
+    def token(self) -> str:
+        """A bearer token valid for a while yet."""
+        ...
+
+    def renew(self, refused: str) -> str:
+        """X3 answered 401 to `refused`: a token that is not it (refreshing if need be)."""
+        ...
+
+
+def margin_for(lifetime: float, margin: float = DEFAULT_MARGIN) -> float:
+    return min(margin, lifetime * MARGIN_SHARE)
+
+
+def fingerprint(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# -- connected application: HS256 JWT ----------------------------------------------------------
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def sign_hs256(claims: dict[str, Any], secret: str) -> str:
+    """A compact HS256 JWT (RFC 7519); small enough that PyJWT is not worth a dependency."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{header}.{payload}".encode("ascii")
+    signature = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(signature)}"
+
+
+class ConnectedAppTokens:
+    """Signs its own short-lived JWTs: nothing to share between processes, nothing to refresh
+    remotely; a 401 only makes it sign afresh."""
+
+    def __init__(self, client_id: str, client_secret: str, x3_user: str, audience: str, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client_id, self.x3_user, self.audience = client_id, x3_user, audience
+        self._secret = client_secret
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current: tuple[str, float] | None = None
+        register_secret(client_secret)
+
+    def __repr__(self) -> str:
+        return (f"ConnectedAppTokens(client_id={self.client_id!r}, x3_user={self.x3_user!r}, "
+                f"audience={self.audience!r})")
+
+    def token(self) -> str:
+        with self._lock:
+            now = self._clock()
+            if self._current and self._current[1] - margin_for(JWT_LIFETIME) > now:
+                return self._current[0]
+            return self._sign(now)
+
+    def renew(self, refused: str) -> str:
+        with self._lock:
+            return self._sign(self._clock())
+
+    def _sign(self, now: float) -> str:
+        iat = int(now) - JWT_BACKDATE
+        claims = {"iss": self.client_id, "sub": self.x3_user, "aud": self.audience,
+                  "iat": iat, "exp": iat + JWT_LIFETIME}
+        token = sign_hs256(claims, self._secret)
+        register_secret(token)
+        self._current = (token, float(iat + JWT_LIFETIME))
+        return token
+
+
+# -- OAuth2 refresh-token flow -----------------------------------------------------------------
+@dataclass(frozen=True)
+class SharedToken:
+    access_token: str
+    remaining: float  # seconds of validity left, by the store's clock
+    lifetime: float
+
+    def usable(self, margin: float = DEFAULT_MARGIN) -> bool:
+        return self.remaining > margin_for(self.lifetime, margin)
+
+
+class LockedTokens(Protocol):
+    """The store while this process holds the connection's refresh lock."""
+
+    def current(self) -> SharedToken | None: ...
+    def refresh_token(self) -> str: ...
+    def is_refused(self, refresh_token: str) -> bool: ...
+    def mark_refused(self, refresh_token: str) -> None: ...
+    def save(self, access_token: str, expires_in: float, refresh_token: str) -> None: ...
+
+
+class TokenStore(Protocol):
+    def current(self) -> SharedToken | None:
+        """The shared access token, read without waiting for the lock."""
+        ...
+
+    def locked(self) -> AbstractContextManager[LockedTokens]:
+        """Hold the refresh lock; what is saved inside is durable once the block exits."""
+        ...
+
+
+class _Refused(Exception):
+    pass
+
+
+class RefreshTokens:
+    """Access tokens from `POST {token_url}` with the stored (rotating) refresh token."""
+
+    def __init__(self, store: TokenStore, token_url: str, client_id: str, client_secret: str,
+                 *, margin: float = DEFAULT_MARGIN, timeout: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.token_url, self.client_id = store, token_url, client_id
+        self._secret = client_secret
+        self._margin = margin
+        self._clock = clock
+        self._lock = threading.Lock()  # threads of one process queue here, processes on the store
+        self._cached: tuple[str, float, float] | None = None  # token, local expiry, lifetime
+        # A token endpoint that cannot answer is reported at once: a sleeping retry here would
+        # hold the refresh lock every other worker is waiting on.
+        self._http = Transport(timeout=timeout, retry=RetryPolicy(attempts=2))
+        register_secret(client_secret)
+
+    def __repr__(self) -> str:
+        return f"RefreshTokens(token_url={self.token_url!r}, client_id={self.client_id!r})"
+
+    def token(self) -> str:
+        with self._lock:
+            now = self._clock()
+            if self._cached and self._cached[1] - margin_for(self._cached[2], self._margin) > now:
+                return self._cached[0]
+            shared = self.store.current()
+            if shared and shared.usable(self._margin):
+                return self._remember(shared)
+            return self._refresh(refused=None)
+
+    def renew(self, refused: str) -> str:
+        with self._lock:
+            self._cached = None
+            return self._refresh(refused=refused)
+
+    def _remember(self, shared: SharedToken) -> str:
+        self._cached = (shared.access_token, self._clock() + shared.remaining, shared.lifetime)
+        return shared.access_token
+
+    def _refresh(self, refused: str | None) -> str:
+        with self.store.locked() as locked:
+            # Someone may have refreshed while this process waited for the lock.
+            shared = locked.current()
+            if shared and shared.access_token != refused and shared.usable(self._margin):
+                return self._remember(shared)
+            refresh_token = locked.refresh_token()
+            if locked.is_refused(refresh_token):
+                rejected = True
+            else:
+                try:
+                    answer = self._post(refresh_token)
+                except _Refused:
+                    locked.mark_refused(refresh_token)  # committed: the others fail fast too
+                    rejected = True
+                else:
+                    rejected = False
+                    access = answer["access_token"]
+                    expires_in = float(answer.get("expires_in") or 300)
+                    # Stored (committed when the block exits) before the access token is used.
+                    locked.save(access, expires_in, answer.get("refresh_token") or refresh_token)
+        if rejected:
+            raise X3AuthError(
+                "X3 refused the stored refresh token: a person must re-authorise the connection "
+                "(new refresh token via `mlc connection set x3 ... --refresh-token-stdin`)")
+        log.info("X3 access token refreshed (valid %.0f s)", expires_in)
+        self._cached = (access, self._clock() + expires_in, expires_in)
+        return access
+
+    def _post(self, refresh_token: str) -> dict[str, Any]:
+        body = {"grant_type": "refresh_token", "refresh_token": refresh_token,
+                "client_id": self.client_id, "client_secret": self._secret}
+        try:
+            return self._http.write("POST", self.token_url, _token_answer, "token refresh",
+                                    json=body)
+        except X3OutcomeUnknown:
+            # If the endpoint did rotate, the next try is refused and asks for re-authorisation:
+            # nothing better exists once the new refresh token is lost in transit.
+            raise X3Unavailable("token endpoint did not answer the refresh") from None
+
+
+def _token_answer(resp: requests.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    if resp.status_code >= 500 or resp.status_code == 429:
+        raise X3Unavailable(f"token endpoint unavailable (HTTP {resp.status_code})",
+                            retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
+    error = str(body.get("error") or "")
+    if resp.status_code in (400, 401) and error == "invalid_grant":
+        raise _Refused
+    if resp.status_code >= 300 or not isinstance(body.get("access_token"), str):
+        # Wrong client id/secret or a malformed answer: a person must fix the connection.
+        detail = error or f"HTTP {resp.status_code}"
+        raise X3AuthError(f"token endpoint refused the client ({detail}): check the client id "
+                          "and secret of the x3 connection")
+    for name in ("access_token", "refresh_token"):
+        if isinstance(body.get(name), str):
+            register_secret(body[name])
+    return body
+
+
+# -- in-memory store (tests, one-process tools) ------------------------------------------------
+class MemoryTokenStore:
+    """A TokenStore for one process; the Postgres one shares across processes."""
+
+    def __init__(self, refresh_token: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.refresh_token = refresh_token
+        self.access: tuple[str, float, float] | None = None  # token, expiry, lifetime
+        self.refused: set[str] = set()
+        self.saves: list[tuple[str, str]] = []  # (access, refresh) in save order
+
+    def current(self) -> SharedToken | None:
+        if self.access is None:
+            return None
+        token, expires, lifetime = self.access
+        return SharedToken(token, expires - self._clock(), lifetime)
+
+    @contextmanager
+    def locked(self) -> Iterator[LockedTokens]:
+        with self._lock:
+            yield _MemoryLocked(self)
+
+
+class _MemoryLocked:
+    def __init__(self, store: MemoryTokenStore) -> None:
+        self._store = store
+
+    def current(self) -> SharedToken | None:
+        return self._store.current()
+
+    def refresh_token(self) -> str:
+        return self._store.refresh_token
+
+    def is_refused(self, refresh_token: str) -> bool:
+        return fingerprint(refresh_token) in self._store.refused
+
+    def mark_refused(self, refresh_token: str) -> None:
+        self._store.refused.add(fingerprint(refresh_token))
+
+    def save(self, access_token: str, expires_in: float, refresh_token: str) -> None:
+        s = self._store
+        s.refresh_token = refresh_token
+        s.access = (access_token, s._clock() + expires_in, expires_in)
+        s.saves.append((access_token, refresh_token))

@@ -1,7 +1,8 @@
-"""Sage X3 simulator: a real HTTP server speaking the api1 subset of the X3 API contract.
+"""Sage X3 simulator: a real HTTP server speaking both transports of the X3 API contract.
 
 Run it with ``python -m sandbox.x3sim --port 8124`` or start it in-process with
-``make_server("127.0.0.1", 0)``. It keeps everything in memory (``X3State``).
+``make_server("127.0.0.1", 0)``. It keeps everything in memory (``X3State``); api1 and GraphQL
+serve the same suppliers, accounts, dimensions and invoices.
 
 REST api1 (HTTP Basic), base ``/api1/x3/erp/{FOLDER}``:
     GET  /{CLASS}?representation={CLASS}.$query&where=...&count=N&startIndex=I&orderBy=F desc
@@ -27,7 +28,25 @@ Seed (the --seed file, or ``make_server(seed=...)``; every key optional)::
      "dimensions": [{"DIE": "CCT", "CCE": "PLANT1", "DES": "...", "ENAFLG": true}],
      "invoices": [{"NUM": "SIV000001", "BPR": "ACME01", ...}]}
 
-GraphQL (``/xtrem/api``) answers 501 for now: it plugs into ``X3Handler._route``.
+GraphQL (OAuth2 bearer, see sandbox/x3sim_graphql.py for what it understands):
+    POST /xtrem/api  {"query", "variables"}, headers Authorization: Bearer <token> and
+                     x-xtrem-endpoint: {FOLDER} (400 when missing or another folder).
+                     401 for a missing, unknown or expired token. A bearer is either an access
+                     token from /oauth/token or a connected-app JWT (HS256 signed with the client
+                     secret, iss = client id, sub, aud, iat not in the future, exp <= iat + 300).
+    POST /oauth/token  {"grant_type": "refresh_token", "refresh_token", "client_id",
+                     "client_secret"} -> {"access_token", "refresh_token", "expires_in"};
+                     400 invalid_grant for an unknown or already used refresh token, 401
+                     invalid_client. The OAuth client is seeded by make_server/main
+                     (--client-id demo --client-secret demo-secret --refresh-token initial-rt).
+                     Never faulted, so fault tests exercise the API, not the login.
+    POST /_sim/authorize  a new refresh token, as a person re-authorising would get one.
+    Faults apply to GraphQL as to api1: latency; 500 is HTTP 500; 429 is HTTP 429 with
+    Retry-After (a gateway's answer); 503 and the max_concurrency refusal are HTTP 200 with
+    errors[].extensions.code SERVICE_UNAVAILABLE (what the xtrem server itself answers);
+    drop_after_commit hangs up after a mutation committed. Token faults: token_lifetime
+    (seconds an access token lives, default 300) and rotate_refresh_tokens (default true: a
+    used refresh token is refused afterwards). /_sim/state reports stats.token_refreshes.
 """
 
 from __future__ import annotations
@@ -52,6 +71,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, quote, unquote, urlencode, urlsplit
 
+from sandbox import x3sim_graphql as gql
+from sandbox.x3sim_oauth import OAuthState
 from sandbox.x3sim_where import UnknownPropertyError, WhereSyntaxError, compile_where
 
 DEFAULT_FOLDER = "SEED"
@@ -70,7 +91,9 @@ FAULT_DEFAULTS: dict[str, Any] = {
     "error_rate_429": 0.0,
     "retry_after": 1,
     "drop_after_commit_rate": 0.0,
-    "max_concurrency": 0,  # > 0: more concurrent api1 calls than this answer 503 (licence cap)
+    "max_concurrency": 0,  # > 0: more concurrent API calls than this answer 503 (licence cap)
+    "token_lifetime": 300,  # seconds an OAuth access token lives
+    "rotate_refresh_tokens": True,  # a used refresh token is refused afterwards
 }
 _FAULT_STATUSES = (500, 503, 429)
 _SEED_KEYS = ("suppliers", "accounts", "dimensions", "invoices")
@@ -367,6 +390,7 @@ class _Stats:
     faults: dict[str, int] = field(default_factory=dict)
     in_flight: int = 0
     max_in_flight: int = 0
+    token_refreshes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -374,6 +398,7 @@ class _Stats:
             "creates": dict(self.creates),
             "faults": dict(self.faults),
             "max_in_flight": self.max_in_flight,
+            "token_refreshes": self.token_refreshes,
         }
 
 
@@ -397,7 +422,9 @@ class X3State:
         coa: str = DEFAULT_COA,
         invoice_class: str = DEFAULT_INVOICE_CLASS,
         rng_seed: int | None = None,
+        oauth: OAuthState | None = None,
     ) -> None:
+        self.oauth = oauth or OAuthState("demo", "demo-secret", "initial-rt")
         self.coa = coa
         self.invoice_class = invoice_class
         self._seed = normalise_seed(default_seed(coa) if seed is None else seed)
@@ -409,7 +436,9 @@ class X3State:
     # data
 
     def reset(self) -> None:
-        """Back to the seed this state was built with, no faults, zeroed counters."""
+        """Back to the seed this state was built with, no faults, zeroed counters, and only the
+        initial refresh token valid."""
+        self.oauth.reset()
         with self._lock:
             self._load(self._seed)
             self._faults: dict[str, Any] = {
@@ -460,6 +489,27 @@ class X3State:
             "dimensions": list(self._dimensions.values()),
             "invoices": self._invoices,
         }
+
+    def has(self, collection: str, key: str) -> bool:
+        return self.find(collection, key) is not None
+
+    def find(self, collection: str, key: Any) -> dict[str, Any] | None:
+        """A copy of one supplier (by code), account or dimension (by (type, value)) or None."""
+        with self._lock:
+            table = {"suppliers": self._suppliers, "accounts": self._accounts,
+                     "dimensions": self._dimensions}[collection]
+            found = table.get(key)
+            return copy.deepcopy(found) if found is not None else None
+
+    def token_grant(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """Answer the OAuth token endpoint with the current token faults."""
+        with self._lock:
+            lifetime, rotate = self._faults["token_lifetime"], self._faults["rotate_refresh_tokens"]
+        status, answer = self.oauth.grant(body, lifetime=lifetime, rotate=rotate)
+        if status == 200:
+            with self._lock:
+                self._stats.token_refreshes += 1
+        return status, answer
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, as GET /_sim/state answers it."""
@@ -522,7 +572,7 @@ class X3State:
             return copy.deepcopy(self._faults)
 
     def begin_request(self) -> RequestTicket:
-        """Count an api1 request and decide whether it is faulted."""
+        """Count an API request (api1 or GraphQL) and decide whether it is faulted."""
         with self._lock:
             stats, faults = self._stats, self._faults
             stats.requests += 1
@@ -576,6 +626,10 @@ class X3State:
 
 def _check_fault(name: str, value: Any) -> Any:
     """The validated value for one fault setting."""
+    if name == "rotate_refresh_tokens":
+        if not isinstance(value, bool):
+            raise ValueError(f"fault {name}: must be true or false, got {value!r}")
+        return value
     if isinstance(value, bool):
         raise ValueError(f"fault {name}: {value!r} is not a number")
     if name in ("error_rate_500", "error_rate_503", "error_rate_429", "drop_after_commit_rate"):
@@ -585,6 +639,10 @@ def _check_fault(name: str, value: Any) -> Any:
     if name in ("latency_ms", "retry_after", "max_concurrency", "drop_next_commits"):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"fault {name}: must be a non-negative integer, got {value!r}")
+        return value
+    if name == "token_lifetime":
+        if not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"fault {name}: must be a positive number of seconds, got {value!r}")
         return value
     if name == "next_errors":
         if not isinstance(value, list) or any(v not in _FAULT_STATUSES for v in value):
@@ -611,6 +669,8 @@ class X3Server(ThreadingHTTPServer):
         password: str,
         folder: str,
         verbose: bool = False,
+        graphql_invoice_package: str = "x3Accounting",
+        graphql_invoice_node: str = "supplierBpInvoice",
     ) -> None:
         self.state = state
         self.username = username
@@ -618,6 +678,7 @@ class X3Server(ThreadingHTTPServer):
         self.folder = folder
         self.verbose = verbose
         self.classes = resource_classes(state.invoice_class)
+        self.graphql_schema = gql.schema(graphql_invoice_package, graphql_invoice_node)
         super().__init__(address, X3Handler)
 
 
@@ -670,15 +731,60 @@ class X3Handler(BaseHTTPRequestHandler):
             return X3Handler._sim
         if path == "/xtrem/api":
             return X3Handler._graphql
+        if path == "/oauth/token":
+            return X3Handler._token
         return X3Handler._not_found
 
     def _not_found(self, method: str, url: SplitResult, body: bytes) -> None:
         raise ApiError(404, f"No resource at {url.path}")
 
+    # --- GraphQL and OAuth
+
     def _graphql(self, method: str, url: SplitResult, body: bytes) -> None:
-        # The GraphQL transport (OAuth2 + /xtrem/api) comes in a later round; it gets its own
-        # module and is routed from here.
-        raise ApiError(501, "GraphQL is not simulated yet")
+        if method != "POST":
+            raise ApiError(405, "GraphQL takes POST")
+        state = self.server.state
+        ticket = state.begin_request()
+        try:
+            if ticket.latency:
+                time.sleep(ticket.latency)
+            if ticket.fault is not None:
+                self._graphql_fault(ticket)
+                return
+            refused = state.oauth.check_bearer(self.headers.get("Authorization"))
+            if refused:
+                self._send_json(401, gql.error_payload(refused, "UNAUTHENTICATED"),
+                                {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                return
+            endpoint = self.headers.get("x-xtrem-endpoint")
+            if endpoint != self.server.folder:
+                self._send_json(400, gql.error_payload(
+                    f"unknown x-xtrem-endpoint {endpoint!r}", "BAD_REQUEST"))
+                return
+            result = gql.execute(state, self._json_body(body), self.server.graphql_schema)
+            if result.committed and state.should_drop():
+                raise _DropConnection
+            self._send_json(200, result.payload)
+        finally:
+            state.end_request(ticket)
+
+    def _graphql_fault(self, ticket: RequestTicket) -> None:
+        if ticket.fault == 500:
+            self._send_json(500, gql.error_payload("Injected fault: internal server error",
+                                                   "INTERNAL_SERVER_ERROR"))
+        elif ticket.fault == 429:
+            self._send_json(429, gql.error_payload("Injected fault: too many requests",
+                                                   "TOO_MANY_REQUESTS"),
+                            {"Retry-After": str(ticket.retry_after)})
+        else:  # the xtrem server answers its own overload inside GraphQL, with HTTP 200
+            self._send_json(200, gql.error_payload("Service unavailable: the server is "
+                                                   "overloaded", "SERVICE_UNAVAILABLE"))
+
+    def _token(self, method: str, url: SplitResult, body: bytes) -> None:
+        if method != "POST":
+            raise ApiError(405, "the token endpoint takes POST")
+        status, answer = self.server.state.token_grant(self._json_body(body or b"{}"))
+        self._send_json(status, answer, {"Cache-Control": "no-store"})
 
     # --- plumbing
 
@@ -742,6 +848,8 @@ class X3Handler(BaseHTTPRequestHandler):
         elif action == ("POST", "/_sim/reset"):
             state.reset()
             self._send_json(200, {"reset": True})
+        elif action == ("POST", "/_sim/authorize"):
+            self._send_json(200, {"refresh_token": state.oauth.authorize()})
         elif action == ("POST", "/_sim/seed"):
             _bad_request_on_value_error(state.load_seed, body)
             self._send_json(200, state.snapshot())
@@ -941,11 +1049,20 @@ def make_server(
     coa: str = DEFAULT_COA,
     invoice_class: str = DEFAULT_INVOICE_CLASS,
     verbose: bool = False,
+    client_id: str = "demo",
+    client_secret: str = "demo-secret",  # noqa: S107 (demo OAuth client)
+    refresh_token: str = "initial-rt",  # noqa: S107
+    jwt_audience: str | None = None,
+    graphql_invoice_package: str = "x3Accounting",
+    graphql_invoice_node: str = "supplierBpInvoice",
 ) -> X3Server:
     """A bound, not yet serving simulator (port 0 picks a free port: see server_address)."""
-    state = X3State(seed, coa=coa, invoice_class=invoice_class)
+    oauth = OAuthState(client_id, client_secret, refresh_token, audience=jwt_audience)
+    state = X3State(seed, coa=coa, invoice_class=invoice_class, oauth=oauth)
     return X3Server(
-        (host, port), state, username=username, password=password, folder=folder, verbose=verbose
+        (host, port), state, username=username, password=password, folder=folder,
+        verbose=verbose, graphql_invoice_package=graphql_invoice_package,
+        graphql_invoice_node=graphql_invoice_node,
     )
 
 
@@ -959,7 +1076,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m sandbox.x3sim", description="Sage X3 api1 simulator for local runs."
+        prog="python -m sandbox.x3sim", description="Sage X3 simulator (api1 + GraphQL)."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8124, help="0 picks a free port")
@@ -969,6 +1086,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", metavar="FILE.json", help="master data (default: demo seed)")
     parser.add_argument("--coa", default=DEFAULT_COA, help="chart of accounts invoices use")
     parser.add_argument("--invoice-class", default=DEFAULT_INVOICE_CLASS)
+    parser.add_argument("--client-id", default="demo", help="OAuth / connected-app client id")
+    parser.add_argument("--client-secret", default="demo-secret")
+    parser.add_argument("--refresh-token", default="initial-rt", help="initially valid")
+    parser.add_argument("--jwt-audience", help="required JWT aud (default: any)")
+    parser.add_argument("--graphql-invoice-package", default="x3Accounting")
+    parser.add_argument("--graphql-invoice-node", default="supplierBpInvoice")
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     return parser.parse_args(argv)
 
@@ -987,6 +1110,10 @@ def main(argv: list[str] | None = None) -> int:
     server = make_server(
         args.host, args.port, username=args.user, password=args.password, folder=args.folder,
         seed=seed, coa=args.coa, invoice_class=args.invoice_class, verbose=args.verbose,
+        client_id=args.client_id, client_secret=args.client_secret,
+        refresh_token=args.refresh_token, jwt_audience=args.jwt_audience,
+        graphql_invoice_package=args.graphql_invoice_package,
+        graphql_invoice_node=args.graphql_invoice_node,
     )  # fmt: skip
     host, port = server.server_address[:2]
     print(f"X3 simulator listening on http://{host}:{port}", flush=True)

@@ -53,6 +53,8 @@ def cmd_connection_set(args: argparse.Namespace) -> int:
         else:
             raise SystemExit("mlc: give --password-stdin or --key-file")
         kind = "stampli_sftp"
+    elif args.transport == "graphql":
+        return cmd_connection_set_x3_graphql(args)
     else:
         if not (args.url and args.username):
             raise SystemExit("mlc: connection x3 needs --url and --username")
@@ -65,6 +67,110 @@ def cmd_connection_set(args: argparse.Namespace) -> int:
         connections.save(cur, args.name, kind, conn_settings, secret)
     print(f"connection {args.name} saved ({kind}); secret encrypted")
     return 0
+
+
+def cmd_connection_set_x3_graphql(args: argparse.Namespace) -> int:
+    """Secrets come on standard input, one per line, in this order: the client secret, then
+    (OAuth only) the refresh token from the onboarding authorisation."""
+    from pipeline import connections, db
+    from pipeline.x3 import token_store
+
+    oauth = args.auth == "oauth"
+    needed = {"url": args.url, "client-id": args.client_id}
+    needed.update({"token-url": args.token_url} if oauth else
+                  {"x3-user": args.x3_user, "audience": args.audience})
+    missing = [f"--{k}" for k, v in needed.items() if not v]
+    if not args.client_secret_stdin:
+        missing.append("--client-secret-stdin")
+    if oauth and not args.refresh_token_stdin:
+        missing.append("--refresh-token-stdin")
+    if missing:
+        raise SystemExit(f"mlc: connection x3 --transport graphql --auth {args.auth} needs "
+                         + ", ".join(missing))
+    secret = {"client_secret": _read_stdin_secret("client secret")}
+    if oauth:
+        secret["refresh_token"] = _read_stdin_secret("refresh token")
+    conn_settings: dict[str, Any] = {"url": args.url, "folder": args.folder, "auth": args.auth,
+                                     "client_id": args.client_id}
+    conn_settings.update({"token_url": args.token_url} if oauth else
+                         {"x3_user": args.x3_user, "audience": args.audience})
+    if args.ca_bundle:
+        conn_settings["ca_bundle"] = args.ca_bundle
+    with db.transaction() as cur:
+        connections.save(cur, args.name, "x3_graphql", conn_settings, secret)
+        token_store.forget(cur, args.name)  # an access token of the old grant must not linger
+    print(f"connection {args.name} saved (x3_graphql, {args.auth}); secrets encrypted")
+    return 0
+
+
+def cmd_x3_check(args: argparse.Namespace) -> int:
+    from pipeline import connections, db
+    from pipeline.config import settings
+    from pipeline.x3.connect import open_client
+    from pipeline.x3.errors import X3Error
+
+    try:
+        with db.transaction() as cur:
+            client = open_client(cur, args.name)
+    except connections.ConnectionMissing as exc:
+        raise SystemExit(f"mlc: {exc}") from None
+    chart, probe = settings().x3_coa, "MLC-CHECK"  # a probe answers "not found": still a check
+    dim_type, _, dim_value = (args.dimension or f"{settings().x3_dimension_type}=").partition("=")
+
+    def authenticate() -> str:
+        if not hasattr(client, "authenticate"):
+            return "HTTP Basic, sent with every call below"
+        client.authenticate()
+        return "bearer token obtained"
+
+    def found(what: str, given: str | None, exists: object) -> str:
+        if given and not exists:
+            raise LookupError(f"{what} {given} not found")
+        return f"{what} {given} found" if given else "query answered"
+
+    steps = [
+        ("authenticate", authenticate),
+        ("supplier", lambda: found("supplier", args.supplier,
+                                   client.find_supplier_by_code(args.supplier or probe))),
+        ("account", lambda: found(f"account {chart}", args.account,
+                                  client.account_exists(chart, args.account or probe))),
+        ("dimension", lambda: found(f"dimension {dim_type}", dim_value or None,
+                                    client.dimension_exists(dim_type, dim_value or probe))),
+    ]
+    failed = 0
+    for label, step in steps:
+        try:
+            print(f"ok      {label}: {step()}")
+        except (X3Error, LookupError) as exc:
+            failed += 1
+            print(f"FAILED  {label}: {exc}")
+    client.close()
+    return 1 if failed else 0
+
+
+def _add_x3_graphql_args(cset: argparse.ArgumentParser) -> None:
+    g = cset.add_argument_group(
+        "x3 --transport graphql", "secrets on standard input, one per line, in this order: "
+        "client secret, then refresh token (oauth)")
+    g.add_argument("--auth", choices=["oauth", "jwt"], default="oauth",
+                   help="oauth: cloud refresh-token flow; jwt: on-premise connected application")
+    g.add_argument("--client-id")
+    g.add_argument("--client-secret-stdin", action="store_true")
+    g.add_argument("--refresh-token-stdin", action="store_true")
+    g.add_argument("--token-url", help="OAuth2 token endpoint (oauth)")
+    g.add_argument("--x3-user", help="X3 user the JWT acts as (jwt)")
+    g.add_argument("--audience", help="JWT aud claim (jwt)")
+
+
+def _add_x3_commands(sub: Any) -> None:
+    x3 = sub.add_parser("x3", help="Sage X3").add_subparsers(dest="x3_cmd", required=True)
+    chk = x3.add_parser("check", help="authenticate, query a supplier, an account and a "
+                        "dimension with the stored credentials; exit 1 if anything fails")
+    chk.add_argument("--name", default="x3")
+    chk.add_argument("--supplier", help="supplier code that must exist")
+    chk.add_argument("--account", help="account (in MLC_X3_COA) that must exist")
+    chk.add_argument("--dimension", metavar="TYPE=VALUE", help="dimension that must exist")
+    chk.set_defaults(func=cmd_x3_check)
 
 
 def cmd_connection_show(args: argparse.Namespace) -> int:
@@ -281,12 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     cset.add_argument("--url")
     cset.add_argument("--folder", default="SEED")
     cset.add_argument("--ca-bundle")
+    _add_x3_graphql_args(cset)
     cset.set_defaults(func=cmd_connection_set)
     csub.add_parser("show", help="list connections (never secrets)").set_defaults(
         func=cmd_connection_show)
     ctest = csub.add_parser("test", help="connect to the SFTP export and list it")
     ctest.add_argument("name", nargs="?", default="stampli")
     ctest.set_defaults(func=cmd_connection_test)
+
+    _add_x3_commands(sub)
 
     sec = sub.add_parser("secrets").add_subparsers(dest="sec_cmd", required=True)
     sec.add_parser("rotate", help="re-encrypt every secret with the newest key").set_defaults(

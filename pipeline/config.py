@@ -58,6 +58,10 @@ class _SettingsSchema(Schema):
     MLC_X3_INVOICE_TYPE = mf.Str(load_default="INV")
     MLC_X3_CREDIT_NOTE_TYPE = mf.Str(load_default="CRN")
     MLC_X3_TIMEOUT = mf.Float(load_default=30.0, validate=validate.Range(min=1, max=600))
+    # X3 licenses concurrent web-service sessions: the cap holds across every worker process.
+    MLC_X3_MAX_CONCURRENCY = mf.Int(load_default=4, validate=validate.Range(min=1, max=256))
+    MLC_X3_GRAPHQL_INVOICE_PACKAGE = mf.Str(load_default="x3Accounting")
+    MLC_X3_GRAPHQL_INVOICE_NODE = mf.Str(load_default="supplierBpInvoice")
     MLC_TASK_TIME_LIMIT = mf.Int(load_default=600, validate=validate.Range(min=10))
     MLC_VISIBILITY_TIMEOUT = mf.Int(load_default=7200, validate=validate.Range(min=60))
     MLC_RETRY_BACKOFF_MAX = mf.Int(load_default=1800, validate=validate.Range(min=1))
@@ -104,6 +108,9 @@ class Settings:
     x3_invoice_type: str
     x3_credit_note_type: str
     x3_timeout: float
+    x3_max_concurrency: int
+    x3_graphql_invoice_package: str
+    x3_graphql_invoice_node: str
     task_time_limit: int
     visibility_timeout: int
     retry_backoff_max: int
@@ -165,6 +172,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         x3_invoice_type=data["MLC_X3_INVOICE_TYPE"],
         x3_credit_note_type=data["MLC_X3_CREDIT_NOTE_TYPE"],
         x3_timeout=data["MLC_X3_TIMEOUT"],
+        x3_max_concurrency=data["MLC_X3_MAX_CONCURRENCY"],
+        x3_graphql_invoice_package=data["MLC_X3_GRAPHQL_INVOICE_PACKAGE"],
+        x3_graphql_invoice_node=data["MLC_X3_GRAPHQL_INVOICE_NODE"],
         task_time_limit=data["MLC_TASK_TIME_LIMIT"],
         visibility_timeout=data["MLC_VISIBILITY_TIMEOUT"],
         retry_backoff_max=data["MLC_RETRY_BACKOFF_MAX"],

@@ -2,24 +2,66 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+
+import redis
 from psycopg2.extensions import cursor as Cursor
 
 from pipeline import connections
 from pipeline.config import settings
 from pipeline.x3.client import X3Client
+from pipeline.x3.graphql import GraphQLClient
+from pipeline.x3.limits import RedisLimiter
 from pipeline.x3.rest import RestClient
+from pipeline.x3.token_store import PgTokenStore
+from pipeline.x3.tokens import ConnectedAppTokens, RefreshTokens, TokenSource
+
+CONNECT_TIMEOUT = 5.0
+
+_redis: dict[int, redis.Redis] = {}
+
+
+def limiter_for(url: str, folder: str) -> RedisLimiter:
+    """The cross-process call cap of one X3 server and folder (the licence's unit)."""
+    client = _redis.get(os.getpid())  # a client inherited through fork shares its sockets
+    if client is None:
+        client = _redis[os.getpid()] = redis.Redis.from_url(settings().broker_url)
+    key = "mlc:x3:slots:" + hashlib.sha256(f"{url.rstrip('/')}|{folder}".encode()).hexdigest()[:16]
+    # A lease outlives the longest call it guards, so only a dead holder's slot ever expires.
+    lease = settings().x3_timeout + CONNECT_TIMEOUT + 5
+    return RedisLimiter(client, key, settings().x3_max_concurrency, lease_seconds=lease,
+                        wait_seconds=max(30.0, lease))
+
+
+def token_source(conn: connections.Connection) -> TokenSource:
+    s, secret = conn.settings, conn.secret
+    if s.get("auth") == "jwt":
+        return ConnectedAppTokens(s["client_id"], secret.get("client_secret", ""),
+                                  s["x3_user"], s["audience"])
+    return RefreshTokens(PgTokenStore(conn.name), s["token_url"], s["client_id"],
+                         secret.get("client_secret", ""), timeout=settings().x3_timeout)
 
 
 def open_client(cur: Cursor, name: str = connections.X3) -> X3Client:
     conn = connections.load(cur, name)
-    s = conn.settings
+    s, cfg = conn.settings, settings()
+    verify = s.get("ca_bundle") or True
+    limiter = limiter_for(s["url"], s.get("folder", ""))
     if conn.kind == "x3_rest":
         return RestClient(
             s["url"], s["folder"], s["username"], conn.secret.get("password", ""),
-            invoice_class=settings().x3_invoice_class, timeout=settings().x3_timeout,
-            verify=s.get("ca_bundle") or True,
+            invoice_class=cfg.x3_invoice_class, timeout=cfg.x3_timeout,
+            connect_timeout=CONNECT_TIMEOUT, verify=verify, limiter=limiter,
         )
-    raise NotImplementedError(f"X3 transport {conn.kind!r} is not available yet")
+    if conn.kind == "x3_graphql":
+        return GraphQLClient(
+            s["url"], s["folder"], token_source(conn), chart=cfg.x3_coa,
+            invoice_package=cfg.x3_graphql_invoice_package,
+            invoice_node=cfg.x3_graphql_invoice_node, timeout=cfg.x3_timeout,
+            connect_timeout=CONNECT_TIMEOUT, verify=verify, limiter=limiter,
+        )
+    raise NotImplementedError(f"X3 transport {conn.kind!r} is not available")
 
 
 _cache: dict[tuple[int, str], tuple[object, X3Client]] = {}
@@ -27,8 +69,6 @@ _cache: dict[tuple[int, str], tuple[object, X3Client]] = {}
 
 def shared_client(name: str = connections.X3) -> X3Client:
     """One client (and HTTP session) per process, rebuilt when the connection row changes."""
-    import os
-
     from pipeline import db
 
     with db.transaction() as cur:

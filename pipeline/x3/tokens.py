@@ -203,7 +203,8 @@ class RefreshTokens:
         if rejected:
             raise X3AuthError(
                 "X3 refused the stored refresh token: a person must re-authorise the connection "
-                "(new refresh token via `mlc connection set x3 ... --refresh-token-stdin`)")
+                "and store the new refresh token (`mlc connection set x3 --transport graphql "
+                "... --client-secret-stdin --refresh-token-stdin`)")
         log.info("X3 access token refreshed (valid %.0f s)", expires_in)
         self._cached = (access, self._clock() + expires_in, expires_in)
         return access

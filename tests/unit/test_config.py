@@ -24,6 +24,9 @@ def test_defaults_and_lists():
     assert s.secret_keys == (KEY,)
     assert s.invoice_patterns == ("invoices_*.csv", "invoices_*.xml")
     assert s.visibility_timeout > s.task_time_limit
+    assert s.x3_max_concurrency == 4
+    assert (s.x3_graphql_invoice_package, s.x3_graphql_invoice_node) == (
+        "x3Accounting", "supplierBpInvoice")
 
 
 def test_visibility_timeout_must_outlive_task_and_backoff():

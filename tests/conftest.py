@@ -8,6 +8,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
@@ -56,10 +57,9 @@ def template_db() -> Iterator[str]:
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture
-def db_env(template_db: str, secret_key: str, redis_url: str,
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A fresh migrated database for this test, and the environment that points at it."""
+@contextmanager
+def _database_env(template_db: str, secret_key: str, redis_url: str,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     from pipeline import db, ledger
     from pipeline.config import settings
 
@@ -79,12 +79,31 @@ def db_env(template_db: str, secret_key: str, redis_url: str,
 
 
 @pytest.fixture
+def db_env(template_db: str, secret_key: str, redis_url: str,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A fresh migrated database for this test, and the environment that points at it."""
+    with _database_env(template_db, secret_key, redis_url, monkeypatch) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def module_db_env(template_db: str, secret_key: str, redis_url: str) -> Iterator[dict[str, str]]:
+    """One database for a module whose tests clean up what they share (saves ~0.3 s a test)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        with _database_env(template_db, secret_key, redis_url, monkeypatch) as env:
+            yield env
+
+
+
+@pytest.fixture
 def x3sim() -> Iterator[str]:
     """The X3 simulator in a thread of this process; yields its base URL."""
     from sandbox import x3sim as sim
 
     server = sim.make_server("127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits up to one, and this fixture runs per test.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

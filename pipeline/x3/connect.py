@@ -19,19 +19,21 @@ from pipeline.x3.tokens import ConnectedAppTokens, RefreshTokens, TokenSource
 
 CONNECT_TIMEOUT = 5.0
 
-_redis: dict[int, redis.Redis] = {}
+_redis: dict[tuple[int, str], redis.Redis] = {}
 
 
 def limiter_for(url: str, folder: str) -> RedisLimiter:
     """The cross-process call cap of one X3 server and folder (the licence's unit)."""
-    client = _redis.get(os.getpid())  # a client inherited through fork shares its sockets
+    # Keyed by pid: a client inherited through fork shares its sockets with the parent.
+    key = (os.getpid(), settings().broker_url)
+    client = _redis.get(key)
     if client is None:
-        client = _redis[os.getpid()] = redis.Redis.from_url(settings().broker_url)
-    key = "mlc:x3:slots:" + hashlib.sha256(f"{url.rstrip('/')}|{folder}".encode()).hexdigest()[:16]
+        client = _redis[key] = redis.Redis.from_url(settings().broker_url)
+    digest = hashlib.sha256(f"{url.rstrip('/')}|{folder}".encode()).hexdigest()[:16]
     # A lease outlives the longest call it guards, so only a dead holder's slot ever expires.
     lease = settings().x3_timeout + CONNECT_TIMEOUT + 5
-    return RedisLimiter(client, key, settings().x3_max_concurrency, lease_seconds=lease,
-                        wait_seconds=max(30.0, lease))
+    return RedisLimiter(client, f"mlc:x3:slots:{digest}", settings().x3_max_concurrency,
+                        lease_seconds=lease, wait_seconds=max(30.0, lease))
 
 
 def token_source(conn: connections.Connection) -> TokenSource:

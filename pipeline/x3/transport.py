@@ -28,11 +28,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 3  # tries of one read, the first included
+    attempts: int = 4  # tries of one read, the first included
     base_delay: float = 0.2  # seconds before the first retry, doubled each time
     max_delay: float = 5.0
-    # A longer Retry-After is not slept through inside a worker: the task layer retries later.
+    # Longer waits are not slept through inside a worker (it holds a task slot): the error goes
+    # to the task layer, which retries later with its own countdown.
     max_retry_after: float = 10.0
+    max_total_wait: float = 20.0
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -90,7 +92,7 @@ class Transport:
     def read(self, method: str, url: str, answer: Callable[[requests.Response], T],
              **kwargs: Any) -> T:
         """A call safe to repeat: retried on transient failures, then X3Unavailable."""
-        attempt = 1
+        attempt, waited = 1, 0.0
         while True:
             try:
                 return answer(self._send(method, url, **kwargs))
@@ -99,11 +101,12 @@ class Transport:
             except X3Unavailable as exc:
                 error = exc
             delay = backoff_delay(attempt, error.retry_after, self.retry)
-            if attempt >= self.retry.attempts or delay is None:
+            if (attempt >= self.retry.attempts or delay is None
+                    or waited + delay > self.retry.max_total_wait):
                 raise error
             log.info("X3 read failed (%s), try %d in %.2f s", error, attempt + 1, delay)
             time.sleep(delay)
-            attempt += 1
+            attempt, waited = attempt + 1, waited + delay
 
     def write(self, method: str, url: str, answer: Callable[[requests.Response], T],
               what: str, **kwargs: Any) -> T:

@@ -239,7 +239,18 @@ def test_http_overload_on_reads_honours_retry_after(tokens, monkeypatch, status)
     with pytest.raises(X3Unavailable) as err:
         client(tokens).account_exists("CONS", "1")
     assert err.value.retry_after == 2.0
-    assert len(responses.calls) == 3 and all(2.0 <= s <= 2.4 for s in slept)
+    assert len(responses.calls) == RetryPolicy().attempts
+    assert all(2.0 <= s <= 2.4 for s in slept)
+
+
+@responses.activate
+def test_inline_waits_stop_at_the_total_budget(tokens, monkeypatch):
+    slept = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    responses.post(URL, status=503, headers={"Retry-After": "8"}, json={})
+    with pytest.raises(X3Unavailable):
+        client(tokens).account_exists("CONS", "1")
+    assert len(slept) == 2 and sum(slept) <= RetryPolicy().max_total_wait
 
 
 @responses.activate
@@ -279,7 +290,7 @@ def test_create_refused_connection_is_retried_then_unavailable(tokens):
     responses.post(URL, body=refused)
     with pytest.raises(X3Unavailable):
         client(tokens).create_invoice(INVOICE)
-    assert len(responses.calls) == 3  # nothing was sent, so trying again is safe
+    assert len(responses.calls) == RetryPolicy().attempts  # nothing was sent: safe to try again
 
 
 @responses.activate

@@ -1,6 +1,7 @@
--- The current OAuth2 access token of each X3 connection, shared by every worker process, and the
--- row every refresh locks (SELECT ... FOR UPDATE): one refresh at a time per connection, no
--- stampede when the token nears expiry. The refresh token itself stays in connections.secret.
+-- The current OAuth2 access token of each X3 connection, shared by every worker process: when it
+-- nears expiry one process refreshes (holding the connections row FOR UPDATE) and the others
+-- wait for, then use, its result instead of stampeding the token endpoint. The refresh token
+-- itself stays in connections.secret.
 
 CREATE TABLE x3_tokens (
     connection      text PRIMARY KEY REFERENCES connections(name) ON DELETE CASCADE,

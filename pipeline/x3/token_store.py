@@ -1,5 +1,6 @@
-"""The Postgres TokenStore: the x3_tokens row (migrations/0002) is both the shared access token
-and the refresh lock; the refresh token lives encrypted in the connections row's secret."""
+"""The Postgres TokenStore: the x3_tokens row (migrations/0002) holds the shared access token;
+the refresh token lives encrypted in the connections row's secret, and that row's lock is the
+refresh lock."""
 
 from __future__ import annotations
 
@@ -36,11 +37,17 @@ class PgTokenStore:
     @contextmanager
     def locked(self) -> Iterator[_PgLocked]:
         with db.transaction() as cur:
-            # The row may not exist yet; concurrent inserts of it wait on each other, then the
-            # row lock below serialises every refresh of this connection, across processes.
+            # The connection's row is the refresh lock: every refresh of it, in any process,
+            # queues here, and so does `mlc connection set`, which therefore cannot have its new
+            # refresh token overwritten by a refresh that read the old one. Always taken before
+            # the x3_tokens row, as `connection set` does, so the two never deadlock.
+            cur.execute("SELECT 1 FROM connections WHERE name = %s FOR UPDATE",
+                        (self.connection,))
+            if cur.fetchone() is None:
+                raise connections.ConnectionMissing(f"no connection named {self.connection!r}")
             cur.execute("INSERT INTO x3_tokens (connection) VALUES (%s) ON CONFLICT DO NOTHING",
                         (self.connection,))
-            cur.execute(_SELECT + " FOR UPDATE", (self.connection,))
+            cur.execute(_SELECT, (self.connection,))
             yield _PgLocked(cur, self.connection, cur.fetchone())
 
     def refreshes(self) -> int:

@@ -98,3 +98,77 @@ def test_create_returns_document_number():
     responses.post(f"{ROOT}/BPSINVOICE", status=201, json={"NUM": "SIV1", "BPR": "V1"},
                    headers={"Location": f"{ROOT}/BPSINVOICE('SIV1')"})
     assert client().create_invoice(INVOICE) == "SIV1"
+
+
+@responses.activate
+def test_forbidden_is_an_auth_error():
+    responses.get(f"{ROOT}/BPSUPPLIER", status=403, json={})
+    with pytest.raises(X3AuthError):
+        client().find_supplier_by_code("A")
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 504])
+@responses.activate
+def test_transient_statuses_on_reads_are_retried_then_succeed(monkeypatch, status):
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    responses.get(f"{ROOT}/GACCOUNT", status=status, json={})
+    responses.get(f"{ROOT}/GACCOUNT", json={"$resources": [{"$key": "CONS~6100"}]})
+    assert client().account_exists("CONS", "6100") is True
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_read_connection_errors_and_timeouts_are_retried(monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    responses.get(f"{ROOT}/CACCE", body=requests.ConnectionError("reset"))
+    responses.get(f"{ROOT}/CACCE", body=requests.ReadTimeout("slow"))
+    responses.get(f"{ROOT}/CACCE", json={"$resources": []})
+    assert client().dimension_exists("CCT", "A") is False
+
+
+@responses.activate
+def test_long_retry_after_is_handed_back_without_sleeping(monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: pytest.fail("slept"))
+    responses.get(f"{ROOT}/CACCE", status=503, headers={"Retry-After": "600"}, json={})
+    with pytest.raises(X3Unavailable) as err:
+        client().dimension_exists("CCT", "A")
+    assert err.value.retry_after == 600
+
+
+@responses.activate
+def test_create_connection_dropped_after_sending_is_outcome_unknown():
+    responses.post(f"{ROOT}/BPSINVOICE", body=requests.ConnectionError("Connection aborted"))
+    with pytest.raises(X3OutcomeUnknown):
+        client().create_invoice(INVOICE)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_overloaded_create_is_unavailable_and_not_resent():
+    responses.post(f"{ROOT}/BPSINVOICE", status=503, headers={"Retry-After": "1"}, json={})
+    with pytest.raises(X3Unavailable):
+        client().create_invoice(INVOICE)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_every_attempt_holds_a_limiter_slot(monkeypatch):
+    from contextlib import contextmanager
+
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    held = []
+
+    class Counting:
+        @contextmanager
+        def slot(self):
+            held.append(1)
+            yield
+
+    responses.get(f"{ROOT}/GACCOUNT", status=503, json={})
+    responses.get(f"{ROOT}/GACCOUNT", json={"$resources": []})
+    RestClient(BASE, "SEED", "admin", "pw", limiter=Counting()).account_exists("CONS", "1")
+    assert len(held) == 2
+
+
+def test_repr_hides_the_password():
+    assert "pw" not in repr(client())

@@ -14,6 +14,12 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def forget_secret(value: str | None) -> None:
+    """A credential that can no longer be used (rotated refresh token, expired access token)
+    needs no masking; forgetting it keeps the list scanned for every log line short."""
+    _secrets.discard(value or "")
+
+
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if _secrets:

@@ -20,6 +20,7 @@ import redis
 from pipeline.x3.errors import X3Unavailable
 
 # KEYS[1] the slot set; ARGV: lease id, cap, lease length in ms. Expired leases go first.
+# TIME before writes needs effect replication: Redis >= 5 (compose runs 7).
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)

@@ -11,7 +11,6 @@ from typing import Any
 from psycopg2.extensions import cursor as Cursor
 
 from pipeline import connections, db
-from pipeline.logs import register_secret
 from pipeline.secrets import SecretError
 from pipeline.x3.errors import X3AuthError
 from pipeline.x3.tokens import SharedToken, fingerprint
@@ -70,7 +69,6 @@ def _shared(row: dict[str, Any] | None) -> SharedToken | None:
         token = connections.vault().decrypt(row["access_token"])["access_token"]
     except (SecretError, KeyError):
         return None  # encrypted with a key since removed: refresh instead
-    register_secret(token)
     return SharedToken(token, float(row["remaining"]), float(row["lifetime"] or 300))
 
 

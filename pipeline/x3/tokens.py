@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import requests
 
-from pipeline.logs import register_secret
+from pipeline.logs import forget_secret, register_secret
 from pipeline.x3.errors import X3AuthError, X3OutcomeUnknown, X3Unavailable
 from pipeline.x3.transport import RetryPolicy, Transport, retry_after_seconds
 
@@ -53,6 +53,25 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+class _Masked:
+    """Bearer tokens masked in logs while they can still be used, forgotten once expired: a
+    long-lived worker sees hundreds a day, and the mask list is scanned for every log line."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._live: list[tuple[str, float]] = []
+
+    def add(self, token: str, expires_at: float) -> None:
+        register_secret(token)
+        now, keep = self._clock(), []
+        for old, old_expiry in self._live:
+            if old_expiry < now and old != token:
+                forget_secret(old)
+            elif old != token:
+                keep.append((old, old_expiry))
+        self._live = keep + [(token, expires_at)]
+
+
 # -- connected application: HS256 JWT ----------------------------------------------------------
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
@@ -78,6 +97,7 @@ class ConnectedAppTokens:
         self._clock = clock
         self._lock = threading.Lock()
         self._current: tuple[str, float] | None = None
+        self._masked = _Masked(clock)
         register_secret(client_secret)
 
     def __repr__(self) -> str:
@@ -100,7 +120,7 @@ class ConnectedAppTokens:
         claims = {"iss": self.client_id, "sub": self.x3_user, "aud": self.audience,
                   "iat": iat, "exp": iat + JWT_LIFETIME}
         token = sign_hs256(claims, self._secret)
-        register_secret(token)
+        self._masked.add(token, float(iat + JWT_LIFETIME))
         self._current = (token, float(iat + JWT_LIFETIME))
         return token
 
@@ -152,6 +172,7 @@ class RefreshTokens:
         self._clock = clock
         self._lock = threading.Lock()  # threads of one process queue here, processes on the store
         self._cached: tuple[str, float, float] | None = None  # token, local expiry, lifetime
+        self._masked = _Masked(clock)
         # A token endpoint that cannot answer is reported at once: a sleeping retry here would
         # hold the refresh lock every other worker is waiting on.
         self._http = Transport(timeout=timeout, retry=RetryPolicy(attempts=2))
@@ -167,7 +188,7 @@ class RefreshTokens:
                 return self._cached[0]
             shared = self.store.current()
             if shared and shared.usable(self._margin):
-                return self._remember(shared)
+                return self._remember(shared.access_token, shared.remaining, shared.lifetime)
             return self._refresh(refused=None)
 
     def renew(self, refused: str) -> str:
@@ -175,16 +196,17 @@ class RefreshTokens:
             self._cached = None
             return self._refresh(refused=refused)
 
-    def _remember(self, shared: SharedToken) -> str:
-        self._cached = (shared.access_token, self._clock() + shared.remaining, shared.lifetime)
-        return shared.access_token
+    def _remember(self, token: str, remaining: float, lifetime: float) -> str:
+        self._cached = (token, self._clock() + remaining, lifetime)
+        self._masked.add(token, self._cached[1])
+        return token
 
     def _refresh(self, refused: str | None) -> str:
         with self.store.locked() as locked:
             # Someone may have refreshed while this process waited for the lock.
             shared = locked.current()
             if shared and shared.access_token != refused and shared.usable(self._margin):
-                return self._remember(shared)
+                return self._remember(shared.access_token, shared.remaining, shared.lifetime)
             refresh_token = locked.refresh_token()
             if locked.is_refused(refresh_token):
                 rejected = True
@@ -198,16 +220,18 @@ class RefreshTokens:
                     rejected = False
                     access = answer["access_token"]
                     expires_in = float(answer.get("expires_in") or 300)
+                    rotated = answer.get("refresh_token") or refresh_token
                     # Stored (committed when the block exits) before the access token is used.
-                    locked.save(access, expires_in, answer.get("refresh_token") or refresh_token)
+                    locked.save(access, expires_in, rotated)
         if rejected:
             raise X3AuthError(
                 "X3 refused the stored refresh token: a person must re-authorise the connection "
                 "and store the new refresh token (`mlc connection set x3 --transport graphql "
                 "... --client-secret-stdin --refresh-token-stdin`)")
+        if rotated != refresh_token:
+            forget_secret(refresh_token)  # committed away and refused by X3 from now on
         log.info("X3 access token refreshed (valid %.0f s)", expires_in)
-        self._cached = (access, self._clock() + expires_in, expires_in)
-        return access
+        return self._remember(access, expires_in, expires_in)
 
     def _post(self, refresh_token: str) -> dict[str, Any]:
         body = {"grant_type": "refresh_token", "refresh_token": refresh_token,

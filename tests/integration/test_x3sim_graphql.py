@@ -379,3 +379,27 @@ def test_drop_after_commit_applies_to_mutations(sim, token):
 def test_bad_token_fault_values_are_400(sim):
     for faults in ({"token_lifetime": 0}, {"rotate_refresh_tokens": 1}):
         assert requests.post(f"{sim}/_sim/faults", json=faults, timeout=5).status_code == 400
+
+
+def test_command_line_seeds_the_oauth_client():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.x3sim", "--port", "0", "--client-id", "cli",
+         "--client-secret", "cli-secret", "--refresh-token", "cli-rt"],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
+        text=True)
+    try:
+        base = process.stdout.readline().strip().rsplit(" ", 1)[1]
+        answer = requests.post(f"{base}/oauth/token", timeout=5, json={
+            "grant_type": "refresh_token", "refresh_token": "cli-rt", "client_id": "cli",
+            "client_secret": "cli-secret"})
+        assert answer.status_code == 200, answer.text
+        assert gql(base, SUPPLIER_Q, token=answer.json()["access_token"]).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -58,8 +58,8 @@ class _SettingsSchema(Schema):
     MLC_X3_INVOICE_TYPE = mf.Str(load_default="INV")
     MLC_X3_CREDIT_NOTE_TYPE = mf.Str(load_default="CRN")
     MLC_X3_TIMEOUT = mf.Float(load_default=30.0, validate=validate.Range(min=1, max=600))
-    MLC_TASK_TIME_LIMIT = mf.Int(load_default=600, validate=validate.Range(min=10))
-    MLC_VISIBILITY_TIMEOUT = mf.Int(load_default=7200, validate=validate.Range(min=60))
+    MLC_TASK_TIME_LIMIT = mf.Int(load_default=600, validate=validate.Range(min=2))
+    MLC_VISIBILITY_TIMEOUT = mf.Int(load_default=7200, validate=validate.Range(min=5))
     MLC_RETRY_BACKOFF_MAX = mf.Int(load_default=1800, validate=validate.Range(min=1))
     MLC_MAX_RETRIES = mf.Int(load_default=8, validate=validate.Range(min=0, max=100))
     MLC_LOG_LEVEL = mf.Str(

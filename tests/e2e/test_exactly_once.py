@@ -111,9 +111,10 @@ def test_unknown_account_fixed_and_replayed_through_cli_and_celery_call(stack, t
     env = stack.env
     mlc = [sys.executable, "-m", "pipeline.cli"]
     subprocess.run([*mlc, "mapping", "import", "gl", str(fixed)], env=env, check=True)
-    out = subprocess.run([*mlc, "replay", "--invoice", str(failed["BO-7731"]["id"])], env=env,
-                         check=True, capture_output=True, text=True).stdout
-    assert "replay queued" in out
+    out = subprocess.run([*mlc, "replay", "--invoice", "V-1003", "BO-7731", "--reason",
+                          "GL 6500 mapped"], env=env, check=True, capture_output=True,
+                         text=True).stdout
+    assert "replaying 1 invoice(s): invoice BO-7731 of vendor V-1003" in out
     call = subprocess.run([sys.executable, "-m", "celery", "-A", "workers", "call", "mlc.replay",
                            "--kwargs", f'{{"invoice_id": {failed["INV-88121"]["id"]}}}'],
                           env=env, capture_output=True, text=True, timeout=60)

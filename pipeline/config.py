@@ -49,6 +49,7 @@ class _SettingsSchema(Schema):
                                 validate=validate.OneOf(["leave", "move", "delete"]))
     MLC_MAX_FILE_MB = mf.Int(load_default=200, validate=validate.Range(min=1, max=10240))
     MLC_STABILITY_RECHECK = mf.Int(load_default=10, validate=validate.Range(min=1, max=3600))
+    MLC_DRY_RUN = mf.Bool(load_default=False)
     MLC_STAMPLI_LAYOUT = mf.Str(load_default=None, allow_none=True)
     MLC_X3_COMPANY = mf.Str(load_default="US01")
     MLC_X3_SITE = mf.Str(load_default="US011")
@@ -95,6 +96,7 @@ class Settings:
     after_download: str
     max_file_mb: int
     stability_recheck: int
+    dry_run: bool
     stampli_layout: str | None
     x3_company: str
     x3_site: str
@@ -156,6 +158,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         after_download=data["MLC_AFTER_DOWNLOAD"],
         max_file_mb=data["MLC_MAX_FILE_MB"],
         stability_recheck=data["MLC_STABILITY_RECHECK"],
+        dry_run=data["MLC_DRY_RUN"],
         stampli_layout=data["MLC_STAMPLI_LAYOUT"],
         x3_company=data["MLC_X3_COMPANY"],
         x3_site=data["MLC_X3_SITE"],

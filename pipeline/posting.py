@@ -85,6 +85,11 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
 
     _validate(ctx, invoice_id, document, client)
 
+    if settings().dry_run:
+        _audit(ctx, invoice_id, "skipped", dry_run=True, reason="dry run: not posted",
+               would_post=_summary(document))
+        return PostOutcome(invoice_id, "dry_run", reason="MLC_DRY_RUN is set")
+
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET status = 'posting', attempts = attempts + 1,"
                     " updated_at = now() WHERE id = %s", (invoice_id,))
@@ -104,6 +109,19 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
         raise
     _mark_posted(ctx, invoice_id, doc_number, adopted=False, document=document)
     return PostOutcome(invoice_id, "posted", doc_number)
+
+
+def _summary(document: NewInvoice) -> dict[str, Any]:
+    return {
+        "supplier": document.supplier_code, "supplier_document": document.document_number,
+        "type": document.invoice_type, "currency": document.currency,
+        "total": str(document.total_including_tax), "company": document.company,
+        "site": document.site, "document_date": document.document_date.isoformat(),
+        "lines": [{"line": ln.line_number, "account": ln.account, "amount": str(ln.amount),
+                   "quantity": str(ln.quantity),
+                   "dimensions": [f"{t}={v}" for t, v in ln.dimensions]}
+                  for ln in document.lines],
+    }
 
 
 def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
@@ -155,9 +173,7 @@ def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted:
                     (doc_number, invoice_id))
         detail: dict[str, Any] = {"document_number": doc_number, "adopted": adopted}
         if document is not None:
-            detail.update(supplier=document.supplier_code,
-                          supplier_document=document.document_number,
-                          total=str(document.total_including_tax), lines=len(document.lines))
+            detail["posted"] = _summary(document)
         audit.record(cur, "invoice_post", "ok", ctx=ctx, invoice_id=invoice_id, **detail)
 
 

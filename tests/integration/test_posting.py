@@ -203,3 +203,34 @@ def test_colliding_vendor_ids_get_distinct_supplier_codes(parsed, connected):
     assert codes["V-1003"] == "V1003"
     assert codes["V1003"] != "V1003" and codes["V1003"].startswith("V100")
     assert codes["v-1003"] == codes["V-1003"]  # vendor ids compare like the dedup key
+
+
+def test_dry_run_posts_nothing_and_records_what_it_would_post(parsed, connected, monkeypatch):
+    from pipeline.config import settings
+
+    monkeypatch.setenv("MLC_DRY_RUN", "1")
+    settings.cache_clear()
+    c = client()
+    outcomes = {n: process_invoice(i, c, CTX) for n, i in parsed.items()}
+    assert set(outcomes.values()) == {"dry_run"}
+    state = sim_state(connected["x3"])
+    assert state["invoices"] == [] and [s["BPSNUM"] for s in state["suppliers"]] == ["ACME01"]
+    with db.transaction() as cur:
+        cur.execute("SELECT invoice_id, detail FROM audit_events WHERE stage = 'invoice_post'"
+                    " AND outcome = 'skipped'")
+        would = {r["invoice_id"]: r["detail"]["would_post"] for r in cur.fetchall()}
+        cur.execute("SELECT count(*) AS n FROM audit_events WHERE stage = 'vendor_create'"
+                    " AND detail->>'dry_run' = 'true'")
+        assert cur.fetchone()["n"] == 2
+        cur.execute("SELECT count(*) AS n FROM vendor_links WHERE matched_by = 'created'")
+        assert cur.fetchone()["n"] == 0
+    acme = would[parsed["INV-88121"]]
+    assert acme["supplier"] == "ACME01" and acme["total"] == "1260.50"
+    assert [ln["account"] for ln in acme["lines"]] == ["6100", "6300"]
+    assert would[parsed["BO-7731"]]["supplier"] == "V1003"
+
+    monkeypatch.setenv("MLC_DRY_RUN", "0")
+    settings.cache_clear()
+    assert {process_invoice(i, c, CTX) for i in parsed.values()} == {"posted"}
+    state = sim_state(connected["x3"])
+    assert len(state["invoices"]) == 3 and len(state["suppliers"]) == 3

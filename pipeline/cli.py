@@ -286,6 +286,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    from pipeline import health, tables
+
+    names = health.LOCAL if args.local else tuple(health.CHECKS)
+    results = health.run(names)
+    if args.json:
+        print(tables.to_json([r.__dict__ for r in results]))
+    else:
+        for r in results:
+            print(f"{'ok  ' if r.ok else 'DOWN'} {r.name:<10} {r.detail}")
+    down = [r.name for r in results if not r.ok]
+    if down:
+        print(f"mlc: down: {', '.join(down)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_sandbox_x3(args: argparse.Namespace) -> int:
     from sandbox import x3sim
 
@@ -394,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--reason", help="why, for the audit trail")
     rp.add_argument("--dry-run", action="store_true")
     rp.set_defaults(func=cmd_replay)
+
+    hp = sub.add_parser("health", help="check Postgres, Redis, migrations, SFTP and X3")
+    hp.add_argument("--local", action="store_true",
+                    help="only what this container needs: Postgres, migrations, Redis")
+    hp.add_argument("--json", action="store_true")
+    hp.set_defaults(func=cmd_health)
 
     sb = sub.add_parser("sandbox", help="local simulators").add_subparsers(
         dest="sb_cmd", required=True)

@@ -116,3 +116,17 @@ def test_replay_refuses_posted_dry_runs_and_replays_through_celery_call(ran):
     assert len(replays) == failed_before
     assert all(d["by"] == "celery call" and d["reason"] == "mapping fixed" for d in replays)
     assert len(ran.sim()["invoices"]) == 33
+
+
+def test_health_names_what_is_down(stack):
+    ok = mlc(stack, "health")
+    assert [ln.split()[:2] for ln in ok.stdout.splitlines()] == [
+        ["ok", "postgres"], ["ok", "migrations"], ["ok", "redis"], ["ok", "sftp"], ["ok", "x3"]]
+    stack.sftp.stop()
+    down = mlc(stack, "health", check=False)
+    assert down.returncode == 1 and "down: sftp" in down.stderr
+    assert "DOWN sftp" in down.stdout and "ok   x3" in down.stdout
+    broken = dict(stack.env, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "health", "--local"], env=broken,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "down: redis" in r.stderr

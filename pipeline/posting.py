@@ -8,17 +8,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pipeline import audit, db, mapping, validation
+from pipeline import audit, db, logs, mapping, validation
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.x3.client import NewInvoice, NewInvoiceLine, X3Client
 from pipeline.x3.errors import X3Error, X3ValidationError
 
+log = logging.getLogger(__name__)
 POST_LOCK_NS = 0x4D4C_0004
 POSTABLE = ("vendor_resolved", "posting", "failed")
 
@@ -75,11 +77,20 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
         if not inv["x3_supplier_code"]:
             raise NotReadyToPost(f"invoice {invoice_id} has no X3 supplier yet")
         document = build_invoice(cur, inv)
+    with logs.bind(vendor_id=inv["payload"]["vendor_id"],
+                   invoice_number=document.document_number):
+        return _post_document(ctx, invoice_id, inv, document, client)
+
+
+def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
+                   document: NewInvoice, client: X3Client) -> PostOutcome:
     supplier, number = document.supplier_code, document.document_number
 
     if inv["attempts"] > 0:
         existing = client.find_invoice(supplier, number)
         if existing:
+            log.info("invoice already in X3 as %s (an earlier answer was lost): adopted",
+                     existing)
             _mark_posted(ctx, invoice_id, existing, adopted=True)
             return PostOutcome(invoice_id, "adopted", existing)
 
@@ -96,6 +107,7 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
     try:
         doc_number = client.create_invoice(document)
     except X3ValidationError as exc:
+        log.warning("X3 refused the invoice: %s", exc)
         validation.forget()  # X3 refused something we thought it knew: ask afresh next time
         fail(ctx, invoice_id, str(exc), messages=exc.messages)
         raise InvoiceRejectedByValidation(str(exc)) from None
@@ -108,6 +120,8 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
                          error=str(exc), error_type=type(exc).__name__, transient=exc.transient)
         raise
     _mark_posted(ctx, invoice_id, doc_number, adopted=False, document=document)
+    log.info("posted to X3 as %s (supplier %s, total %s %s)", doc_number, supplier,
+             document.total_including_tax, document.currency)
     return PostOutcome(invoice_id, "posted", doc_number)
 
 

@@ -1,6 +1,8 @@
 """End to end: real sshd, the X3 simulator as its own process, Redis, Postgres and a real Celery
 worker. The samples land in X3 once, every step is audited, a second poll changes nothing."""
 
+import json
+
 import pytest
 import requests
 
@@ -79,6 +81,12 @@ def test_no_secret_in_logs_or_audit_rows(stack):
         stored += "\n".join(r["s"] for r in cur.fetchall())
     log = stack.worker.log()
     assert "mlc.post_invoice" in log  # the log really is the worker's, at DEBUG
+    lines = [json.loads(ln) for ln in log.splitlines() if ln.startswith("{")]
+    posted = [ln for ln in lines if ln["message"].startswith("posted to X3 as")]
+    assert len(posted) == 3  # structured: one JSON object per line, with the work's context
+    assert {ln["task"] for ln in posted} == {"mlc.post_invoice"}
+    assert all(ln["task_id"] and ln["invoice_id"] and ln["vendor_id"] and ln["invoice_number"]
+               for ln in posted)
     for secret in secrets:
         assert secret not in log
         assert secret not in stored

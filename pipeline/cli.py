@@ -303,6 +303,17 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from pipeline import metrics
+
+    if args.serve:
+        print(f"metrics on http://{args.host}:{args.port}/metrics", flush=True)
+        metrics.serve(args.port, args.host)
+        return 0
+    sys.stdout.write(metrics.exposition().decode())
+    return 0
+
+
 def cmd_sandbox_x3(args: argparse.Namespace) -> int:
     from sandbox import x3sim
 
@@ -417,6 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only what this container needs: Postgres, migrations, Redis")
     hp.add_argument("--json", action="store_true")
     hp.set_defaults(func=cmd_health)
+
+    mt = sub.add_parser("metrics", help="Prometheus metrics of files and invoices")
+    mt.add_argument("--serve", action="store_true", help="serve /metrics instead of printing")
+    mt.add_argument("--host", default="127.0.0.1")
+    mt.add_argument("--port", type=int, default=9808)
+    mt.set_defaults(func=cmd_metrics)
 
     sb = sub.add_parser("sandbox", help="local simulators").add_subparsers(
         dest="sb_cmd", required=True)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -104,6 +105,7 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET status = 'posting', attempts = attempts + 1,"
                     " updated_at = now() WHERE id = %s", (invoice_id,))
+    started = time.monotonic()
     try:
         doc_number = client.create_invoice(document)
     except X3ValidationError as exc:
@@ -119,7 +121,8 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
             audit.record(cur, "invoice_post", "error", ctx=ctx, invoice_id=invoice_id,
                          error=str(exc), error_type=type(exc).__name__, transient=exc.transient)
         raise
-    _mark_posted(ctx, invoice_id, doc_number, adopted=False, document=document)
+    _mark_posted(ctx, invoice_id, doc_number, adopted=False, document=document,
+                 elapsed_ms=round((time.monotonic() - started) * 1000, 1))
     log.info("posted to X3 as %s (supplier %s, total %s %s)", doc_number, supplier,
              document.total_including_tax, document.currency)
     return PostOutcome(invoice_id, "posted", doc_number)
@@ -180,7 +183,7 @@ def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X
 
 
 def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted: bool,
-                 document: NewInvoice | None = None) -> None:
+                 document: NewInvoice | None = None, elapsed_ms: float | None = None) -> None:
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET status = 'posted', x3_document_number = %s,"
                     " last_error = NULL, posted_at = now(), updated_at = now() WHERE id = %s",
@@ -188,6 +191,7 @@ def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted:
         detail: dict[str, Any] = {"document_number": doc_number, "adopted": adopted}
         if document is not None:
             detail["posted"] = _summary(document)
+            detail["elapsed_ms"] = elapsed_ms
         audit.record(cur, "invoice_post", "ok", ctx=ctx, invoice_id=invoice_id, **detail)
 
 

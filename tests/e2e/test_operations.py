@@ -130,3 +130,20 @@ def test_health_names_what_is_down(stack):
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "health", "--local"], env=broken,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "down: redis" in r.stderr
+
+
+def test_metrics(ran):
+    text = mlc(ran, "metrics").stdout
+    metrics = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            metrics[name] = float(value)
+    s = summary()["invoices"]
+    assert metrics['mlc_invoices{status="posted"}'] == s["posted"]
+    assert metrics['mlc_invoices{status="failed"}'] == s["failed"]
+    assert metrics["mlc_invoices_posted_total"] == s["posted"]
+    assert metrics['mlc_files{status="parsed"}'] == 4
+    assert metrics["mlc_suppliers_created_total"] == 2 + 4
+    assert 0 < metrics['mlc_x3_post_latency_seconds{quantile="0.5"}'] < 5
+    assert metrics["mlc_last_poll_timestamp_seconds"] > 1.7e9

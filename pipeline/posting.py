@@ -144,6 +144,9 @@ def _summary(document: NewInvoice) -> dict[str, Any]:
 def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
     s = settings()
     p = inv["payload"]
+    credit = p.get("document_type") == "credit_note"
+    # X3 carries a credit note's sign in its type: amounts travel positive.
+    sign = Decimal(-1) if credit else Decimal(1)
     lines = []
     for line in p["lines"]:
         dims = ()
@@ -152,11 +155,10 @@ def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
         lines.append(NewInvoiceLine(
             line_number=int(line["line_number"]),
             account=mapping.gl_account(cur, line["gl_account"]),
-            amount=Decimal(line["amount"]), quantity=Decimal(line["quantity"]),
+            amount=sign * Decimal(line["amount"]), quantity=Decimal(line["quantity"]),
             description=(line.get("description") or "")[:30], dimensions=dims,
         ))
-    total = Decimal(p["invoice_total"])
-    credit = p.get("document_type") == "credit_note"
+    total = sign * Decimal(p["invoice_total"])
     return NewInvoice(
         supplier_code=inv["x3_supplier_code"], document_number=p["invoice_number"],
         document_date=date.fromisoformat(p["invoice_date"]),

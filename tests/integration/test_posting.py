@@ -234,3 +234,19 @@ def test_dry_run_posts_nothing_and_records_what_it_would_post(parsed, connected,
     assert {process_invoice(i, c, CTX) for i in parsed.values()} == {"posted"}
     state = sim_state(connected["x3"])
     assert len(state["invoices"]) == 3 and len(state["suppliers"]) == 3
+
+
+def test_credit_note_posted_as_a_credit_note(connected):
+    export = connected["sftp"].export_dir
+    (export / "invoices_20261106000000.csv").write_text(
+        "invoice_number,vendor_id,vendor_name,invoice_date,currency,invoice_total,tax_amount,"
+        "line_number,line_amount,gl_account,cost_center,approval_status\n"
+        "CN-9,V-1001,Acme Industrial Supply,2026-11-05,USD,-105.00,-5.00,1,-100.00,6100,"
+        "CC-PLANT1,Approved\n")
+    poll.poll(CTX)
+    (file_id,) = poll.poll(CTX).new_file_ids
+    (invoice_id,) = ledger.parse_file(CTX, file_id).invoice_ids
+    assert process_invoice(invoice_id, client(), CTX) == "posted"
+    (doc,) = sim_state(connected["x3"])["invoices"]
+    assert doc["INVTYP"] == "CRN" and doc["BPRVCR"] == "CN-9"
+    assert doc["AMTATI"] == "105.00" and doc["BPSINVLIG"][0]["AMTNOTLIN"] == "100.00"

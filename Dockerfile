@@ -19,7 +19,7 @@ RUN apt-get update \
 RUN groupadd --system mlc \
     && useradd --system --gid mlc --create-home --home-dir /home/mlc \
        --shell /usr/sbin/nologin mlc \
-    && install -d -o mlc -g mlc /var/lib/mlc /srv/export
+    && install -d -o mlc -g mlc /var/lib/mlc /var/lib/flower /srv/export
 
 # The source stays at /app and is installed in editable mode: pipeline/migrate.py finds the
 # SQL files at Path(pipeline.__file__).parent.parent / "migrations", i.e. /app/migrations.

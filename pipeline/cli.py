@@ -277,54 +277,146 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline import db, status
+    from pipeline import db, status, tables
+    from pipeline.config import settings
 
     with db.transaction() as cur:
-        data = status.summary(cur)
-    print(json.dumps(data, indent=2) if args.json else status.render(data))
+        data = status.summary(cur, poll_interval=settings().poll_interval,
+                              broker_url=settings().broker_url)
+    tables.emit(tables.to_json(data) if args.json else status.render(data))
     return 0
+
+
+FAILED_COLUMNS = ("vendor_id", "invoice_number", "status", "attempts", "last_try", "reason")
+REJECTION_COLUMNS = ("file", "lines", "vendor_id", "invoice_number", "field", "reason")
 
 
 def cmd_failed(args: argparse.Namespace) -> int:
-    from pipeline import db
+    from pipeline import db, reports, tables
 
     with db.transaction() as cur:
-        cur.execute("SELECT id, stampli_vendor_id, invoice_number, status, attempts, last_error,"
-                    " review_reason FROM invoices WHERE status IN ('failed', 'needs_review')"
-                    " ORDER BY id")
-        rows = cur.fetchall()
-        cur.execute("SELECT r.source_file_id, f.path, r.line_numbers, r.field, r.reason"
-                    " FROM parse_rejections r JOIN source_files f ON f.id = r.source_file_id"
-                    " ORDER BY r.id")
-        rejections = cur.fetchall()
-    for r in rows:
-        print(f"invoice {r['id']} {r['stampli_vendor_id']}/{r['invoice_number']} {r['status']}"
-              f" attempts={r['attempts']}: {r['last_error'] or r['review_reason']}")
-    for r in rejections:
-        print(f"file {r['source_file_id']} {r['path']} lines {r['line_numbers']}: {r['reason']}")
-    if not rows and not rejections:
-        print("nothing failed")
+        invoices, rejected = reports.failed(cur), reports.rejections(cur)
+    if args.json:
+        tables.emit(tables.to_json({"invoices": invoices, "rejected_rows": rejected}))
+        return 0
+    parts = []
+    if invoices:
+        parts.append("Invoices failed or needing review:\n"
+                     + tables.table(invoices, FAILED_COLUMNS))
+    if rejected:
+        parts.append("Rows rejected at parse:\n" + tables.table(rejected, REJECTION_COLUMNS))
+    tables.emit("\n\n".join(parts) if parts else "nothing failed")
     return 0
 
 
+TRAIL_COLUMNS = ("at", "stage", "outcome", "task_id", "attempt", "summary")
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
-    from pipeline import audit, db
+    from pipeline import db, reports, tables
 
     with db.transaction() as cur:
-        rows = audit.events(cur, invoice_id=args.invoice, file_id=args.file, limit=args.limit)
-    for r in rows:
-        print(f"{r['at']:%Y-%m-%d %H:%M:%S} {r['stage']:<14} {r['outcome']:<8}"
-              f" file={r['source_file_id']} invoice={r['invoice_id']} task={r['task_id']}"
-              f" {json.dumps(r['detail'], default=str)}")
+        if args.what == "invoice":
+            if len(args.key) != 2:
+                raise SystemExit("mlc: audit invoice needs VENDOR_ID INVOICE_NUMBER")
+            inv = reports.find_invoice(cur, *args.key)
+            if inv is None:
+                print(f"no invoice {args.key[1]} of vendor {args.key[0]}", file=sys.stderr)
+                return 1
+            events = reports.trail(cur, invoice_id=inv["id"])
+            title = (f"invoice {inv['payload']['invoice_number']} of vendor "
+                     f"{inv['payload']['vendor_id']}: {inv['status']}"
+                     + (f" as {inv['x3_document_number']}" if inv["x3_document_number"] else ""))
+        else:
+            files = reports.find_files(cur, args.key[0])
+            if not files:
+                print(f"no file named {args.key[0]}", file=sys.stderr)
+                return 1
+            events = reports.trail(cur, file_ids=[f["id"] for f in files])
+            title = "; ".join(f"{f['path']}: {f['status']}" for f in files)
+    if args.json:
+        tables.emit(tables.to_json({"subject": title, "events": events}))
+    else:
+        tables.emit(title + "\n" + tables.table(events, TRAIL_COLUMNS))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from pipeline import db, reports, tables
+
+    since = date.fromisoformat(args.since)
+    with db.transaction() as cur:
+        rows = reports.reconciliation(cur, since)
+    if args.format == "json":
+        tables.emit(tables.to_json(rows))
+    elif args.format == "csv":
+        sys.stdout.write(tables.to_csv(rows, reports.REPORT_COLUMNS))
+    else:
+        short = [c for c in reports.REPORT_COLUMNS if c not in ("documents", "reasons")]
+        text = tables.table(rows, short)
+        notes = [f"{r['file']}: {reason}" for r in rows for reason in r["reasons"]]
+        if notes:
+            text += "\n\nreasons:\n" + "\n".join(notes)
+        tables.emit(text or f"no invoice files since {since}")
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from workers import app
+    from datetime import date
 
-    kwargs = {"invoice_id": args.invoice, "file_id": args.file, "status": "failed"}
-    result = app.send_task("mlc.replay", kwargs=kwargs)
-    print(f"replay queued: task {result.id}")
+    from pipeline import replay as replay_mod
+    from pipeline.run_once import CLI_CTX
+
+    vendor, number = args.invoice if args.invoice else (None, None)
+    sel = replay_mod.Selection(invoice_id=args.id, vendor_id=vendor, invoice_number=number,
+                               failed=args.failed, file=args.file,
+                               since=date.fromisoformat(args.since) if args.since else None)
+    try:
+        chosen = replay_mod.select_for_replay(CLI_CTX, sel, reason=args.reason,
+                                              dry_run=args.dry_run)
+    except replay_mod.ReplayRefused as exc:
+        print(f"mlc: replay refused: {exc}", file=sys.stderr)
+        return 1
+    if not args.dry_run and chosen:
+        from workers import app
+
+        for row in chosen:
+            app.send_task("mlc.resolve_vendor", args=[row["id"]])
+    verb = "would replay" if args.dry_run else "replaying"
+    print(f"{verb} {len(chosen)} invoice(s): {sel.describe()}")
+    for row in chosen:
+        print(f"  {row['vendor_id']} {row['invoice_number']} ({row['status']}): "
+              f"{row['last_error'] or ''}")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from pipeline import health, tables
+
+    names = health.LOCAL if args.local else tuple(health.CHECKS)
+    results = health.run(names)
+    if args.json:
+        print(tables.to_json([r.__dict__ for r in results]))
+    else:
+        for r in results:
+            print(f"{'ok  ' if r.ok else 'DOWN'} {r.name:<10} {r.detail}")
+    down = [r.name for r in results if not r.ok]
+    if down:
+        print(f"mlc: down: {', '.join(down)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from pipeline import metrics
+
+    if args.serve:
+        print(f"metrics on http://{args.host}:{args.port}/metrics", flush=True)
+        metrics.serve(args.port, args.host)
+        return 0
+    sys.stdout.write(metrics.exposition().decode())
     return 0
 
 
@@ -417,17 +509,40 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="files, invoices, vendors, last poll")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
-    sub.add_parser("failed", help="failed invoices and parse rejections").set_defaults(
-        func=cmd_failed)
-    au = sub.add_parser("audit", help="the audit trail")
-    au.add_argument("--invoice", type=int)
-    au.add_argument("--file", type=int)
-    au.add_argument("--limit", type=int, default=200)
+    fl = sub.add_parser("failed", help="failed / needs-review invoices and rejected rows")
+    fl.add_argument("--json", action="store_true")
+    fl.set_defaults(func=cmd_failed)
+    au = sub.add_parser("audit", help="the chronological trail of an invoice or a file")
+    au.add_argument("what", choices=["invoice", "file"])
+    au.add_argument("key", nargs="+", help="VENDOR_ID INVOICE_NUMBER, or a file NAME")
+    au.add_argument("--json", action="store_true")
     au.set_defaults(func=cmd_audit)
-    rp = sub.add_parser("replay", help="re-enqueue failed invoices")
-    rp.add_argument("--invoice", type=int)
-    rp.add_argument("--file", type=int)
+    rep = sub.add_parser("report", help="reconciliation per file: received, posted, failed")
+    rep.add_argument("--since", required=True, help="YYYY-MM-DD")
+    rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    rep.set_defaults(func=cmd_report)
+    rp = sub.add_parser("replay", help="re-enqueue failed invoices from what Postgres holds")
+    target = rp.add_mutually_exclusive_group(required=True)
+    target.add_argument("--invoice", nargs=2, metavar=("VENDOR_ID", "INVOICE_NUMBER"))
+    target.add_argument("--id", type=int, help="the ledger id of one invoice")
+    target.add_argument("--failed", action="store_true")
+    target.add_argument("--file", metavar="NAME")
+    rp.add_argument("--since", help="with --failed: failed on or after YYYY-MM-DD")
+    rp.add_argument("--reason", help="why, for the audit trail")
+    rp.add_argument("--dry-run", action="store_true")
     rp.set_defaults(func=cmd_replay)
+
+    hp = sub.add_parser("health", help="check Postgres, Redis, migrations, SFTP and X3")
+    hp.add_argument("--local", action="store_true",
+                    help="only what this container needs: Postgres, migrations, Redis")
+    hp.add_argument("--json", action="store_true")
+    hp.set_defaults(func=cmd_health)
+
+    mt = sub.add_parser("metrics", help="Prometheus metrics of files and invoices")
+    mt.add_argument("--serve", action="store_true", help="serve /metrics instead of printing")
+    mt.add_argument("--host", default="127.0.0.1")
+    mt.add_argument("--port", type=int, default=9808)
+    mt.set_defaults(func=cmd_metrics)
 
     sb = sub.add_parser("sandbox", help="local simulators").add_subparsers(
         dest="sb_cmd", required=True)

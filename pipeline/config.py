@@ -49,6 +49,7 @@ class _SettingsSchema(Schema):
                                 validate=validate.OneOf(["leave", "move", "delete"]))
     MLC_MAX_FILE_MB = mf.Int(load_default=200, validate=validate.Range(min=1, max=10240))
     MLC_STABILITY_RECHECK = mf.Int(load_default=10, validate=validate.Range(min=1, max=3600))
+    MLC_DRY_RUN = mf.Bool(load_default=False)
     MLC_STAMPLI_LAYOUT = mf.Str(load_default=None, allow_none=True)
     MLC_X3_COMPANY = mf.Str(load_default="US01")
     MLC_X3_SITE = mf.Str(load_default="US011")
@@ -62,8 +63,8 @@ class _SettingsSchema(Schema):
     MLC_X3_MAX_CONCURRENCY = mf.Int(load_default=4, validate=validate.Range(min=1, max=256))
     MLC_X3_GRAPHQL_INVOICE_PACKAGE = mf.Str(load_default="x3Accounting")
     MLC_X3_GRAPHQL_INVOICE_NODE = mf.Str(load_default="supplierBpInvoice")
-    MLC_TASK_TIME_LIMIT = mf.Int(load_default=600, validate=validate.Range(min=10))
-    MLC_VISIBILITY_TIMEOUT = mf.Int(load_default=7200, validate=validate.Range(min=60))
+    MLC_TASK_TIME_LIMIT = mf.Int(load_default=600, validate=validate.Range(min=2))
+    MLC_VISIBILITY_TIMEOUT = mf.Int(load_default=7200, validate=validate.Range(min=5))
     MLC_RETRY_BACKOFF_MAX = mf.Int(load_default=1800, validate=validate.Range(min=1))
     MLC_MAX_RETRIES = mf.Int(load_default=8, validate=validate.Range(min=0, max=100))
     MLC_LOG_LEVEL = mf.Str(
@@ -99,6 +100,7 @@ class Settings:
     after_download: str
     max_file_mb: int
     stability_recheck: int
+    dry_run: bool
     stampli_layout: str | None
     x3_company: str
     x3_site: str
@@ -163,6 +165,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         after_download=data["MLC_AFTER_DOWNLOAD"],
         max_file_mb=data["MLC_MAX_FILE_MB"],
         stability_recheck=data["MLC_STABILITY_RECHECK"],
+        dry_run=data["MLC_DRY_RUN"],
         stampli_layout=data["MLC_STAMPLI_LAYOUT"],
         x3_company=data["MLC_X3_COMPANY"],
         x3_site=data["MLC_X3_SITE"],

@@ -8,17 +8,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pipeline import audit, db, mapping, validation
+from pipeline import audit, db, logs, mapping, validation
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.x3.client import NewInvoice, NewInvoiceLine, X3Client
 from pipeline.x3.errors import X3Error, X3ValidationError
 
+log = logging.getLogger(__name__)
 POST_LOCK_NS = 0x4D4C_0004
 POSTABLE = ("vendor_resolved", "posting", "failed")
 
@@ -75,22 +78,38 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
         if not inv["x3_supplier_code"]:
             raise NotReadyToPost(f"invoice {invoice_id} has no X3 supplier yet")
         document = build_invoice(cur, inv)
+    with logs.bind(vendor_id=inv["payload"]["vendor_id"],
+                   invoice_number=document.document_number):
+        return _post_document(ctx, invoice_id, inv, document, client)
+
+
+def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
+                   document: NewInvoice, client: X3Client) -> PostOutcome:
     supplier, number = document.supplier_code, document.document_number
 
     if inv["attempts"] > 0:
         existing = client.find_invoice(supplier, number)
         if existing:
+            log.info("invoice already in X3 as %s (an earlier answer was lost): adopted",
+                     existing)
             _mark_posted(ctx, invoice_id, existing, adopted=True)
             return PostOutcome(invoice_id, "adopted", existing)
 
     _validate(ctx, invoice_id, document, client)
 
+    if settings().dry_run:
+        _audit(ctx, invoice_id, "skipped", dry_run=True, reason="dry run: not posted",
+               would_post=_summary(document))
+        return PostOutcome(invoice_id, "dry_run", reason="MLC_DRY_RUN is set")
+
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET status = 'posting', attempts = attempts + 1,"
                     " updated_at = now() WHERE id = %s", (invoice_id,))
+    started = time.monotonic()
     try:
         doc_number = client.create_invoice(document)
     except X3ValidationError as exc:
+        log.warning("X3 refused the invoice: %s", exc)
         validation.forget()  # X3 refused something we thought it knew: ask afresh next time
         fail(ctx, invoice_id, str(exc), messages=exc.messages)
         raise InvoiceRejectedByValidation(str(exc)) from None
@@ -102,13 +121,32 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
             audit.record(cur, "invoice_post", "error", ctx=ctx, invoice_id=invoice_id,
                          error=str(exc), error_type=type(exc).__name__, transient=exc.transient)
         raise
-    _mark_posted(ctx, invoice_id, doc_number, adopted=False, document=document)
+    _mark_posted(ctx, invoice_id, doc_number, adopted=False, document=document,
+                 elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+    log.info("posted to X3 as %s (supplier %s, total %s %s)", doc_number, supplier,
+             document.total_including_tax, document.currency)
     return PostOutcome(invoice_id, "posted", doc_number)
+
+
+def _summary(document: NewInvoice) -> dict[str, Any]:
+    return {
+        "supplier": document.supplier_code, "supplier_document": document.document_number,
+        "type": document.invoice_type, "currency": document.currency,
+        "total": str(document.total_including_tax), "company": document.company,
+        "site": document.site, "document_date": document.document_date.isoformat(),
+        "lines": [{"line": ln.line_number, "account": ln.account, "amount": str(ln.amount),
+                   "quantity": str(ln.quantity),
+                   "dimensions": [f"{t}={v}" for t, v in ln.dimensions]}
+                  for ln in document.lines],
+    }
 
 
 def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
     s = settings()
     p = inv["payload"]
+    credit = p.get("document_type") == "credit_note"
+    # X3 carries a credit note's sign in its type: amounts travel positive.
+    sign = Decimal(-1) if credit else Decimal(1)
     lines = []
     for line in p["lines"]:
         dims = ()
@@ -117,11 +155,10 @@ def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
         lines.append(NewInvoiceLine(
             line_number=int(line["line_number"]),
             account=mapping.gl_account(cur, line["gl_account"]),
-            amount=Decimal(line["amount"]), quantity=Decimal(line["quantity"]),
+            amount=sign * Decimal(line["amount"]), quantity=Decimal(line["quantity"]),
             description=(line.get("description") or "")[:30], dimensions=dims,
         ))
-    total = Decimal(p["invoice_total"])
-    credit = p.get("document_type") == "credit_note"
+    total = sign * Decimal(p["invoice_total"])
     return NewInvoice(
         supplier_code=inv["x3_supplier_code"], document_number=p["invoice_number"],
         document_date=date.fromisoformat(p["invoice_date"]),
@@ -148,16 +185,15 @@ def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X
 
 
 def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted: bool,
-                 document: NewInvoice | None = None) -> None:
+                 document: NewInvoice | None = None, elapsed_ms: float | None = None) -> None:
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET status = 'posted', x3_document_number = %s,"
                     " last_error = NULL, posted_at = now(), updated_at = now() WHERE id = %s",
                     (doc_number, invoice_id))
         detail: dict[str, Any] = {"document_number": doc_number, "adopted": adopted}
         if document is not None:
-            detail.update(supplier=document.supplier_code,
-                          supplier_document=document.document_number,
-                          total=str(document.total_including_tax), lines=len(document.lines))
+            detail["posted"] = _summary(document)
+            detail["elapsed_ms"] = elapsed_ms
         audit.record(cur, "invoice_post", "ok", ctx=ctx, invoice_id=invoice_id, **detail)
 
 

@@ -1,7 +1,9 @@
-"""What an operator asks first: how many files and invoices are where, and when we last polled."""
+"""What an operator asks first: how many files and invoices are where, when we last polled and
+will poll next, how much work waits in the queue, and the oldest invoice not yet settled."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
@@ -9,9 +11,22 @@ from psycopg2.extensions import cursor as Cursor
 from pipeline.vendors import created_count
 
 SETTLED = ("posted", "failed", "needs_review")
+QUEUE = "celery"
 
 
-def summary(cur: Cursor) -> dict[str, Any]:
+def queue_depth(broker_url: str) -> dict[str, int] | None:
+    """Messages waiting and messages taken but not yet acknowledged, or None if unreachable."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+        return {"waiting": int(client.llen(QUEUE)), "unacked": int(client.hlen("unacked"))}
+    except redis.RedisError:
+        return None
+
+
+def summary(cur: Cursor, *, poll_interval: int | None = None,
+            broker_url: str | None = None) -> dict[str, Any]:
     cur.execute("SELECT status, count(*) AS n FROM source_files GROUP BY status ORDER BY status")
     files = {r["status"]: r["n"] for r in cur.fetchall()}
     cur.execute("SELECT status, count(*) AS n FROM invoices GROUP BY status ORDER BY status")
@@ -20,13 +35,26 @@ def summary(cur: Cursor) -> dict[str, Any]:
     rejected = cur.fetchone()["n"]
     cur.execute("SELECT max(started_at) AS at FROM polls")
     last = cur.fetchone()["at"]
-    return {
+    cur.execute("SELECT id, stampli_vendor_id, invoice_number, status, created_at FROM invoices"
+                " WHERE status <> ALL(%s) ORDER BY created_at, id LIMIT 1", (list(SETTLED),))
+    oldest = cur.fetchone()
+    data: dict[str, Any] = {
         "files": files,
         "invoices": invoices,
         "invoices_rejected_at_parse": rejected,
         "vendors_created": created_count(cur),
         "last_poll_at": last.isoformat() if last else None,
+        "oldest_unsettled": None if oldest is None else {
+            "id": oldest["id"], "vendor_id": oldest["stampli_vendor_id"],
+            "invoice_number": oldest["invoice_number"], "status": oldest["status"],
+            "since": oldest["created_at"].isoformat()},
     }
+    if poll_interval is not None:
+        data["next_poll_at"] = (last + timedelta(seconds=poll_interval)).isoformat() \
+            if last else None
+    if broker_url is not None:
+        data["queue"] = queue_depth(broker_url)
+    return data
 
 
 def settled(summary_: dict[str, Any]) -> bool:
@@ -41,8 +69,18 @@ def render(summary_: dict[str, Any]) -> str:
     rows += [("invoices", s, n) for s, n in summary_["invoices"].items()]
     rows.append(("invoices", "rejected at parse", summary_["invoices_rejected_at_parse"]))
     rows.append(("vendors", "created in X3", summary_["vendors_created"]))
+    queue = summary_.get("queue")
+    if "queue" in summary_:
+        rows.append(("queue", "waiting", queue["waiting"] if queue else "unreachable"))
+        rows.append(("queue", "unacked", queue["unacked"] if queue else "unreachable"))
     width = max(len(f"{a} {b}") for a, b, _ in rows) + 2
     out = [f"{'what':<{width}}count", "-" * (width + 5)]
     out += [f"{f'{a} {b}':<{width}}{n}" for a, b, n in rows]
     out.append(f"last poll: {summary_['last_poll_at'] or 'never'}")
+    if "next_poll_at" in summary_:
+        out.append(f"next poll: {summary_['next_poll_at'] or 'at the next beat tick'}")
+    oldest = summary_.get("oldest_unsettled")
+    if oldest:
+        out.append(f"oldest unsettled: invoice {oldest['invoice_number']} of vendor "
+                   f"{oldest['vendor_id']} ({oldest['status']} since {oldest['since']})")
     return "\n".join(out)

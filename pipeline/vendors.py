@@ -15,6 +15,7 @@ from psycopg2.extensions import cursor as Cursor
 
 from pipeline import audit, db
 from pipeline.audit import TaskContext
+from pipeline.config import settings
 from pipeline.x3.client import NewSupplier, Supplier, X3Client
 from pipeline.x3.errors import X3ValidationError
 
@@ -106,6 +107,14 @@ def _resolve_locked(ctx: TaskContext, invoice_id: int, vendor_id: str, payload: 
             postal_code=vendor.get("postal_code"), city=vendor.get("city"),
             state=vendor.get("state"), country=vendor.get("country"),
         )
+        if settings().dry_run:
+            # Everything up to the X3 write: say what would be created, link nothing for good.
+            with db.transaction() as cur:
+                audit.record(cur, "vendor_create", "skipped", ctx=ctx, invoice_id=invoice_id,
+                             vendor_id=vendor_id, code=code, name=new.name, tax_id=tax_id,
+                             dry_run=True, reason="dry run: supplier not created")
+            _link_invoice(ctx, invoice_id, code, "dry_run", vendor_id)
+            return code
         try:
             found = client.create_supplier(new)
         except X3ValidationError as exc:

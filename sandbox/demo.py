@@ -18,10 +18,16 @@ import redis
 import requests
 from cryptography.fernet import Fernet
 
-from sandbox.harness import start_beat, start_worker, start_x3sim, wait_for
+from sandbox.harness import (
+    DATA,
+    configure_connections,
+    start_beat,
+    start_worker,
+    start_x3sim,
+    wait_for,
+)
 from sandbox.sftp import LocalSftp
 
-DATA = Path(__file__).resolve().parent / "data"
 SAMPLES = ("vendors_20261103101500.csv", "invoices_20261103101500.csv")
 ADMIN_DSN = os.environ.get("MLC_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEMO_DB = "mlc_demo"
@@ -59,7 +65,7 @@ def main(keep: bool = False) -> int:
                MLC_SECRET_KEYS=Fernet.generate_key().decode(), MLC_POLL_INTERVAL="30",
                MLC_STABILITY_RECHECK="2", MLC_AFTER_DOWNLOAD="move")
     os.environ.update(env)  # this process talks to the same database through pipeline.*
-    from pipeline import connections, db, mapping, migrate, status
+    from pipeline import db, migrate, status
     from pipeline.config import settings
 
     settings.cache_clear()
@@ -72,13 +78,7 @@ def main(keep: bool = False) -> int:
         export = work / "export"
         sftp = LocalSftp(export, state_dir=work / "sshd").start()
         started.append(sftp)
-        with db.transaction() as cur:
-            connections.save(cur, "stampli", "stampli_sftp", sftp.connection_settings(),
-                             {"private_key": sftp.client_key_pem})
-            connections.save(cur, "x3", "x3_rest",
-                             {"url": x3_url, "folder": "SEED", "username": "admin"},
-                             {"password": "admin"})
-            mapping.import_csv(cur, "cost_centers", DATA / "cost_center_map.csv")
+        configure_connections(sftp, x3_url)
         started.append(start_worker(env, work))
         started.append(start_beat(env, work))  # beat's first tick polls at once
         for name in SAMPLES:

@@ -15,7 +15,9 @@ from typing import IO, TypeVar
 
 import requests
 
-from sandbox.sftp import free_port
+from sandbox.sftp import LocalSftp, free_port
+
+DATA = Path(__file__).resolve().parent / "data"
 
 T = TypeVar("T")
 
@@ -85,6 +87,21 @@ def start_x3sim(env: dict[str, str], log_dir: Path, port: int | None = None,
     wait_for(lambda: proc.alive() and requests.get(f"{url}/_sim/state", timeout=1).ok,
              timeout=15, what="the X3 simulator to answer")
     return proc, url
+
+
+def configure_connections(sftp: LocalSftp, x3_url: str,
+                          x3_password: str = "admin") -> None:  # noqa: S107 - simulator
+    """Store the sandbox's connections (key auth with the pinned host key; REST X3) and the
+    sample cost-center mapping, as an operator would with `mlc connection set`."""
+    from pipeline import connections, db, mapping
+
+    with db.transaction() as cur:
+        connections.save(cur, "stampli", "stampli_sftp", sftp.connection_settings(),
+                         {"private_key": sftp.client_key_pem})
+        connections.save(cur, "x3", "x3_rest",
+                         {"url": x3_url, "folder": "SEED", "username": "admin"},
+                         {"password": x3_password})
+        mapping.import_csv(cur, "cost_centers", DATA / "cost_center_map.csv")
 
 
 def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker",

@@ -8,11 +8,14 @@ from typing import Any
 
 from celery import Task
 
+from pipeline import logs
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.db import TRANSIENT_DB_ERRORS
 
 log = logging.getLogger(__name__)
+_FIRST_ARG = {"mlc.parse_file": "file_id", "mlc.resolve_vendor": "invoice_id",
+              "mlc.post_invoice": "invoice_id"}
 
 
 class MlcTask(Task):
@@ -31,6 +34,14 @@ class MlcTask(Task):
     @property
     def retry_backoff_max(self) -> int:  # type: ignore[override]
         return settings().retry_backoff_max
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Every log line of the task carries its id, name and the ids it works on.
+        ids = {k: kwargs.get(k) for k in ("file_id", "invoice_id")}
+        if args and self.name in _FIRST_ARG:
+            ids[_FIRST_ARG[self.name]] = args[0]
+        with logs.bind(task_id=self.request.id, task=self.name, **ids):
+            return super().__call__(*args, **kwargs)
 
     @property
     def ctx(self) -> TaskContext:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pipeline import posting, vendors
 from pipeline.x3.connect import shared_client
@@ -10,45 +11,47 @@ from pipeline.x3.errors import X3AuthError, X3Error, X3ValidationError
 from tasks.base import MlcTask
 from workers.app import app
 
+T = TypeVar("T")
 
-def _give_up(task: MlcTask, invoice_id: int, exc: Exception) -> None:
-    posting.fail(task.ctx, invoice_id, f"{type(exc).__name__}: {exc}",
-                 retries=task.request.retries)
+
+_FAILED = object()
+
+
+def _x3_step(task: MlcTask, invoice_id: int, step: Callable[[], T]) -> T | object:
+    """Run one X3 step: a refusal fails the invoice at once, trouble that may pass is retried
+    with backoff until MLC_MAX_RETRIES, then the invoice fails with the last error."""
+    try:
+        return step()
+    except X3Error as exc:
+        permanent = isinstance(exc, X3ValidationError | X3AuthError)
+        if not permanent and not task.out_of_retries():
+            task.retry_later(exc, getattr(exc, "retry_after", None))
+        posting.fail(task.ctx, invoice_id, f"{type(exc).__name__}: {exc}",
+                     retries=task.request.retries)
+        return _FAILED
 
 
 @app.task(bind=True, base=MlcTask, name="mlc.resolve_vendor")
 def resolve_vendor(self: MlcTask, invoice_id: int, **_: Any) -> str | None:
-    try:
-        code = vendors.resolve(self.ctx, invoice_id, shared_client())
-    except (X3ValidationError, X3AuthError) as exc:
-        _give_up(self, invoice_id, exc)
+    code = _x3_step(self, invoice_id,
+                    lambda: vendors.resolve(self.ctx, invoice_id, shared_client()))
+    if code is _FAILED or code is None:
         return None
-    except X3Error as exc:
-        if self.out_of_retries():
-            _give_up(self, invoice_id, exc)
-            return None
-        self.retry_later(exc, getattr(exc, "retry_after", None))
-    if code is not None:
-        post_invoice.delay(invoice_id)
-    return code
+    post_invoice.delay(invoice_id)
+    return code  # type: ignore[return-value]
 
 
 @app.task(bind=True, base=MlcTask, name="mlc.post_invoice")
 def post_invoice(self: MlcTask, invoice_id: int, **_: Any) -> dict[str, Any] | None:
     try:
-        outcome = posting.post(self.ctx, invoice_id, shared_client())
+        outcome = _x3_step(self, invoice_id,
+                           lambda: posting.post(self.ctx, invoice_id, shared_client()))
     except posting.InvoiceRejectedByValidation:
         return None  # already failed with its reason on the row and in the audit trail
     except posting.NotReadyToPost:
         resolve_vendor.delay(invoice_id)
         return None
-    except X3AuthError as exc:
-        _give_up(self, invoice_id, exc)
+    if not isinstance(outcome, posting.PostOutcome):
         return None
-    except X3Error as exc:
-        if self.out_of_retries():
-            _give_up(self, invoice_id, exc)
-            return None
-        self.retry_later(exc, getattr(exc, "retry_after", None))
     return {"invoice_id": invoice_id, "status": outcome.status,
             "document": outcome.document_number}

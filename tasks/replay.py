@@ -1,7 +1,12 @@
-"""mlc.replay: `celery -A workers call mlc.replay --kwargs '{"invoice_id": 7}'`."""
+"""mlc.replay: `celery -A workers call mlc.replay --kwargs '{"failed": true}'`.
+
+Same selection as `mlc replay`: invoice_id, or vendor_id + invoice_number, or failed (+ since),
+or file; reason and by are recorded in the audit trail.
+"""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from pipeline import replay as replay_mod
@@ -11,10 +16,19 @@ from workers.app import app
 
 
 @app.task(bind=True, base=MlcTask, name="mlc.replay", trail=False)
-def replay(self: MlcTask, invoice_id: int | None = None, file_id: int | None = None,
-           status: str = "failed", **_: Any) -> list[int]:
-    ids = replay_mod.select_for_replay(self.ctx, invoice_id=invoice_id, file_id=file_id,
-                                       status=status)
-    for i in ids:
-        resolve_vendor.delay(i)
-    return ids
+def replay(self: MlcTask, invoice_id: int | None = None, vendor_id: str | None = None,
+           invoice_number: str | None = None, failed: bool = False, since: str | None = None,
+           file: str | None = None, reason: str | None = None, by: str | None = None,
+           dry_run: bool = False, **_: Any) -> list[dict[str, Any]]:
+    sel = replay_mod.Selection(invoice_id=invoice_id, vendor_id=vendor_id,
+                               invoice_number=invoice_number, failed=failed,
+                               since=date.fromisoformat(since) if since else None, file=file)
+    try:
+        chosen = replay_mod.select_for_replay(self.ctx, sel, reason=reason,
+                                              by=by or "celery call", dry_run=dry_run)
+    except replay_mod.ReplayRefused as exc:
+        return [{"refused": str(exc)}]
+    if not dry_run:
+        for row in chosen:
+            resolve_vendor.delay(row["id"])
+    return chosen

@@ -122,15 +122,9 @@ def sftp_server(tmp_path: Path) -> Iterator[object]:
 @pytest.fixture
 def connected(db_env: dict[str, str], sftp_server: object, x3sim: str) -> dict[str, object]:
     """Connections `stampli` (key auth, pinned host key) and `x3` (REST) stored in the db."""
-    from pipeline import connections, db, mapping
+    from sandbox.harness import configure_connections
 
-    with db.transaction() as cur:
-        connections.save(cur, "stampli", "stampli_sftp", sftp_server.connection_settings(),
-                         {"private_key": sftp_server.client_key_pem})
-        connections.save(cur, "x3", "x3_rest",
-                         {"url": x3sim, "folder": "SEED", "username": "admin"},
-                         {"password": "admin"})
-        mapping.import_csv(cur, "cost_centers", SAMPLES / "cost_center_map.csv")
+    configure_connections(sftp_server, x3sim)
     return {"env": db_env, "sftp": sftp_server, "x3": x3sim}
 
 

@@ -10,7 +10,14 @@ from pipeline.config import Settings
 def celery_config(s: Settings) -> dict[str, Any]:
     # The visibility timeout must outlive the longest task and retry countdown, and must be set
     # in every place Celery reads it or it silently stays at 1 h (celery/celery#7651).
-    transport = {"visibility_timeout": s.visibility_timeout}
+    vt = s.visibility_timeout
+    # kombu sweeps for abandoned (unacked, past the timeout) messages every
+    # unacked_restore_interval * unacked_restore_throttle seconds (10 * 10 by default): keep
+    # that sweep to about a tenth of the timeout so a killed worker's work comes back promptly.
+    interval = max(1, min(10, vt // 10))
+    throttle = max(1, min(10, vt // (10 * interval)))
+    transport = {"visibility_timeout": vt, "unacked_restore_interval": interval,
+                 "unacked_restore_throttle": throttle}
     return {
         "broker_url": s.broker_url,
         "result_backend": s.result_backend,

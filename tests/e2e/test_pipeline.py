@@ -1,59 +1,22 @@
 """End to end: real sshd, the X3 simulator as its own process, Redis, Postgres and a real Celery
 worker. The samples land in X3 once, every step is audited, a second poll changes nothing."""
 
-import os
+import json
 
 import pytest
 import requests
 
-from pipeline import db, status
-from sandbox.harness import start_worker, start_x3sim, wait_for
+from pipeline import db
+from sandbox.harness import wait_for
 from tests.conftest import drop_samples
+from tests.e2e.conftest import X3_PASSWORD, settled_with, summary
 
 pytestmark = pytest.mark.e2e
-X3_PASSWORD = "x3-Sup3r-Secret-pw"
-
-
-@pytest.fixture
-def stack(connected, tmp_path):
-    import redis
-
-    from pipeline import connections
-
-    env = {**os.environ, **connected["env"], "MLC_LOG_LEVEL": "DEBUG"}
-    redis.Redis.from_url(env["CELERY_BROKER_URL"]).flushdb()
-    # The simulator as a process of its own, like production X3.
-    sim, url = start_x3sim(env, tmp_path, password=X3_PASSWORD)
-    with db.transaction() as cur:
-        connections.save(cur, "x3", "x3_rest", {"url": url, "folder": "SEED",
-                                                "username": "admin"}, {"password": X3_PASSWORD})
-    worker = start_worker(env, tmp_path)
-    from celery import Celery
-
-    # A plain client app: only sends by task name, to this test's broker db.
-    app = Celery("mlc-test-client", broker=env["CELERY_BROKER_URL"])
-    yield {"url": url, "worker": worker, "app": app, "env": env, "tmp": tmp_path,
-           "sftp": connected["sftp"]}
-    worker.stop()
-    sim.stop()
-    app.close()
-
-
-def summary():
-    with db.transaction() as cur:
-        return status.summary(cur)
-
-
-def settled_with(n):
-    def probe():
-        s = summary()
-        return s if sum(s["invoices"].values()) >= n and status.settled(s) else None
-    return probe
 
 
 def test_samples_flow_through_a_real_worker(stack):
-    url, app = stack["url"], stack["app"]
-    drop_samples(stack["sftp"].export_dir)
+    url, app = stack.url, stack.app
+    drop_samples(stack.sftp.export_dir)
     app.send_task("mlc.fetch_exports")
     s = wait_for(settled_with(3), timeout=90, what="3 invoices settled")
     assert s["invoices"] == {"posted": 3}
@@ -87,7 +50,7 @@ def test_samples_flow_through_a_real_worker(stack):
 
     # A second poll (and a re-upload of the same bytes) posts nothing and creates nothing.
     before = len(events)
-    drop_samples(stack["sftp"].export_dir)
+    drop_samples(stack.sftp.export_dir)
     app.send_task("mlc.fetch_exports")
     wait_for(lambda: _polls() >= 3, timeout=30, what="the second poll to finish")
     app.send_task("mlc.fetch_exports")
@@ -104,11 +67,11 @@ def test_samples_flow_through_a_real_worker(stack):
 
 def test_no_secret_in_logs_or_audit_rows(stack):
     """Every secret value of the run is looked for in the worker's log and the audit trail."""
-    drop_samples(stack["sftp"].export_dir)
-    stack["app"].send_task("mlc.fetch_exports")
+    drop_samples(stack.sftp.export_dir)
+    stack.app.send_task("mlc.fetch_exports")
     wait_for(settled_with(3), timeout=90, what="3 invoices settled")
-    key_body = [ln for ln in stack["sftp"].client_key_pem.splitlines() if "PRIVATE" not in ln]
-    secrets = [X3_PASSWORD, stack["env"]["MLC_SECRET_KEYS"], *key_body]
+    key_body = [ln for ln in stack.sftp.client_key_pem.splitlines() if "PRIVATE" not in ln]
+    secrets = [X3_PASSWORD, stack.env["MLC_SECRET_KEYS"], *key_body]
     with db.transaction() as cur:
         cur.execute("SELECT detail::text AS d FROM audit_events UNION ALL"
                     " SELECT detail::text FROM polls UNION ALL"
@@ -116,8 +79,14 @@ def test_no_secret_in_logs_or_audit_rows(stack):
         stored = "\n".join(r["d"] for r in cur.fetchall())
         cur.execute("SELECT settings::text AS s FROM connections")
         stored += "\n".join(r["s"] for r in cur.fetchall())
-    log = stack["worker"].log()
+    log = stack.worker.log()
     assert "mlc.post_invoice" in log  # the log really is the worker's, at DEBUG
+    lines = [json.loads(ln) for ln in log.splitlines() if ln.startswith("{")]
+    posted = [ln for ln in lines if ln["message"].startswith("posted to X3 as")]
+    assert len(posted) == 3  # structured: one JSON object per line, with the work's context
+    assert {ln["task"] for ln in posted} == {"mlc.post_invoice"}
+    assert all(ln["task_id"] and ln["invoice_id"] and ln["vendor_id"] and ln["invoice_number"]
+               for ln in posted)
     for secret in secrets:
         assert secret not in log
         assert secret not in stored

@@ -203,3 +203,50 @@ def test_colliding_vendor_ids_get_distinct_supplier_codes(parsed, connected):
     assert codes["V-1003"] == "V1003"
     assert codes["V1003"] != "V1003" and codes["V1003"].startswith("V100")
     assert codes["v-1003"] == codes["V-1003"]  # vendor ids compare like the dedup key
+
+
+def test_dry_run_posts_nothing_and_records_what_it_would_post(parsed, connected, monkeypatch):
+    from pipeline.config import settings
+
+    monkeypatch.setenv("MLC_DRY_RUN", "1")
+    settings.cache_clear()
+    c = client()
+    outcomes = {n: process_invoice(i, c, CTX) for n, i in parsed.items()}
+    assert set(outcomes.values()) == {"dry_run"}
+    state = sim_state(connected["x3"])
+    assert state["invoices"] == [] and [s["BPSNUM"] for s in state["suppliers"]] == ["ACME01"]
+    with db.transaction() as cur:
+        cur.execute("SELECT invoice_id, detail FROM audit_events WHERE stage = 'invoice_post'"
+                    " AND outcome = 'skipped'")
+        would = {r["invoice_id"]: r["detail"]["would_post"] for r in cur.fetchall()}
+        cur.execute("SELECT count(*) AS n FROM audit_events WHERE stage = 'vendor_create'"
+                    " AND detail->>'dry_run' = 'true'")
+        assert cur.fetchone()["n"] == 2
+        cur.execute("SELECT count(*) AS n FROM vendor_links WHERE matched_by = 'created'")
+        assert cur.fetchone()["n"] == 0
+    acme = would[parsed["INV-88121"]]
+    assert acme["supplier"] == "ACME01" and acme["total"] == "1260.50"
+    assert [ln["account"] for ln in acme["lines"]] == ["6100", "6300"]
+    assert would[parsed["BO-7731"]]["supplier"] == "V1003"
+
+    monkeypatch.setenv("MLC_DRY_RUN", "0")
+    settings.cache_clear()
+    assert {process_invoice(i, c, CTX) for i in parsed.values()} == {"posted"}
+    state = sim_state(connected["x3"])
+    assert len(state["invoices"]) == 3 and len(state["suppliers"]) == 3
+
+
+def test_credit_note_posted_as_a_credit_note(connected):
+    export = connected["sftp"].export_dir
+    (export / "invoices_20261106000000.csv").write_text(
+        "invoice_number,vendor_id,vendor_name,invoice_date,currency,invoice_total,tax_amount,"
+        "line_number,line_amount,gl_account,cost_center,approval_status\n"
+        "CN-9,V-1001,Acme Industrial Supply,2026-11-05,USD,-105.00,-5.00,1,-100.00,6100,"
+        "CC-PLANT1,Approved\n")
+    poll.poll(CTX)
+    (file_id,) = poll.poll(CTX).new_file_ids
+    (invoice_id,) = ledger.parse_file(CTX, file_id).invoice_ids
+    assert process_invoice(invoice_id, client(), CTX) == "posted"
+    (doc,) = sim_state(connected["x3"])["invoices"]
+    assert doc["INVTYP"] == "CRN" and doc["BPRVCR"] == "CN-9"
+    assert doc["AMTATI"] == "105.00" and doc["BPSINVLIG"][0]["AMTNOTLIN"] == "100.00"

@@ -248,3 +248,24 @@ def test_urls_carry_no_literal_password():
         if not _is_reference(password)
     ]
     assert not literal, f"URLs with a literal password in docker-compose.yml: {literal}"
+
+
+def test_healthchecks_run_real_mlc_commands(container_env):
+    from pipeline.cli import build_parser
+
+    checks = {name: s["healthcheck"]["test"] for name, s in _our_services().items()
+              if "healthcheck" in s}
+    assert {"worker", "beat", "metrics"} <= set(checks)
+    for name, test in checks.items():
+        assert test[0] == "CMD" and test[1] == "mlc", name
+        try:
+            build_parser().parse_args(test[2:])
+        except SystemExit:
+            pytest.fail(f"healthcheck of service {name!r} is not a valid mlc command: {test}")
+
+
+def test_flower_keeps_its_state_on_a_volume():
+    flower = SERVICES["flower"]
+    command = " ".join(_command(flower))
+    assert "--persistent=True" in command and "--db=/var/lib/flower/" in command
+    assert any(v.endswith(":/var/lib/flower") for v in flower.get("volumes", []))

@@ -1,0 +1,119 @@
+"""Operator views: what failed and why, the story of one invoice or file, and the month-end
+reconciliation a controller ties out against the Stampli files."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from psycopg2.extensions import cursor as Cursor
+
+from pipeline.stampli.parse import dedup_key
+
+
+def failed(cur: Cursor) -> list[dict[str, Any]]:
+    cur.execute(
+        "SELECT i.id, i.payload->>'vendor_id' AS vendor_id,"
+        " i.payload->>'invoice_number' AS invoice_number, i.status, i.attempts,"
+        " i.updated_at AS last_try, coalesce(i.review_reason, i.last_error) AS reason,"
+        " f.path AS file FROM invoices i JOIN source_files f ON f.id = i.source_file_id"
+        " WHERE i.status IN ('failed', 'needs_review') ORDER BY i.updated_at, i.id")
+    return list(cur.fetchall())
+
+
+def rejections(cur: Cursor, since: date | None = None) -> list[dict[str, Any]]:
+    cur.execute(
+        "SELECT f.path AS file, r.line_numbers AS lines, r.vendor_id, r.invoice_number,"
+        " r.field, r.reason, r.created_at FROM parse_rejections r"
+        " JOIN source_files f ON f.id = r.source_file_id"
+        " WHERE r.created_at >= %s ORDER BY r.id", (since or date.min,))
+    return list(cur.fetchall())
+
+
+def find_invoice(cur: Cursor, vendor_id: str, invoice_number: str) -> dict[str, Any] | None:
+    vendor, number = dedup_key(vendor_id, invoice_number)
+    cur.execute("SELECT * FROM invoices WHERE stampli_vendor_id = %s AND invoice_number = %s",
+                (vendor, number))
+    return cur.fetchone()
+
+
+def find_files(cur: Cursor, name: str) -> list[dict[str, Any]]:
+    cur.execute("SELECT id, path, status FROM source_files WHERE path = %s OR path LIKE %s"
+                " ORDER BY id", (name, f"%/{name}"))
+    return list(cur.fetchall())
+
+
+def trail(cur: Cursor, *, invoice_id: int | None = None,
+          file_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """The chronological audit trail of one invoice, or of files and their invoices."""
+    if invoice_id is not None:
+        cur.execute("SELECT * FROM audit_events WHERE invoice_id = %s ORDER BY at, id",
+                    (invoice_id,))
+    else:
+        cur.execute(
+            "SELECT * FROM audit_events WHERE source_file_id = ANY(%s) OR invoice_id IN"
+            " (SELECT id FROM invoices WHERE source_file_id = ANY(%s)) ORDER BY at, id",
+            (file_ids, file_ids))
+    return [dict(r, summary=_summarise(r)) for r in cur.fetchall()]
+
+
+def _summarise(event: dict[str, Any]) -> str:
+    d = event["detail"] or {}
+    keys = ("reason", "error", "problems", "document_number", "adopted", "code", "matched_by",
+            "path", "accepted", "rejected", "previous_status", "moved_to", "dry_run", "by")
+    parts = [f"{k}={d[k]}" for k in keys if d.get(k) not in (None, "", [], False)]
+    return "; ".join(parts)
+
+
+def reconciliation(cur: Cursor, since: date) -> list[dict[str, Any]]:
+    """Per file and currency: invoices and totals received, posted, failed, under review, open,
+    and invoices rejected at parse. Totals are Decimal sums of the invoices' header totals."""
+    cur.execute("SELECT id, path, status, fetched_at FROM source_files"
+                " WHERE kind = 'invoices' AND fetched_at >= %s ORDER BY id", (since,))
+    files = {r["id"]: r for r in cur.fetchall()}
+    if not files:
+        return []
+    cur.execute("SELECT source_file_id, status, payload->>'currency' AS currency,"
+                " payload->>'invoice_total' AS total, x3_document_number,"
+                " coalesce(review_reason, last_error) AS reason"
+                " FROM invoices WHERE source_file_id = ANY(%s) ORDER BY id", (list(files),))
+    buckets: dict[tuple[int, str], dict[str, Any]] = {}
+    for inv in cur.fetchall():
+        key = (inv["source_file_id"], inv["currency"])
+        b = buckets.setdefault(key, _bucket(files[key[0]]["path"], inv["currency"]))
+        total = Decimal(inv["total"])
+        state = inv["status"] if inv["status"] in ("posted", "failed", "needs_review") else "open"
+        b["received"] += 1
+        b["received_total"] += total
+        b[state] += 1
+        b[f"{state}_total"] += total
+        if state == "posted":
+            b["documents"].append(inv["x3_document_number"])
+        elif state in ("failed", "needs_review"):
+            b["reasons"].append(inv["reason"])
+    cur.execute("SELECT source_file_id, count(*) AS n FROM parse_rejections"
+                " WHERE source_file_id = ANY(%s) GROUP BY 1", (list(files),))
+    rejected = {r["source_file_id"]: r["n"] for r in cur.fetchall()}
+    rows = []
+    for file_id, f in files.items():
+        mine = [b for (fid, _), b in sorted(buckets.items()) if fid == file_id]
+        for b in mine or [_bucket(f["path"], "")]:
+            b["rejected_at_parse"] = rejected.get(file_id, 0)
+            rows.append(b)
+    return rows
+
+
+def _bucket(path: str, currency: str) -> dict[str, Any]:
+    b: dict[str, Any] = defaultdict(int)
+    b.update(file=path, currency=currency, documents=[], reasons=[])
+    for state in ("received", "posted", "failed", "needs_review", "open"):
+        b[state] = 0
+        b[f"{state}_total"] = Decimal("0.00")
+    return b
+
+
+REPORT_COLUMNS = ("file", "currency", "received", "received_total", "posted", "posted_total",
+                  "failed", "failed_total", "needs_review", "needs_review_total", "open",
+                  "open_total", "rejected_at_parse", "documents", "reasons")

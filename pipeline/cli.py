@@ -240,10 +240,19 @@ def cmd_secrets_rotate(args: argparse.Namespace) -> int:
 def cmd_mapping_import(args: argparse.Namespace) -> int:
     from pipeline import db, mapping
 
-    kind = {"gl": "gl", "cost-centers": "cost_centers"}[args.kind]
+    kind = {"gl": "gl", "cost-centers": "cost_centers", "dimension": "dimension",
+            "route": "route"}[args.kind]
+    if kind == "dimension":
+        if len(args.args) != 2:
+            raise SystemExit("mlc: mapping import dimension needs TYPE FILE.csv")
+        dim_type, path = args.args
+    elif len(args.args) != 1:
+        raise SystemExit(f"mlc: mapping import {args.kind} needs FILE.csv")
+    else:
+        dim_type, path = None, args.args[0]
     with db.transaction() as cur:
-        n = mapping.import_csv(cur, kind, args.file)
-    print(f"{args.kind}: {n} code(s) mapped from {args.file}")
+        n = mapping.import_csv(cur, kind, path, dimension_type=dim_type)
+    print(f"{args.kind}{' ' + dim_type if dim_type else ''}: {n} row(s) mapped from {path}")
     return 0
 
 
@@ -256,8 +265,14 @@ def cmd_mapping_list(args: argparse.Namespace) -> int:
         cur.execute("SELECT stampli_code, dimension_type, dimension_value FROM cost_center_map"
                     " ORDER BY 1")
         cc = cur.fetchall()
+        cur.execute("SELECT dimension_type, stampli_code, dimension_value FROM dimension_map"
+                    " ORDER BY 1, 2")
+        dims = cur.fetchall()
+        cur.execute("SELECT location, company, site FROM entity_routes ORDER BY 1")
+        routes = cur.fetchall()
     if args.json:
-        print(json.dumps({"gl": gl, "cost_centers": cc}, indent=2))
+        print(json.dumps({"gl": gl, "cost_centers": cc, "dimensions": dims, "routes": routes},
+                         indent=2))
         return 0
     print("GL accounts (unmapped codes pass through unchanged):")
     for r in gl:
@@ -265,6 +280,12 @@ def cmd_mapping_list(args: argparse.Namespace) -> int:
     print("cost centers:")
     for r in cc:
         print(f"  {r['stampli_code']:<20} -> {r['dimension_type']}={r['dimension_value']}")
+    print("other dimensions (unmapped values pass through):")
+    for r in dims:
+        print(f"  {r['dimension_type']} {r['stampli_code']:<17} -> {r['dimension_value']}")
+    print("routes (location -> company/site; no location: the default route):")
+    for r in routes:
+        print(f"  {r['location']:<20} -> {r['company']}/{r['site']}")
     return 0
 
 
@@ -496,8 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
     mp = sub.add_parser("mapping").add_subparsers(dest="map_cmd", required=True)
     mi = mp.add_parser("import", help="load a mapping CSV (gl: stampli_code,x3_account; "
                        "cost-centers: stampli_code,dimension_type,dimension_value)")
-    mi.add_argument("kind", choices=["gl", "cost-centers"])
-    mi.add_argument("file")
+    mi.add_argument("kind", choices=["gl", "cost-centers", "dimension", "route"])
+    mi.add_argument("args", nargs="+", metavar="[TYPE] FILE",
+                    help="dimension: TYPE FILE (stampli_code,dimension_value); "
+                         "route: FILE (location,company,site)")
     mi.set_defaults(func=cmd_mapping_import)
     ml = mp.add_parser("list", help="show the mappings")
     ml.add_argument("--json", action="store_true")

@@ -28,13 +28,53 @@ def cost_center(cur: Cursor, code: str) -> tuple[str, str]:
     return settings().x3_dimension_type, code.strip()
 
 
-def import_csv(cur: Cursor, kind: str, path: str | Path) -> int:
-    """Load a mapping file: gl (stampli_code,x3_account) or cost_centers
-    (stampli_code,dimension_type,dimension_value). Existing codes are replaced."""
+class UnknownRoute(LookupError):
+    """The invoice's location has no route to an X3 company and site."""
+
+
+def dimension(cur: Cursor, dimension_type: str, code: str) -> tuple[str, str]:
+    """A line's value for one dimension type, mapped or passed through."""
+    cur.execute("SELECT dimension_value FROM dimension_map WHERE dimension_type = %s"
+                " AND stampli_code = %s", (dimension_type, code.strip()))
+    row = cur.fetchone()
+    return dimension_type, row["dimension_value"] if row else code.strip()
+
+
+def route(cur: Cursor, location: str | None) -> tuple[str, str]:
+    """(company, site) for an invoice: its location's route, or the default route of the
+    settings when the export has no location."""
+    if not location or not location.strip():
+        return settings().x3_company, settings().x3_site
+    cur.execute("SELECT company, site FROM entity_routes WHERE location = %s",
+                (location.strip().casefold(),))
+    row = cur.fetchone()
+    if row is None:
+        raise UnknownRoute(f"location {location!r} has no route to an X3 company and site "
+                           "(mlc mapping import route FILE.csv)")
+    return row["company"], row["site"]
+
+
+def import_csv(cur: Cursor, kind: str, path: str | Path, dimension_type: str | None = None
+               ) -> int:
+    """Load a mapping file; existing codes are replaced. Columns per kind:
+    gl: stampli_code,x3_account; cost_centers: stampli_code,dimension_type,dimension_value;
+    dimension (with dimension_type): stampli_code,dimension_value;
+    route: location,company,site."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     for row in rows:
-        if kind == "gl":
+        if kind == "dimension":
+            cur.execute("INSERT INTO dimension_map VALUES (%s,%s,%s) ON CONFLICT"
+                        " (dimension_type, stampli_code) DO UPDATE"
+                        " SET dimension_value = EXCLUDED.dimension_value",
+                        (dimension_type, row["stampli_code"].strip(),
+                         row["dimension_value"].strip()))
+        elif kind == "route":
+            cur.execute("INSERT INTO entity_routes VALUES (%s,%s,%s) ON CONFLICT (location)"
+                        " DO UPDATE SET company = EXCLUDED.company, site = EXCLUDED.site",
+                        (row["location"].strip().casefold(), row["company"].strip(),
+                         row["site"].strip()))
+        elif kind == "gl":
             cur.execute("INSERT INTO gl_account_map VALUES (%s,%s) ON CONFLICT (stampli_code)"
                         " DO UPDATE SET x3_account = EXCLUDED.x3_account",
                         (row["stampli_code"].strip(), row["x3_account"].strip()))

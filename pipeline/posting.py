@@ -77,7 +77,16 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
                                reason=f"status is {inv['status']}")
         if not inv["x3_supplier_code"]:
             raise NotReadyToPost(f"invoice {invoice_id} has no X3 supplier yet")
-        document = build_invoice(cur, inv)
+        try:
+            document = build_invoice(cur, inv)
+        except mapping.UnknownRoute as exc:
+            problem = str(exc)
+        else:
+            problem = None
+    if problem:
+        _audit(ctx, invoice_id, "error", stage="gl_validate", problems=[problem])
+        fail(ctx, invoice_id, problem)
+        raise InvoiceRejectedByValidation(problem)
     with logs.bind(vendor_id=inv["payload"]["vendor_id"],
                    invoice_number=document.document_number):
         return _post_document(ctx, invoice_id, inv, document, client)
@@ -149,15 +158,19 @@ def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
     sign = Decimal(-1) if credit else Decimal(1)
     lines = []
     for line in p["lines"]:
-        dims = ()
+        dims = []
         if line.get("cost_center"):
-            dims = (mapping.cost_center(cur, line["cost_center"]),)
+            dims.append(mapping.cost_center(cur, line["cost_center"]))
+        # Further dimensions named by the layout: {"PRJ": "P-100", "DEP": "OPS"}.
+        dims += [mapping.dimension(cur, dim_type, value)
+                 for dim_type, value in sorted((line.get("dimensions") or {}).items()) if value]
         lines.append(NewInvoiceLine(
             line_number=int(line["line_number"]),
             account=mapping.gl_account(cur, line["gl_account"]),
             amount=sign * Decimal(line["amount"]), quantity=Decimal(line["quantity"]),
-            description=(line.get("description") or "")[:30], dimensions=dims,
+            description=(line.get("description") or "")[:30], dimensions=tuple(dims),
         ))
+    company, site = _route(cur, p)
     total = sign * Decimal(p["invoice_total"])
     return NewInvoice(
         supplier_code=inv["x3_supplier_code"], document_number=p["invoice_number"],
@@ -165,12 +178,24 @@ def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
         accounting_date=date.fromisoformat(p["posting_date"] or p["invoice_date"]),
         due_date=date.fromisoformat(p["due_date"]) if p.get("due_date") else None,
         invoice_type=s.x3_credit_note_type if credit else s.x3_invoice_type,
-        is_credit_note=credit, currency=p["currency"], company=s.x3_company, site=s.x3_site,
+        is_credit_note=credit, currency=p["currency"], company=company, site=site,
         total_including_tax=total,
         total_excluding_tax=sum((ln.amount for ln in lines), Decimal("0")),
         description=f"Stampli {p.get('stampli_invoice_id') or p['invoice_number']}"[:30],
         lines=tuple(lines),
     )
+
+
+def _route(cur: Any, payload: dict[str, Any]) -> tuple[str, str]:
+    """One company and site per invoice, from its lines' location (or the default route)."""
+    locations = {(ln.get("location") or "").strip() for ln in payload["lines"]}
+    routes = {mapping.route(cur, loc) for loc in sorted(locations)}
+    companies = {c for c, _ in routes}
+    if len(companies) > 1:
+        names = ", ".join(sorted(companies))
+        raise mapping.UnknownRoute(f"lines route to several X3 companies ({names}): "
+                                   "split the invoice in Stampli")
+    return sorted(routes)[0]
 
 
 def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X3Client) -> None:

@@ -1,0 +1,79 @@
+"""Several dimensions per line and routing to X3 companies/sites (REST transport; the
+simulator validates every dimension value)."""
+
+import json
+
+import pytest
+import requests
+
+from pipeline import db, mapping
+from pipeline.audit import TaskContext
+from pipeline.run_once import process_invoice
+from tests.integration.conftest import client, sim_state
+
+pytestmark = pytest.mark.integration
+CTX = TaskContext(task_id="test", attempt=1)
+
+
+def edit_lines(invoice_id, change):
+    with db.transaction() as cur:
+        cur.execute("SELECT payload FROM invoices WHERE id = %s", (invoice_id,))
+        payload = cur.fetchone()["payload"]
+        for line in payload["lines"]:
+            change(line)
+        cur.execute("UPDATE invoices SET payload = %s WHERE id = %s",
+                    (json.dumps(payload), invoice_id))
+
+
+@pytest.fixture
+def seeded(connected):
+    url = connected["x3"]
+    state = requests.get(f"{url}/_sim/state", timeout=5).json()
+    seed = {k: state[k] for k in ("suppliers", "accounts", "dimensions")}
+    seed["dimensions"] += [{"DIE": "PRJ", "CCE": "P100"}, {"DIE": "PRJ", "CCE": "P200"}]
+    requests.post(f"{url}/_sim/seed", json=seed, timeout=5).raise_for_status()
+    return connected
+
+
+def test_cost_center_and_project_on_every_line(parsed, seeded, tmp_path):
+    projects = tmp_path / "prj.csv"
+    projects.write_text("stampli_code,dimension_value\nPROJ-100,P100\n")
+    with db.transaction() as cur:
+        mapping.import_csv(cur, "dimension", projects, dimension_type="PRJ")
+    invoice_id = parsed["INV-88121"]
+    edit_lines(invoice_id, lambda ln: ln.update(dimensions={"PRJ": "PROJ-100"}))
+    assert process_invoice(invoice_id, client(), CTX) == "posted"
+    (doc,) = sim_state(seeded["x3"])["invoices"]
+    assert [(ln["DIE"], ln["CCE"]) for ln in doc["BPSINVLIG"]] == [
+        (["CCT", "PRJ"], ["PLANT1", "P100"]), (["CCT", "PRJ"], ["PLANT1", "P100"])]
+
+
+def test_unknown_project_fails_naming_line_type_and_value(parsed, seeded):
+    invoice_id = parsed["BO-7731"]
+    edit_lines(invoice_id, lambda ln: ln.update(dimensions={"PRJ": "P999"}))
+    assert process_invoice(invoice_id, client(), CTX) == "failed"
+    with db.transaction() as cur:
+        cur.execute("SELECT last_error FROM invoices WHERE id = %s", (invoice_id,))
+        error = cur.fetchone()["last_error"]
+    assert "line 1: dimension PRJ value P999 does not exist in X3" in error
+    assert "line 2: dimension PRJ value P999" in error
+    assert sim_state(seeded["x3"])["invoices"] == []
+
+
+def test_locations_route_to_companies_and_sites(parsed, connected, tmp_path):
+    routes = tmp_path / "routes.csv"
+    routes.write_text("location,company,site\nPlant East,US01,US011\nPlant West,US02,US021\n")
+    with db.transaction() as cur:
+        mapping.import_csv(cur, "route", routes)
+    edit_lines(parsed["INV-88121"], lambda ln: ln.update(location="plant east"))
+    edit_lines(parsed["2026/117"], lambda ln: ln.update(location="Plant West"))
+    edit_lines(parsed["BO-7731"], lambda ln: ln.update(location="Atlantis"))
+    c = client()
+    outcomes = {n: process_invoice(i, c, CTX) for n, i in parsed.items()}
+    assert outcomes == {"INV-88121": "posted", "2026/117": "posted", "BO-7731": "failed"}
+    docs = {d["BPRVCR"]: (d["CPY"], d["FCY"]) for d in sim_state(connected["x3"])["invoices"]}
+    assert docs == {"INV-88121": ("US01", "US011"), "2026/117": ("US02", "US021")}
+    with db.transaction() as cur:
+        cur.execute("SELECT last_error FROM invoices WHERE id = %s", (parsed["BO-7731"],))
+        assert "location 'Atlantis' has no route to an X3 company and site" in \
+            cur.fetchone()["last_error"]

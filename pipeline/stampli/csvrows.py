@@ -177,8 +177,8 @@ class _Records:
         stream.seek(0)
         offset = 3 if stream.read(3) == _UTF8_BOM else 0
         stream.seek(offset)
-        decoder = codecs.getincrementaldecoder(
-            "utf-8" if encoding == "utf-8-sig" else encoding)()
+        shown = "utf-8" if encoding == "utf-8-sig" else encoding
+        decoder = codecs.getincrementaldecoder(shown)()
         while True:
             chunk = stream.read(1 << 20)
             pending = len(decoder.getstate()[0])  # bytes of a split character, carried over
@@ -186,8 +186,8 @@ class _Records:
                 decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
                 line = line_of_offset(stream, offset - pending + exc.start)
-                return (f"not valid {encoding} at line {line}: byte 0x{exc.object[exc.start]:02x}"
+                return (f"not valid {shown} at line {line}: byte 0x{exc.object[exc.start]:02x}"
                         " (set the layout's encoding, e.g. cp1252?)")
             if not chunk:
-                return f"not valid {encoding}"
+                return f"not valid {shown}"
             offset += len(chunk)

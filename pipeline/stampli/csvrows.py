@@ -7,7 +7,8 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from operator import itemgetter
+from itertools import chain
+from operator import itemgetter, methodcaller
 from typing import IO
 
 from pipeline.stampli.layout import DELIMITERS, Layout
@@ -124,18 +125,24 @@ class CsvRows(RowSource):
                     continue  # only delimiters and spaces: a blank line
                 yield start, values, error
 
-    def count(self, names: Sequence[str]) -> Counter[tuple[str, ...]]:
+    def count_keys(self, names: Sequence[str]) -> Counter[int]:
         index = {f: i for i, f in enumerate(self.fields) if f}
         wanted = [index.get(n) for n in names]
         if None in wanted or len(wanted) < 2:  # the general path covers the odd cases
-            return super().count(names)
-        counts: Counter[tuple[str, ...]] = Counter()
+            return super().count_keys(names)
+        # The whole pass in C: pick the key cells, normalise them as records() + normalised_key
+        # do (line ends of quoted newlines, strip, casefold), pair them again, hash, count.
+        pick, width = itemgetter(*wanted), len(wanted)
+        counts: Counter[int] = Counter()
         with self._records() as records:
             reader = records.reader
             self._skip_header(records)
             while True:
+                cells = map(str.casefold, map(str.strip, map(
+                    methodcaller("replace", "\r\n", "\n"),
+                    chain.from_iterable(map(pick, reader)))))
                 try:
-                    counts.update(map(itemgetter(*wanted), reader))  # all in C
+                    counts.update(map(hash, zip(*[cells] * width, strict=False)))
                     return counts
                 except IndexError:
                     continue  # a short row, without all of `names`: resume after it

@@ -215,15 +215,15 @@ class InvoiceStream(_Stream):
                                     f"line {line_no}: {missing} is required")
                     continue
                 current_text = text
-                key = (text[0].casefold(), text[1].casefold())  # dedup_key: values come stripped
+                key = (text[0].casefold(), text[1].casefold())  # = normalised_key: stripped
                 if key != current_key:
                     if current_key is not None:  # interleaved invoices: park the open one
                         open_groups[current_key] = (current, left)
                     current_key = key
-                    current, left = open_groups.pop(key, None) or ([], remaining.pop(hash(key), 1))
+                    current, left = open_groups.pop(key, None) or ([], remaining.pop(hash(key), -1))
             current.append(record)
             left -= 1
-            if left <= 0:
+            if left == 0:  # negative: a key pass 1 did not see (cannot happen); held to the end
                 self.rows = rows
                 yield build(current)
                 current_key, current, current_text = None, [], ()
@@ -235,22 +235,8 @@ class InvoiceStream(_Stream):
 
 
 def _count_rows_per_invoice(source: RowSource) -> dict[int, int]:
-    """Pass 1: rows per invoice key, by hash of the normalised key: one int per invoice.
-
-    Counted on the raw key cells first (in C where the reader can: this pass reads every row),
-    then folded by normalised key, so the per-row work is one tuple hash."""
-    raw_counts = source.count(("vendor_id", "invoice_number"))
-    counts: dict[int, int] = {}
-    get = counts.get
-    for (vendor, number), n in raw_counts.items():
-        if vendor and number:
-            if "\r" in vendor or "\r" in number:  # as records() gives multi-line cells
-                vendor, number = vendor.replace("\r\n", "\n"), number.replace("\r\n", "\n")
-            key = (vendor.strip().casefold(), number.strip().casefold())
-            if key[0] and key[1]:
-                h = hash(key)
-                counts[h] = get(h, 0) + n
-    return counts
+    """Pass 1: rows per invoice key (by hash: an int per invoice, not the key)."""
+    return source.count_keys(("vendor_id", "invoice_number"))
 
 
 # A normalised invoice line: our key <- the row field it comes from.

@@ -54,11 +54,16 @@ class RowSource:
         """The caller parses this file as `kind` ("invoices"/"vendors"); formats that declare
         their kind (XML) refuse a mismatch as a whole-file problem."""
 
-    def count(self, names: Sequence[str]) -> Counter[tuple[str, ...]]:
-        """How many rows have each combination of raw values of `names` (rows lacking one of
-        them may be left out): the parser's cheap first pass. Values as read: not stripped,
-        line ends inside quoted CSV cells not normalised."""
-        return Counter(values for _, values, _ in self.records(names))
+    def count_keys(self, names: Sequence[str]) -> Counter[int]:
+        """Rows per key: the hash of `normalised_key` of the values of `names`, as `records`
+        gives them. The parser's first pass: one small int per distinct key, whatever the size
+        of the file (two keys sharing a hash only cost memory later, never correctness)."""
+        return Counter(hash(normalised_key(values)) for _, values, _ in self.records(names))
+
+
+def normalised_key(values: Iterable[str]) -> tuple[str, ...]:
+    """How invoice keys compare (the ledger's dedup key): stripped, case-folded."""
+    return tuple(v.strip().casefold() for v in values)
 
 
 class ListRows(RowSource):

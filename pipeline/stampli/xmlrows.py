@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from typing import IO, Any
 from xml.sax import SAXParseException
 from xml.sax.handler import ContentHandler
-from xml.sax.xmlreader import AttributesImpl
 
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from defusedxml.expatreader import DefusedExpatParser, create_parser
@@ -46,15 +45,24 @@ class XmlRows(RowSource):
         self.expected = kind
 
     def __iter__(self) -> Iterator[NumberedRow]:
-        parser: DefusedExpatParser = create_parser(forbid_dtd=True, forbid_entities=True,
+        reader: DefusedExpatParser = create_parser(forbid_dtd=True, forbid_entities=True,
                                                    forbid_external=True)
-        handler = _Handler(self, parser)
-        parser.setContentHandler(handler)
+        reader.setContentHandler(ContentHandler())
         try:
+            # The first feed makes the reader create its expat parser and install defusedxml's
+            # guards (DTD, entity declarations, external references). Element and text events
+            # then go straight to our handler: the SAX layer would add a Python call and an
+            # attributes object per element.
+            reader.feed(b"")
+            expat = reader._parser
+            handler = _Handler(self, expat)
+            expat.StartElementHandler, expat.EndElementHandler = handler.start, handler.end
+            expat.CharacterDataHandler = handler.text
+            expat.buffer_text = True  # one text event per run of text
             for chunk in self._chunks():
-                parser.feed(chunk)
+                reader.feed(chunk)
                 yield from handler.take()
-            parser.close()
+            reader.close()
         except DTDForbidden:
             raise FileUnreadable("XML with a DTD (<!DOCTYPE>) is refused: exports must not"
                                  " declare a DTD or entities") from None
@@ -87,12 +95,12 @@ class XmlRows(RowSource):
             yield decoder.decode(b"", final=True).encode("utf-8")
 
 
-class _Handler(ContentHandler):
+class _Handler:
     """Collects one record (an Invoice with its Lines, or a Vendor) at a time."""
 
-    def __init__(self, source: XmlRows, parser: DefusedExpatParser) -> None:
-        super().__init__()
-        self.source, self.parser, self.layout = source, parser, source.layout
+    def __init__(self, source: XmlRows, expat: Any) -> None:
+        self.source, self.expat = source, expat
+        self.field_for: dict[str, str | None] = {}  # element name -> our field (cached)
         self.root: str | None = None
         self.path: list[str] = []
         self.ready: list[NumberedRow] = []
@@ -104,7 +112,7 @@ class _Handler(ContentHandler):
         self.target_for_field: Row = {}  # the dict the current field element fills
         self.field: str | None = None
         self.field_depth = 0
-        self.text: list[str] = []
+        self.buffer: list[str] = []
         self.error: tuple[str | None, str] | None = None
 
     def take(self) -> list[NumberedRow]:
@@ -112,30 +120,32 @@ class _Handler(ContentHandler):
         return rows
 
     def _line(self) -> int:
-        return self.parser.getLineNumber()
+        return self.expat.CurrentLineNumber  # during a start event: that tag's line
 
-    def startElement(self, name: str, attrs: AttributesImpl) -> None:  # noqa: N802 - SAX API
+    def start(self, name: str, attrs: dict[str, str]) -> None:
         self.path.append(name)
         depth = len(self.path)
-        if depth == 1:
-            self._root(name, attrs)
-        elif self.field is not None:  # markup inside a field's value
+        if self.field is not None:  # markup inside a field's value
             if self.error is None:
                 self.error = (self.field, f"<{self.path[-2]}> at line {self._line()} holds"
                                           f" element <{name}>, expected text")
-        elif depth == 2:
-            self._start_record(name)
-        elif self.record == "Invoice" and depth == 3 and name == "Lines":
-            pass
-        elif self.record == "Invoice" and depth == 4 and self.path[2] == "Lines":
+        elif depth == 5 and self.target is not None:
+            self._start_field(name, self.target)
+        elif depth == 3 and self.record is not None:
+            if self.record == "Invoice" and name == "Lines":
+                return
+            self._start_field(name, self.header)
+        elif depth == 4 and self.record == "Invoice" and self.path[2] == "Lines":
             if name != "Line":
                 raise FileUnreadable(f"unexpected <{name}> in <Lines> at line {self._line()}")
             self.target = {}
             self.lines.append((self._line(), self.target))
-        elif depth == 3 or (depth == 5 and self.target is not None):
-            self._start_field(name, self.header if depth == 3 else self.target)
+        elif depth == 2:
+            self._start_record(name)
+        elif depth == 1:
+            self._root(name, attrs)
 
-    def _root(self, name: str, attrs: AttributesImpl) -> None:
+    def _root(self, name: str, attrs: dict[str, str]) -> None:
         if name != ROOT:
             raise FileUnreadable(f"XML root element is <{name}>, expected <{ROOT}>")
         self.root = name
@@ -161,27 +171,31 @@ class _Handler(ContentHandler):
         self.record, self.record_line = name, self._line()
         self.header, self.lines, self.error = {}, [], None
 
-    def _start_field(self, name: str, target: Row | None) -> None:
-        ours = self.layout.field_for(name)
-        if ours is None or target is None:
+    def _start_field(self, name: str, target: Row) -> None:
+        try:
+            ours = self.field_for[name]
+        except KeyError:
+            ours = self.field_for[name] = self.source.layout.field_for(name)
+        if ours is None:
             return  # an element we do not use, like an unknown CSV column
         if ours in target and self.error is None:
             self.error = (ours, f"<{name}> given twice (line {self._line()})")
         self.target_for_field = target
-        self.field, self.field_depth, self.text = ours, len(self.path), []
+        self.field, self.field_depth, self.buffer = ours, len(self.path), []
 
-    def characters(self, content: str) -> None:
+    def text(self, content: str) -> None:
         if self.field is not None:
-            self.text.append(content)
+            self.buffer.append(content)
 
-    def endElement(self, name: str) -> None:  # noqa: N802 - SAX API
+    def end(self, name: str) -> None:
         depth = len(self.path)
         self.path.pop()
-        if self.field is not None and depth == self.field_depth:
-            value = "".join(self.text).strip()
-            if value:
-                self.target_for_field[self.field] = value
-            self.field = None
+        if self.field is not None:
+            if depth == self.field_depth:
+                value = "".join(self.buffer).strip()
+                if value:
+                    self.target_for_field[self.field] = value
+                self.field = None
         elif depth == 4 and self.record == "Invoice" and name == "Line":
             self.target = None
         elif depth == 2 and self.record is not None:

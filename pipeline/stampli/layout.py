@@ -91,8 +91,10 @@ class Layout:
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "layout") -> Layout:
+        if not isinstance(raw, dict):
+            raise LayoutError(f"{source}: must be a mapping of settings (a JSON object)")
         try:
-            data = _LayoutFileSchema().load(raw if isinstance(raw, dict) else {"": raw})
+            data = _LayoutFileSchema().load(raw)
         except ValidationError as exc:
             problems = "; ".join(f"{k or 'file'}: {_flat(v)}" for k, v in
                                  sorted(exc.normalized_messages().items()))
@@ -199,7 +201,7 @@ class _LayoutFileSchema(Schema):
     thousands_separator = fields.Str(load_default=",", validate=validate.OneOf(THOUSANDS))
     decimal_separator = fields.Str(load_default=".", validate=validate.OneOf((".", ",")))
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)
     def _separators_differ(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("thousands_separator") == data.get("decimal_separator"):
             raise ValidationError("thousands and decimal separators must differ",

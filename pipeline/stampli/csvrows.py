@@ -50,8 +50,8 @@ class CsvRows(RowSource):
             at = chunk.find(b"\0")
             if at >= 0:
                 line = line_of_offset(self.stream, offset + at)
-                raise FileUnreadable(f"NUL byte at line {line}: not a {self.encoding} text file"
-                                     " (UTF-16 or a spreadsheet?)")
+                raise FileUnreadable(f"NUL byte at line {line}: not a {_shown(self.encoding)}"
+                                     " text file (UTF-16 or a spreadsheet?)")
             offset += len(chunk)
 
     def _header(self) -> list[str]:
@@ -184,7 +184,7 @@ class _Records:
         stream.seek(0)
         offset = 3 if stream.read(3) == _UTF8_BOM else 0
         stream.seek(offset)
-        shown = "utf-8" if encoding == "utf-8-sig" else encoding
+        shown = _shown(encoding)
         decoder = codecs.getincrementaldecoder(shown)()
         while True:
             chunk = stream.read(1 << 20)
@@ -198,3 +198,7 @@ class _Records:
             if not chunk:
                 return f"not valid {shown}"
             offset += len(chunk)
+
+
+def _shown(encoding: str) -> str:
+    return "utf-8" if encoding == "utf-8-sig" else encoding

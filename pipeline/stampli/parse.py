@@ -49,7 +49,6 @@ __all__ = [
 
 APPROVED = "approved"
 CANCELLED = "cancelled"
-_KEY = ("vendor_id", "invoice_number")
 
 
 @dataclass(frozen=True)

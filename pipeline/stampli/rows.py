@@ -48,7 +48,7 @@ class RowSource:
 
     def records(self, fields: Sequence[str]) -> Iterator[Record]:
         for line, row in self:
-            yield line, tuple([row.get(f) or "" for f in fields]), row.get(ROW_ERROR)
+            yield line, tuple([(row.get(f) or "").strip() for f in fields]), row.get(ROW_ERROR)
 
     def expect_kind(self, kind: str) -> None:
         """The caller parses this file as `kind` ("invoices"/"vendors"); formats that declare

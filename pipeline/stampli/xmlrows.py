@@ -10,8 +10,9 @@ line of the `<Line>` start tag, so XML and CSV rows go through the same grouping
 Element names go through the layout like CSV headers do (aliases, case, `_`/`-`).
 
 defusedxml's expat reader refuses any DTD, entity declaration or external reference: no XXE, no
-billion laughs; such a file is refused as a whole. SAX (not ElementTree) because the parser's
-position during a start-tag callback is that tag's line, and memory holds one record at a time.
+billion laughs; such a file is refused as a whole. Expat events rather than ElementTree's
+iterparse: during a start-tag callback the parser's position is that tag's line (iterparse
+reports events after whole chunks), and memory holds one record at a time.
 """
 
 from __future__ import annotations

@@ -28,12 +28,20 @@ from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from defusedxml.expatreader import DefusedExpatParser, create_parser
 
 from pipeline.stampli.layout import Layout
-from pipeline.stampli.rows import ROW_ERROR, FileUnreadable, NumberedRow, Row, RowSource
+from pipeline.stampli.rows import (
+    ROW_ERROR,
+    FileUnreadable,
+    NumberedRow,
+    Row,
+    RowSource,
+    line_of_offset,
+)
 
 ROOT = "StampliExport"
 RECORDS = {"Invoice": "invoices", "Vendor": "vendors"}
 _CHUNK = 1 << 16
-_DECLARES_ENCODING = re.compile(rb"^\s*<\?xml[^>]*\bencoding\s*=", re.DOTALL)
+_DECLARED_ENCODING = re.compile(rb"^\s*<\?xml[^>]*?\bencoding\s*=\s*[\"']([^\"']*)", re.DOTALL)
+_EXPAT_NATIVE = {"utf-8", "utf-16", "utf-16-le", "utf-16-be", "iso8859-1", "ascii"}
 
 
 class XmlRows(RowSource):
@@ -85,15 +93,47 @@ class XmlRows(RowSource):
         head = self.stream.read(_CHUNK)
         if not head.removeprefix(b"\xef\xbb\xbf").strip():
             raise FileUnreadable("the file is empty")
-        transcode = (not head.startswith(b"\xef\xbb\xbf") and not _DECLARES_ENCODING.match(head)
+        declared = _DECLARED_ENCODING.match(head)
+        if declared:
+            _check_declared_encoding(declared.group(1).decode("ascii", "replace"))
+        transcode = (not head.startswith(b"\xef\xbb\xbf") and not declared
                      and not self.layout.encoding.startswith("utf-8"))
-        decoder = codecs.getincrementaldecoder(self.layout.encoding)() if transcode else None
-        chunk = head
-        while chunk:
-            yield decoder.decode(chunk).encode("utf-8") if decoder else chunk
-            chunk = self.stream.read(_CHUNK)
-        if decoder:
+        if not transcode:
+            chunk = head
+            while chunk:
+                yield chunk
+                chunk = self.stream.read(_CHUNK)
+            return
+        decoder = codecs.getincrementaldecoder(self.layout.encoding)()
+        chunk, offset = head, 0
+        try:
+            while chunk:
+                yield decoder.decode(chunk).encode("utf-8")
+                offset += len(chunk)
+                chunk = self.stream.read(_CHUNK)
             yield decoder.decode(b"", final=True).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = line_of_offset(self.stream, offset + exc.start)
+            raise FileUnreadable(f"not valid {self.layout.encoding} at line {line}: byte"
+                                 f" 0x{exc.object[exc.start]:02x}") from None
+
+
+def _check_declared_encoding(name: str) -> None:
+    """Expat reads UTF-8/16 and Latin-1 itself, and other single-byte encodings through
+    Python's codecs; anything else would fail inside the parser with a less clear error."""
+    try:
+        canonical = codecs.lookup(name).name
+    except LookupError:
+        raise FileUnreadable(f"XML declares an unknown encoding {name!r}") from None
+    if canonical in _EXPAT_NATIVE:
+        return
+    try:
+        single_byte = len(bytes(range(256)).decode(canonical, errors="replace")) == 256
+    except (UnicodeError, LookupError):
+        single_byte = False
+    if not single_byte:
+        raise FileUnreadable(f"XML declares encoding {name!r}, which is not supported:"
+                             " export as UTF-8 or cp1252")
 
 
 class _Handler:

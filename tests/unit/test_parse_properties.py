@@ -223,3 +223,40 @@ def test_every_key_hashing_alike_only_delays_invoices(monkeypatch):
     colliding = parse_bytes("x.csv", data, Layout())
     assert [i.payload() for i in colliding.invoices] == [i.payload() for i in honest.invoices]
     assert len(honest.invoices) == len(found)
+
+
+# -- bad input never crashes the parser ---------------------------------------------------
+SEEDS = [p.read_bytes() for p in sorted((__import__("pathlib").Path(__file__).parent
+                                         / "corpus").glob("*.[cx][sm][vl]"))]
+
+
+@st.composite
+def mangled(draw: Any) -> bytes:
+    """A corpus file with a few bytes changed, inserted or cut."""
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, len(data)))
+        op = draw(st.sampled_from(["flip", "insert", "cut"]))
+        if op == "insert" or not data:
+            data[at:at] = draw(st.binary(min_size=1, max_size=4) | st.sampled_from(
+                [b'"', b",", b"\n", b"\r", b"<", b">", b"&", b"\xff", b"\x00", b"<Line>"]))
+        elif op == "flip":
+            data[min(at, len(data) - 1)] = draw(st.integers(0, 255))
+        else:
+            del data[at:at + draw(st.integers(1, 20))]
+    return bytes(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(mangled(), st.binary(max_size=200)),
+       name=st.sampled_from(["f.csv", "f.xml", "f"]), vendors=st.booleans(), layout=layouts)
+def test_bad_input_is_refused_or_rejected_never_a_crash(data, name, vendors, layout):
+    try:
+        rows = parse.read_rows(name, io.BytesIO(data), layout)
+        stream = (parse.parse_vendors if vendors else parse.parse_invoices)(rows, layout)
+        for item in stream:
+            assert isinstance(item, parse.Rejection | parse.ParsedInvoice | dict)
+            if isinstance(item, parse.ParsedInvoice):
+                item.payload()
+    except parse.FileUnreadable as exc:
+        assert str(exc) and "\n" not in str(exc)

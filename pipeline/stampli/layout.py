@@ -31,6 +31,10 @@ VENDOR_FIELDS = (
     "vendor_id", "vendor_name", "tax_id", "address1", "address2", "city", "state",
     "postal_code", "country", "email", "payment_terms", "currency", "active",
 )
+# A normalised invoice line (ParsedInvoice.lines): the export's line field -> our key.
+LINE_KEYS = {"line_number": "line_number", "line_description": "description",
+             "line_quantity": "quantity", "line_amount": "amount", "gl_account": "gl_account",
+             "cost_center": "cost_center", "location": "location"}
 KNOWN_FIELDS = frozenset((*INVOICE_HEADER_FIELDS, *INVOICE_LINE_FIELDS, *VENDOR_FIELDS))
 
 DELIMITERS = {",": ",", ";": ";", "|": "|", "\t": "\t", "tab": "\t", "\\t": "\t",

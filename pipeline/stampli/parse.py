@@ -21,6 +21,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError
 
 from pipeline.stampli.csvrows import CsvRows
 from pipeline.stampli.fastload import FastLoader, NeedsSchema, as_marshmallow_input
+from pipeline.stampli.layout import LINE_KEYS
 from pipeline.stampli.rows import (
     FileUnreadable,
     ListRows,
@@ -60,7 +61,7 @@ class Rejection:
     reason: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedInvoice:
     header: dict[str, Any]
     lines: list[dict[str, Any]]
@@ -238,10 +239,6 @@ def _count_rows_per_invoice(source: RowSource) -> dict[int, int]:
     return source.count_keys(("vendor_id", "invoice_number"))
 
 
-# A normalised invoice line: our key <- the row field it comes from.
-_LINE_KEYS = {"line_number": "line_number", "line_description": "description",
-              "line_quantity": "quantity", "line_amount": "amount", "gl_account": "gl_account",
-              "cost_center": "cost_center", "location": "location"}
 _ZERO = Decimal("0")
 _LINE_NO = itemgetter(0)  # of a Record
 _LINE_NUMBER, _AMOUNT = itemgetter("line_number"), itemgetter("amount")
@@ -257,7 +254,7 @@ class _InvoiceBuilder:
         self.schema = schema
         self.header_loader = FastLoader(schema, INVOICE_FIELDS, INVOICE_HEADER_FIELDS).load
         self.load_lines = FastLoader(schema, INVOICE_FIELDS, INVOICE_LINE_FIELDS,
-                                     rename=_LINE_KEYS).load_records
+                                     rename=LINE_KEYS).load_records
 
     def build(self, rows: _Group) -> ParsedInvoice | Rejection:
         first = rows[0][1]
@@ -291,7 +288,7 @@ class _InvoiceBuilder:
                 return reject(name, f"header field {name} disagrees across rows "
                                     f"(line {', '.join(map(str, differing))} differ from line "
                                     f"{loaded[0][0]})")
-        lines = [{ours: row.get(theirs) for theirs, ours in _LINE_KEYS.items()}
+        lines = [{ours: row.get(theirs) for theirs, ours in LINE_KEYS.items()}
                  for _, row in loaded]
         return header, lines
 
@@ -325,7 +322,8 @@ def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, 
                                f" {header['approval_status']!r}; only Approved is posted")
 
     numbers = list(map(_LINE_NUMBER, lines))
-    if len(set(numbers)) < len(numbers):
+    in_order = len(numbers) == 1 or numbers == sorted(set(numbers))  # so also unique
+    if not in_order and len(set(numbers)) < len(numbers):
         seen: dict[int, int] = {}
         for (line_no, _, _), n in zip(rows, numbers, strict=True):
             if n in seen:
@@ -344,7 +342,7 @@ def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, 
         for line in lines:
             if line["description"] is None:
                 line["description"] = ""
-    if numbers != sorted(numbers):
+    if not in_order:
         lines.sort(key=_LINE_NUMBER)
     header["posting_date"] = header["posting_date"] or header["invoice_date"]
     header["document_type"] = "credit_note" if total < 0 else "invoice"

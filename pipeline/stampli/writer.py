@@ -21,14 +21,11 @@ from xml.sax.saxutils import escape, quoteattr
 from pipeline.stampli.layout import (
     INVOICE_HEADER_FIELDS,
     INVOICE_LINE_FIELDS,
+    LINE_KEYS,
     VENDOR_FIELDS,
     Layout,
 )
 
-# Our line keys <- the export's line field names.
-LINE_KEYS = {"line_number": "line_number", "line_description": "description",
-             "line_quantity": "quantity", "line_amount": "amount", "gl_account": "gl_account",
-             "cost_center": "cost_center", "location": "location"}
 INVOICE_COLUMNS = (*INVOICE_HEADER_FIELDS, *INVOICE_LINE_FIELDS)
 _AMOUNTS = {"invoice_total", "tax_amount", "line_quantity", "line_amount"}
 _DATES = {"invoice_date", "due_date", "posting_date", "approved_date"}

@@ -65,13 +65,17 @@ def parse_file(ctx: TaskContext, file_id: int) -> ParseOutcome:
             if cur.fetchone()["n"]:
                 raise NotReady(f"file {file_id} waits for earlier vendor files")
         stream = io.BytesIO(bytes(f["content"]))
+        # Invoices are stored as the parser streams them; a whole-file problem found midway
+        # (the parser reads every row once before yielding, so it is unlikely) undoes them.
+        cur.execute("SAVEPOINT parse_file")
         try:
-            rows = parse.read_csv_rows(stream, layout())
+            rows = parse.read_rows(f["path"], stream, layout())
             if f["kind"] == "vendors":
                 outcome = _store_vendors(cur, ctx, f, parse.parse_vendors(rows, layout()))
             else:
                 outcome = _store_invoices(cur, ctx, f, parse.parse_invoices(rows, layout()))
         except parse.FileUnreadable as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT parse_file")
             cur.execute("UPDATE source_files SET status = 'rejected', error = %s,"
                         " parsed_at = now() WHERE id = %s", (str(exc), file_id))
             audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
@@ -86,34 +90,54 @@ def _open_invoices(cur: Cursor, file_id: int) -> list[int]:
     return [r["id"] for r in cur.fetchall()]
 
 
-def _finish(cur: Cursor, ctx: TaskContext, f: dict[str, Any], rows: int,
-            rejections: list[parse.Rejection], accepted: int) -> str:
-    for r in rejections:
-        cur.execute(
+@dataclass
+class _Rejections:
+    """Rejections are written as they stream in; only counts and the first few are kept."""
+
+    cur: Cursor
+    file_id: int
+    count: int = 0
+    rows: int = 0
+    first: list[parse.Rejection] = field(default_factory=list)
+
+    def add(self, r: parse.Rejection) -> None:
+        self.cur.execute(
             "INSERT INTO parse_rejections (source_file_id, vendor_id, invoice_number,"
             " line_numbers, field, reason) VALUES (%s,%s,%s,%s,%s,%s)",
-            (f["id"], r.vendor_id, r.invoice_number, list(r.line_numbers), r.field, r.reason),
+            (self.file_id, r.vendor_id, r.invoice_number, list(r.line_numbers), r.field,
+             r.reason),
         )
-    status = "partially_parsed" if rejections else "parsed"
-    if rejections and not accepted:
+        self.count += 1
+        self.rows += len(r.line_numbers)
+        if len(self.first) < 50:
+            self.first.append(r)
+
+
+def _finish(cur: Cursor, ctx: TaskContext, f: dict[str, Any], rows: int,
+            rejections: _Rejections, accepted: int) -> str:
+    status = "partially_parsed" if rejections.count else "parsed"
+    if rejections.count and not accepted:
         status = "partially_parsed" if rows else "rejected"
     cur.execute(
         "UPDATE source_files SET status = %s, rows_total = %s, rows_rejected = %s,"
         " invoices_accepted = %s, invoices_rejected = %s, parsed_at = now() WHERE id = %s",
-        (status, rows, sum(len(r.line_numbers) for r in rejections), accepted, len(rejections),
-         f["id"]),
+        (status, rows, rejections.rows, accepted, rejections.count, f["id"]),
     )
-    audit.record(cur, "file_parse", "error" if rejections else "ok", ctx=ctx,
+    audit.record(cur, "file_parse", "error" if rejections.count else "ok", ctx=ctx,
                  source_file_id=f["id"], path=f["path"], kind=f["kind"], rows=rows,
-                 accepted=accepted, rejected=len(rejections),
+                 accepted=accepted, rejected=rejections.count,
                  rejections=[{"lines": list(r.line_numbers), "field": r.field,
-                              "reason": r.reason} for r in rejections[:50]])
+                              "reason": r.reason} for r in rejections.first])
     return status
 
 
 def _store_vendors(cur: Cursor, ctx: TaskContext, f: dict[str, Any],
-                   result: parse.VendorFileResult) -> ParseOutcome:
-    for v in result.vendors:
+                   vendors: parse.VendorStream) -> ParseOutcome:
+    rejections, accepted = _Rejections(cur, f["id"]), 0
+    for v in vendors:
+        if isinstance(v, parse.Rejection):
+            rejections.add(v)
+            continue
         cur.execute(
             "INSERT INTO stampli_vendors (vendor_id, name, tax_id, payload, source_file_id)"
             " VALUES (%s,%s,%s,%s,%s) ON CONFLICT (vendor_id) DO UPDATE SET name = EXCLUDED.name,"
@@ -122,21 +146,25 @@ def _store_vendors(cur: Cursor, ctx: TaskContext, f: dict[str, Any],
             (v["vendor_id"].strip().casefold(), v["vendor_name"], v.get("tax_id"),
              json.dumps(v, default=str), f["id"]),
         )
-    status = _finish(cur, ctx, f, result.rows, result.rejections, len(result.vendors))
-    return ParseOutcome(f["id"], status, accepted=len(result.vendors),
-                        rejected=len(result.rejections))
+        accepted += 1
+    status = _finish(cur, ctx, f, vendors.rows, rejections, accepted)
+    return ParseOutcome(f["id"], status, accepted=accepted, rejected=rejections.count)
 
 
 def _store_invoices(cur: Cursor, ctx: TaskContext, f: dict[str, Any],
-                    result: parse.InvoiceFileResult) -> ParseOutcome:
+                    invoices: parse.InvoiceStream) -> ParseOutcome:
     ids: list[int] = []
-    for inv in result.invoices:
+    rejections, accepted = _Rejections(cur, f["id"]), 0
+    for inv in invoices:
+        if isinstance(inv, parse.Rejection):
+            rejections.add(inv)
+            continue
+        accepted += 1
         invoice_id = store_invoice(cur, ctx, f["id"], inv)
         if invoice_id is not None:
             ids.append(invoice_id)
-    status = _finish(cur, ctx, f, result.rows, result.rejections, len(result.invoices))
-    return ParseOutcome(f["id"], status, ids, accepted=len(result.invoices),
-                        rejected=len(result.rejections))
+    status = _finish(cur, ctx, f, invoices.rows, rejections, accepted)
+    return ParseOutcome(f["id"], status, ids, accepted=accepted, rejected=rejections.count)
 
 
 def payload_digest(payload: dict[str, Any]) -> str:

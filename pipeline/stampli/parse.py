@@ -1,33 +1,55 @@
 """Parse Stampli export files into normalised invoices and vendors, rejecting per invoice.
 
 A bad row rejects its invoice (with file, line numbers, field and reason); the other invoices of
-the file go on.
+the file go on. A file that cannot be read at all raises `FileUnreadable`.
+
+Streaming: `parse_invoices` first counts the rows of every (vendor, invoice) key in a cheap pass,
+then streams the rows again and yields each invoice as soon as its last row is seen. Rows of one
+invoice are normally contiguous, so only a few invoices are held at a time, and the memory is
+one small integer per invoice (the counts), not the file.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import IO, Any
 
-from marshmallow import EXCLUDE, ValidationError
+from marshmallow import EXCLUDE, Schema, ValidationError
 
+from pipeline.stampli.csvrows import CsvRows
+from pipeline.stampli.fastload import FastLoader, NeedsSchema, as_marshmallow_input
+from pipeline.stampli.layout import LINE_KEYS
+from pipeline.stampli.rows import (
+    FileUnreadable,
+    ListRows,
+    NumberedRow,
+    Record,
+    RowError,
+    RowSource,
+    seekable,
+    sniff_format,
+)
 from pipeline.stampli.schema import (
     INVOICE_HEADER_FIELDS,
+    INVOICE_LINE_FIELDS,
+    VENDOR_FIELDS,
     InvoiceRowSchema,
     Layout,
     VendorRowSchema,
 )
+from pipeline.stampli.xmlrows import XmlRows
+
+__all__ = [
+    "FileUnreadable", "InvoiceFileResult", "InvoiceStream", "ParsedInvoice", "Rejection",
+    "RowSource", "VendorFileResult", "VendorStream", "dedup_key", "parse_invoices",
+    "parse_vendors", "read_csv_rows", "read_rows",
+]
 
 APPROVED = "approved"
 CANCELLED = "cancelled"
-
-
-class FileUnreadable(Exception):
-    """The file as a whole cannot be parsed (encoding, no header, missing columns)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +61,7 @@ class Rejection:
     reason: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedInvoice:
     header: dict[str, Any]
     lines: list[dict[str, Any]]
@@ -89,70 +111,197 @@ def _jsonable(value: Any) -> Any:
 
 
 # -- reading rows -----------------------------------------------------------------------------
-def read_csv_rows(stream: IO[bytes], layout: Layout) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (first physical line of the record, {our field: trimmed non-empty value})."""
-    text = io.TextIOWrapper(stream, encoding=layout.encoding, newline="")
-    reader = csv.reader(text, delimiter=layout.delimiter, strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise FileUnreadable("the file is empty: no header row") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise FileUnreadable(f"header row unreadable: {exc}") from None
-    columns = [layout.field_for(h) for h in header]
-    if not any(columns):
-        raise FileUnreadable("no known column in the header row (wrong delimiter or layout?)")
-    line = reader.line_num + 1
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
+def read_rows(filename: str, stream: IO[bytes], layout: Layout) -> RowSource:
+    """The rows of one export file, CSV or XML (by extension, else by content)."""
+    stream = seekable(stream)
+    if sniff_format(filename, stream) == "xml":
+        return XmlRows(stream, layout, name=filename)
+    return CsvRows(stream, layout, name=filename)
+
+
+def read_csv_rows(stream: IO[bytes], layout: Layout) -> CsvRows:
+    """Rows of a CSV file: (first physical line of the record, {our field: value})."""
+    return CsvRows(seekable(stream), layout)
+
+
+class _Stream:
+    """Single-use iterator over a file's outcomes; `rows` counts data rows seen so far.
+    `collect()` gathers everything in lists: for small files and tests."""
+
+    def __init__(self, rows: Iterable[NumberedRow], layout: Layout) -> None:
+        # Anything but a RowSource (a list or generator of rows) is kept in memory: only readers
+        # can be read twice from their stream.
+        self.source = rows if isinstance(rows, RowSource) else ListRows(rows)
+        self.layout, self.rows = layout, 0
+        self._started = False
+        self._collected: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._started:
+            raise RuntimeError("a parse stream can be iterated once")
+        self._started = True
+        return self._generate()
+
+    def _generate(self) -> Iterator[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_columns(self, schema: Schema, kind: str) -> None:
+        columns = self.source.columns
+        if columns is None:
             return
-        except UnicodeDecodeError as exc:
-            raise FileUnreadable(f"not valid {layout.encoding} near line {line}: {exc}") from None
-        except csv.Error as exc:
-            raise FileUnreadable(f"CSV syntax error at line {line}: {exc}") from None
-        start, line = line, reader.line_num + 1
-        if not any(cell.strip() for cell in record):
-            continue
-        row = {col: cell.strip() for col, cell in zip(columns, record, strict=False)
-               if col and cell.strip() != ""}
-        if len(record) > len(columns) and any(c.strip() for c in record[len(columns):]):
-            row["__extra__"] = "more cells than header columns"
-        yield start, row
+        missing = [n for n, f in schema.fields.items() if f.required and n not in columns]
+        if missing:
+            raise FileUnreadable(f"the header has no column for required field"
+                                 f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+                                 f" (not a{'n' if kind == 'invoices' else ''} {kind} file,"
+                                 " or a layout alias missing?)")
 
 
-def _missing_columns(first: dict[str, str] | None, required: Iterable[str]) -> None:
-    del first, required  # required fields are checked per row, where the line number is known
+# Records of invoice rows are laid out header fields first, then line fields: the header part
+# of a row is one slice, compared at C speed with the invoice's first row.
+INVOICE_FIELDS = (*INVOICE_HEADER_FIELDS, *INVOICE_LINE_FIELDS)
+_H = len(INVOICE_HEADER_FIELDS)
+_VENDOR, _NUMBER = INVOICE_FIELDS.index("vendor_id"), INVOICE_FIELDS.index("invoice_number")
+_Group = list[Record]
 
 
-# -- invoices ---------------------------------------------------------------------------------
-def parse_invoices(rows: Iterable[tuple[int, dict[str, str]]], layout: Layout) -> InvoiceFileResult:
-    schema = InvoiceRowSchema(layout, unknown=EXCLUDE)
-    groups: dict[tuple[str, str], list[tuple[int, dict[str, Any] | None, dict[str, str]]]] = {}
-    result = InvoiceFileResult()
-    for line_no, raw in rows:
-        result.rows += 1
-        vendor, number = raw.get("vendor_id"), raw.get("invoice_number")
-        if not vendor or not number:
-            missing = "vendor_id" if not vendor else "invoice_number"
-            result.rejections.append(Rejection(vendor, number, (line_no,), missing,
-                                               f"line {line_no}: {missing} is required"))
-            continue
-        groups.setdefault(dedup_key(vendor, number), []).append((line_no, None, raw))
-    for rows_of_invoice in groups.values():
-        outcome = _build_invoice(schema, rows_of_invoice)
-        if isinstance(outcome, Rejection):
-            result.rejections.append(outcome)
-        else:
-            result.invoices.append(outcome)
-    return result
+class InvoiceStream(_Stream):
+    """Yields `ParsedInvoice | Rejection` as each invoice completes."""
+
+    def collect(self) -> InvoiceFileResult:
+        if self._collected is None:
+            result = InvoiceFileResult()
+            for item in self:
+                (result.rejections if isinstance(item, Rejection) else result.invoices
+                 ).append(item)
+            result.rows = self.rows
+            self._collected = result
+        return self._collected
+
+    @property
+    def invoices(self) -> list[ParsedInvoice]:
+        return self.collect().invoices
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        return self.collect().rejections
+
+    def _generate(self) -> Iterator[ParsedInvoice | Rejection]:
+        source = self.source
+        source.expect_kind("invoices")
+        schema = InvoiceRowSchema(self.layout, unknown=EXCLUDE)
+        self._check_columns(schema, "invoices")
+        remaining = _count_rows_per_invoice(source)
+        build = _InvoiceBuilder(schema).build
+        open_groups: dict[tuple[str, str], tuple[_Group, int]] = {}
+        # The hot loop. Rows of one invoice are normally contiguous: the current group and the
+        # count of its rows still to come are kept in locals; the dicts are only touched when
+        # the invoice changes. Counts are by hash of the key: two keys sharing one only keep a
+        # group open until the end of the file.
+        current_key: tuple[str, str] | None = None
+        current: _Group = []
+        left = 0
+        current_text: tuple[str, ...] = ()  # equals no row's (vendor, number)
+        key_text = itemgetter(_VENDOR, _NUMBER)
+        rows = 0
+        for record in source.records(INVOICE_FIELDS):
+            rows += 1
+            text = key_text(record[1])
+            if text != current_text:
+                if not text[0] or not text[1]:
+                    line_no, missing = record[0], "vendor_id" if not text[0] else "invoice_number"
+                    self.rows = rows
+                    yield Rejection(text[0] or None, text[1] or None, (line_no,), missing,
+                                    f"line {line_no}: {missing} is required")
+                    continue
+                current_text = text
+                key = (text[0].casefold(), text[1].casefold())  # = normalised_key: stripped
+                if key != current_key:
+                    if current_key is not None:  # interleaved invoices: park the open one
+                        open_groups[current_key] = (current, left)
+                    current_key = key
+                    current, left = open_groups.pop(key, None) or ([], remaining.pop(hash(key), -1))
+            current.append(record)
+            left -= 1
+            if left == 0:  # negative: a key pass 1 did not see (cannot happen); held to the end
+                self.rows = rows
+                yield build(current)
+                current_key, current, current_text = None, [], ()
+        self.rows = rows
+        if current_key is not None:
+            open_groups[current_key] = (current, left)
+        for group, _ in open_groups.values():
+            yield build(group)
 
 
-def _build_invoice(schema: InvoiceRowSchema, rows: list[tuple[int, Any, dict[str, str]]]
-                   ) -> ParsedInvoice | Rejection:
-    first_raw = rows[0][2]
-    vendor, number = first_raw["vendor_id"], first_raw["invoice_number"]
+def _count_rows_per_invoice(source: RowSource) -> dict[int, int]:
+    """Pass 1: rows per invoice key (by hash: an int per invoice, not the key)."""
+    return source.count_keys(("vendor_id", "invoice_number"))
+
+
+_ZERO = Decimal("0")
+_LINE_NO = itemgetter(0)  # of a Record
+_LINE_NUMBER, _AMOUNT = itemgetter("line_number"), itemgetter("amount")
+_DESCRIPTION = itemgetter("description")
+
+
+class _InvoiceBuilder:
+    """One invoice from its rows: the fast path when every row loads cleanly and repeats the
+    first row's header text; otherwise the full marshmallow path, which finds and words the
+    problem exactly."""
+
+    def __init__(self, schema: InvoiceRowSchema) -> None:
+        self.schema = schema
+        self.header_loader = FastLoader(schema, INVOICE_FIELDS, INVOICE_HEADER_FIELDS).load
+        self.load_lines = FastLoader(schema, INVOICE_FIELDS, INVOICE_LINE_FIELDS,
+                                     rename=LINE_KEYS).load_records
+
+    def build(self, rows: _Group) -> ParsedInvoice | Rejection:
+        first = rows[0][1]
+        try:
+            # Every row must repeat the first row's header text: then one header load is enough.
+            header, lines = self.header_loader(first), self.load_lines(rows, first[:_H])
+        except NeedsSchema:
+            outcome = self._slow(rows)
+            if isinstance(outcome, Rejection):
+                return outcome
+            header, lines = outcome
+        return _finish_invoice(rows, header, lines)
+
+    def _slow(self, rows: _Group) -> Rejection | tuple[dict[str, Any], list[dict[str, Any]]]:
+        reject = _rejecter(rows)
+        loaded: list[tuple[int, dict[str, Any]]] = []
+        for line_no, values, error in rows:
+            if error is not None:
+                name, reason = error
+                return reject(name, f"{name}: {reason}" if name else reason, (line_no,))
+            try:
+                loaded.append((line_no, self.schema.load(
+                    as_marshmallow_input(INVOICE_FIELDS, values))))
+            except ValidationError as exc:
+                name, text = _first_error(exc)
+                return reject(name, f"{name}: {text}", (line_no,))
+        header = {name: loaded[0][1].get(name) for name in INVOICE_HEADER_FIELDS}
+        for name in INVOICE_HEADER_FIELDS:
+            differing = tuple(n for n, row in loaded if row.get(name) != header[name])
+            if differing:
+                return reject(name, f"header field {name} disagrees across rows "
+                                    f"(line {', '.join(map(str, differing))} differ from line "
+                                    f"{loaded[0][0]})")
+        lines = [{ours: row.get(theirs) for theirs, ours in LINE_KEYS.items()}
+                 for _, row in loaded]
+        return header, lines
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    name, messages = sorted(exc.normalized_messages().items())[0]
+    text = messages[0] if isinstance(messages, list) else str(messages)
+    return name, text
+
+
+def _rejecter(rows: _Group) -> Any:
+    first = rows[0][1]
+    vendor, number = first[_VENDOR], first[_NUMBER]
     all_lines = tuple(n for n, _, _ in rows)
 
     def reject(field_name: str | None, reason: str, lines: tuple[int, ...] = all_lines
@@ -160,73 +309,109 @@ def _build_invoice(schema: InvoiceRowSchema, rows: list[tuple[int, Any, dict[str
         where = ", ".join(str(n) for n in lines)
         return Rejection(vendor, number, lines, field_name,
                          f"invoice {number} of vendor {vendor} (line {where}): {reason}")
+    return reject
 
-    loaded: list[tuple[int, dict[str, Any]]] = []
-    for line_no, _, raw in rows:
-        if "__extra__" in raw:
-            return reject(None, "more cells than header columns", (line_no,))
-        try:
-            loaded.append((line_no, schema.load(raw)))
-        except ValidationError as exc:
-            name, messages = sorted(exc.messages.items())[0]
-            text = messages[0] if isinstance(messages, list) else str(messages)
-            return reject(name, f"{name}: {text}", (line_no,))
 
-    header = {name: loaded[0][1].get(name) for name in INVOICE_HEADER_FIELDS}
-    for name in INVOICE_HEADER_FIELDS:
-        differing = tuple(n for n, row in loaded if row.get(name) != header[name])
-        if differing:
-            return reject(name, f"header field {name} disagrees across rows "
-                                f"(line {', '.join(map(str, differing))} differ from line "
-                                f"{loaded[0][0]})")
-
+def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, Any]]
+                    ) -> ParsedInvoice | Rejection:
+    """Checks across the rows of one invoice (`lines` in row order): status, line numbers,
+    totals. Runs for every invoice, so the common case is kept to a few C-level calls."""
     status = header["approval_status"].casefold()
-    if status not in (APPROVED, CANCELLED):
-        return reject("approval_status",
-                      f"approval_status is {header['approval_status']!r}; only Approved is posted")
+    if status != APPROVED and status != CANCELLED:
+        return _rejecter(rows)("approval_status", f"approval_status is"
+                               f" {header['approval_status']!r}; only Approved is posted")
 
-    seen: dict[int, int] = {}
-    lines: list[dict[str, Any]] = []
-    for line_no, row in loaded:
-        n = row["line_number"]
-        if n in seen:
-            return reject("line_number", f"line_number {n} appears twice", (seen[n], line_no))
-        seen[n] = line_no
-        lines.append({
-            "line_number": n, "description": row.get("line_description") or "",
-            "quantity": row["line_quantity"], "amount": row["line_amount"],
-            "gl_account": row["gl_account"], "cost_center": row.get("cost_center"),
-            "location": row.get("location"),
-        })
-    lines.sort(key=lambda line: line["line_number"])
+    numbers = list(map(_LINE_NUMBER, lines))
+    in_order = len(numbers) == 1 or numbers == sorted(set(numbers))  # so also unique
+    if not in_order and len(set(numbers)) < len(numbers):
+        seen: dict[int, int] = {}
+        for (line_no, _, _), n in zip(rows, numbers, strict=True):
+            if n in seen:
+                return _rejecter(rows)("line_number", f"line_number {n} appears twice",
+                                       (seen[n], line_no))
+            seen[n] = line_no
 
     total, tax = header["invoice_total"], header["tax_amount"]
-    line_sum = sum((line["amount"] for line in lines), Decimal("0"))
+    line_sum = sum(map(_AMOUNT, lines), _ZERO)
     if line_sum + tax != total:
-        return reject("invoice_total",
-                      f"amounts do not reconcile: lines {line_sum} + tax {tax} = "
-                      f"{line_sum + tax}, header total is {total}")
+        return _rejecter(rows)("invoice_total",
+                               f"amounts do not reconcile: lines {line_sum} + tax {tax} = "
+                               f"{line_sum + tax}, header total is {total}")
 
+    if None in map(_DESCRIPTION, lines):
+        for line in lines:
+            if line["description"] is None:
+                line["description"] = ""
+    if not in_order:
+        lines.sort(key=_LINE_NUMBER)
     header["posting_date"] = header["posting_date"] or header["invoice_date"]
     header["document_type"] = "credit_note" if total < 0 else "invoice"
-    header["invoice_number"] = header["invoice_number"].strip()
-    return ParsedInvoice(header=header, lines=lines, source_lines=all_lines)
+    return ParsedInvoice(header=header, lines=lines, source_lines=tuple(map(_LINE_NO, rows)))
 
 
 # -- vendors ----------------------------------------------------------------------------------
-def parse_vendors(rows: Iterable[tuple[int, dict[str, str]]], layout: Layout) -> VendorFileResult:
-    schema = VendorRowSchema(layout, unknown=EXCLUDE)
-    result = VendorFileResult()
-    for line_no, raw in rows:
-        result.rows += 1
-        try:
-            vendor = schema.load(raw)
-        except ValidationError as exc:
-            name, messages = sorted(exc.messages.items())[0]
-            text = messages[0] if isinstance(messages, list) else str(messages)
-            result.rejections.append(Rejection(raw.get("vendor_id"), None, (line_no,), name,
-                                               f"vendor at line {line_no}: {name}: {text}"))
-            continue
-        vendor["line"] = line_no
-        result.vendors.append(vendor)
-    return result
+class VendorStream(_Stream):
+    """Yields a vendor dict (with its source "line") or a `Rejection` per row."""
+
+    def collect(self) -> VendorFileResult:
+        if self._collected is None:
+            result = VendorFileResult()
+            for item in self:
+                (result.rejections if isinstance(item, Rejection) else result.vendors
+                 ).append(item)
+            result.rows = self.rows
+            self._collected = result
+        return self._collected
+
+    @property
+    def vendors(self) -> list[dict[str, Any]]:
+        return self.collect().vendors
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        return self.collect().rejections
+
+    def _generate(self) -> Iterator[dict[str, Any] | Rejection]:
+        self.source.expect_kind("vendors")
+        schema = VendorRowSchema(self.layout, unknown=EXCLUDE)
+        self._check_columns(schema, "vendors")
+        load = FastLoader(schema, VENDOR_FIELDS).load
+        for line_no, values, error in self.source.records(VENDOR_FIELDS):
+            self.rows += 1
+            try:
+                if error is not None:
+                    raise NeedsSchema
+                vendor = load(values)
+            except NeedsSchema:
+                outcome = _vendor_slow(schema, line_no, values, error)
+                if isinstance(outcome, Rejection):
+                    yield outcome
+                    continue
+                vendor = outcome
+            vendor["line"] = line_no
+            yield vendor
+
+
+def _vendor_slow(schema: Schema, line_no: int, values: tuple[str, ...], error: RowError | None
+                 ) -> Rejection | dict[str, Any]:
+    vendor_id = values[0] or None  # VENDOR_FIELDS starts with vendor_id
+    if error is not None:
+        name, reason = error
+        return Rejection(vendor_id, None, (line_no,), name,
+                         f"vendor at line {line_no}: {f'{name}: {reason}' if name else reason}")
+    try:
+        return schema.load(as_marshmallow_input(VENDOR_FIELDS, values))
+    except ValidationError as exc:
+        name, text = _first_error(exc)
+        return Rejection(vendor_id, None, (line_no,), name,
+                         f"vendor at line {line_no}: {name}: {text}")
+
+
+def parse_invoices(rows: Iterable[NumberedRow], layout: Layout) -> InvoiceStream:
+    """Invoices of a file, as they complete: iterate for `ParsedInvoice | Rejection`."""
+    return InvoiceStream(rows, layout)
+
+
+def parse_vendors(rows: Iterable[NumberedRow], layout: Layout) -> VendorStream:
+    """Vendors of a file, row by row: iterate for `dict | Rejection`."""
+    return VendorStream(rows, layout)

@@ -22,7 +22,8 @@ def parse_text(text: str, layout: Layout | None = None) -> parse.InvoiceFileResu
 def test_sample_file():
     layout = Layout()
     with open(SAMPLES / "invoices_20261103101500.csv", "rb") as fh:
-        result = parse.parse_invoices(parse.read_csv_rows(fh, layout), layout)
+        # parse_invoices streams: collect while the file is open.
+        result = parse.parse_invoices(parse.read_csv_rows(fh, layout), layout).collect()
     assert result.rejections == []
     by_number = {i.header["invoice_number"]: i for i in result.invoices}
     acme = by_number["INV-88121"]

@@ -1,0 +1,141 @@
+"""Parser benchmark: throughput against a bare csv.DictReader pass, and peak memory.
+
+    python bench/parse.py [--lines 200000] [--big-mb 100] [--repeat 3]
+
+1. Writes a 200,000-line invoice CSV (synthetic, Stampli-shaped: quoted vendor names, grouped
+   thousands) to a temporary directory; times `parse_invoices(read_rows(...))` to the last
+   invoice and a bare `csv.DictReader` pass over the same file (best of --repeat, interleaved);
+   prints lines/s and the ratio (target <= 3). Same for the file written as XML, for reference.
+2. Writes a ~100 MB CSV and parses it in a child process; prints the child's peak RSS (VmHWM;
+   target < 150 MB) and that of a child parsing a tiny file (the interpreter and imports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's pipeline, not an installed copy
+
+from pipeline.stampli import parse, writer  # noqa: E402
+from pipeline.stampli.layout import Layout  # noqa: E402
+
+CHILD = """
+import sys
+from pipeline.stampli import parse
+from pipeline.stampli.layout import Layout
+path, layout = sys.argv[1], Layout()
+with open(path, "rb") as fh:
+    stream = parse.parse_invoices(parse.read_rows(path, fh, layout), layout)
+    invoices = sum(1 for item in stream if not isinstance(item, parse.Rejection))
+peak = next(int(line.split()[1]) for line in open("/proc/self/status")
+            if line.startswith("VmHWM:"))
+print(stream.rows, invoices, peak * 1024)
+"""
+
+
+def dictreader_pass(path: Path) -> int:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return sum(1 for _ in csv.DictReader(fh))
+
+
+def our_pass(path: Path) -> int:
+    layout = Layout()
+    with open(path, "rb") as fh:
+        stream = parse.parse_invoices(parse.read_rows(path.name, fh, layout), layout)
+        for _ in stream:
+            pass
+    return stream.rows
+
+
+def best_times(fns: dict[str, object], path_of: dict[str, Path], repeat: int
+               ) -> dict[str, tuple[float, float]]:
+    """Best wall and CPU seconds per function, runs interleaved so that load on the machine
+    affects them alike."""
+    best = {name: (float("inf"), float("inf")) for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn(path_of[name])  # type: ignore[operator]
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    return best
+
+
+def write_big_csv(path: Path, megabytes: int) -> int:
+    """Realistic rows, quickly: one block of synthetic invoices repeated under new numbers."""
+    block = io.StringIO(newline="")
+    writer.write_invoices_csv(writer.synthetic_invoices(4000, seed=9), block, grouped=True)
+    header, _, body = block.getvalue().partition("\r\n")
+    lines = 0
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(header + "\r\n")
+        k = 0
+        while fh.tell() < megabytes * 1_000_000:
+            fh.write(body.replace("INV-", f"B{k}-"))
+            lines, k = lines + 4000, k + 1
+    return lines
+
+
+def child_peak(path: Path) -> tuple[int, int, int, float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    rows, invoices, peak = map(int, out.split())
+    return rows, invoices, peak, time.perf_counter() - start
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lines", type=int, default=200_000)
+    p.add_argument("--big-mb", type=int, default=100)
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="mlc-bench-") as tmp:
+        csv_path, xml_path = Path(tmp) / "invoices.csv", Path(tmp) / "invoices.xml"
+        invoices = list(writer.synthetic_invoices(args.lines, seed=1))
+        with open(csv_path, "w", encoding="utf-8", newline="") as fh:
+            writer.write_invoices_csv(invoices, fh, grouped=True)
+        with open(xml_path, "wb") as fh:
+            writer.write_invoices_xml(invoices, fh, grouped=True)
+        del invoices
+        print(f"file: {args.lines:,} lines, CSV {csv_path.stat().st_size / 1e6:.1f} MB,"
+              f" XML {xml_path.stat().st_size / 1e6:.1f} MB")
+
+        assert our_pass(csv_path) == dictreader_pass(csv_path) == args.lines
+        best = best_times({"DictReader": dictreader_pass, "parser CSV": our_pass,
+                           "parser XML": our_pass},
+                          {"DictReader": csv_path, "parser CSV": csv_path,
+                           "parser XML": xml_path}, args.repeat)
+        base_wall, base_cpu = best["DictReader"]
+        for name, (wall, cpu) in best.items():
+            print(f"{name:<11} {args.lines / wall:>10,.0f} lines/s  ({wall:.2f} s wall,"
+                  f" {cpu:.2f} s CPU)  ratio {wall / base_wall:.2f} wall, {cpu / base_cpu:.2f} CPU")
+        ratio = best["parser CSV"][0] / base_wall
+        print(f"CSV ratio to DictReader: {ratio:.2f} (target <= 3)")
+
+        big, tiny = Path(tmp) / "big.csv", Path(tmp) / "tiny.csv"
+        lines = write_big_csv(big, args.big_mb)
+        write_big_csv(tiny, 0)
+        _, _, baseline, _ = child_peak(tiny)
+        rows, count, peak, seconds = child_peak(big)
+        assert rows == lines
+        print(f"big file: {big.stat().st_size / 1e6:.0f} MB, {rows:,} lines, {count:,} invoices,"
+              f" parsed in {seconds:.1f} s")
+        print(f"peak RSS: {peak / 1e6:.0f} MB (a child parsing a tiny file:"
+              f" {baseline / 1e6:.0f} MB; target < 150 MB)")
+    return 0 if ratio <= 3 and peak < 150e6 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The ledger stores what the parser streams (real Postgres, no Celery): XML like CSV, rejections
+with their lines, a refused file leaves nothing behind, a cancelled re-export of a posted invoice
+is flagged for a person."""
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import db, ledger
+from pipeline.audit import TaskContext
+from pipeline.stampli import writer
+
+pytestmark = pytest.mark.integration
+CTX = TaskContext(task_id="test", attempt=1)
+CORPUS = Path(__file__).resolve().parents[1] / "unit" / "corpus"
+
+
+def add_file(path: str, kind: str, content: bytes) -> int:
+    with db.transaction() as cur:
+        cur.execute(
+            "INSERT INTO source_files (connection, path, kind, size, mtime, sha256, content)"
+            " VALUES ('stampli', %s, %s, %s, 0, %s, %s) RETURNING id",
+            (path, kind, len(content), hashlib.sha256(content).hexdigest(), content))
+        return cur.fetchone()["id"]
+
+
+def one(sql: str, *args: object) -> dict:
+    with db.transaction() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()
+
+
+def all_rows(sql: str, *args: object) -> list[dict]:
+    with db.transaction() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def test_xml_and_csv_exports_store_the_same_invoices(db_env):
+    invoices = list(writer.synthetic_invoices(30, seed=11))
+    xml, text = io.BytesIO(), io.StringIO(newline="")
+    writer.write_invoices_xml(invoices, xml)
+    writer.write_invoices_csv(invoices, text, grouped=True)
+
+    outcome = ledger.parse_file(CTX, add_file("/export/invoices_1.xml", "invoices",
+                                              xml.getvalue()))
+    assert outcome.status == "parsed" and outcome.accepted == len(invoices)
+    stored = {r["invoice_number"]: r["payload"] for r in all_rows(
+        "SELECT invoice_number, payload FROM invoices ORDER BY id")}
+    lines = one("SELECT count(*) AS n FROM invoice_lines")["n"]
+    assert lines == 30
+
+    # The same invoices as CSV: identical payloads, so nothing changes (no re-post, no review).
+    outcome = ledger.parse_file(CTX, add_file("/export/invoices_2.csv", "invoices",
+                                              text.getvalue().encode()))
+    assert outcome.status == "parsed" and outcome.invoice_ids == []
+    again = {r["invoice_number"]: r["payload"] for r in all_rows(
+        "SELECT invoice_number, payload FROM invoices ORDER BY id")}
+    assert again == stored
+    skipped = one("SELECT count(*) AS n FROM audit_events WHERE stage = 'file_parse'"
+                  " AND outcome = 'skipped'")["n"]
+    assert skipped == len(invoices)
+
+
+def test_rejections_are_stored_with_their_lines_and_the_rest_goes_on(db_env):
+    content = (CORPUS / "xml_rejections.xml").read_bytes()
+    file_id = add_file("/export/invoices_3.xml", "invoices", content)
+    outcome = ledger.parse_file(CTX, file_id)
+    assert (outcome.status, outcome.accepted, outcome.rejected) == ("partially_parsed", 2, 7)
+    f = one("SELECT * FROM source_files WHERE id = %s", file_id)
+    assert (f["rows_total"], f["invoices_accepted"], f["invoices_rejected"]) == (11, 2, 7)
+    assert f["rows_rejected"] == 9  # XR-1 and XR-2 name two lines each, five name one
+    rejected = {r["invoice_number"]: r for r in all_rows(
+        "SELECT * FROM parse_rejections WHERE source_file_id = %s", file_id)}
+    assert rejected["XR-1"]["line_numbers"] == [12, 17]
+    assert rejected["XR-1"]["field"] == "invoice_total"
+    assert rejected["XR-2"]["line_numbers"] == [33, 38]
+    # XR-9 is Cancelled and unknown: nothing to post, nothing stored.
+    numbers = [r["invoice_number"] for r in all_rows("SELECT invoice_number FROM invoices")]
+    assert numbers == ["xr-5"]
+    assert one("SELECT payload FROM invoices")["payload"]["document_type"] == "credit_note"
+
+
+def test_a_refused_file_leaves_nothing_behind(db_env):
+    file_id = add_file("/export/invoices_4.xml", "invoices",
+                       (CORPUS / "xml_billion_laughs.xml").read_bytes())
+    outcome = ledger.parse_file(CTX, file_id)
+    assert outcome.status == "rejected"
+    f = one("SELECT status, error FROM source_files WHERE id = %s", file_id)
+    assert f["status"] == "rejected" and "DTD" in f["error"]
+    assert one("SELECT count(*) AS n FROM invoices")["n"] == 0
+    event = one("SELECT detail FROM audit_events WHERE stage = 'file_parse'"
+                " AND source_file_id = %s", file_id)
+    assert "DTD" in json.dumps(event["detail"])
+
+
+def test_cancelled_after_posting_is_flagged_for_review(db_env):
+    def export(status: str) -> bytes:
+        inv = next(iter(writer.synthetic_invoices(2, seed=3)))
+        inv["approval_status"] = status
+        out = io.BytesIO()
+        writer.write_invoices_xml([inv], out)
+        return out.getvalue()
+
+    ledger.parse_file(CTX, add_file("/export/invoices_5.xml", "invoices", export("Approved")))
+    with db.transaction() as cur:
+        cur.execute("UPDATE invoices SET status = 'posted'")
+    ledger.parse_file(CTX, add_file("/export/invoices_6.xml", "invoices", export("Cancelled")))
+    row = one("SELECT status, review_reason FROM invoices")
+    assert row == {"status": "needs_review", "review_reason": "cancelled in Stampli after export"}
+
+
+def test_vendor_xml_is_upserted(db_env):
+    file_id = add_file("/export/vendors_1.xml", "vendors", (CORPUS / "vendors.xml").read_bytes())
+    outcome = ledger.parse_file(CTX, file_id)
+    assert (outcome.status, outcome.accepted, outcome.rejected) == ("partially_parsed", 1, 1)
+    assert [r["name"] for r in all_rows("SELECT name FROM stampli_vendors")] == ["Acme & Sons"]

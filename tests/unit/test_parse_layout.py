@@ -1,0 +1,131 @@
+"""The customer layout file (MLC_STAMPLI_LAYOUT) and the reader entry point: a bad layout is
+reported once with every problem; CSV or XML is picked by extension, then by content."""
+
+import io
+import json
+import sys
+
+import pytest
+
+from pipeline.stampli import parse
+from pipeline.stampli.layout import Layout, LayoutError
+
+ROW = ("invoice_number,vendor_id,vendor_name,invoice_date,currency,invoice_total,line_number,"
+       "line_amount,gl_account,approval_status\nA1,V1,Acme,2026-11-03,USD,5.00,1,5.00,6100,"
+       "Approved\n")
+
+
+def test_json_layout_file(tmp_path):
+    path = tmp_path / "layout.json"
+    path.write_text(json.dumps({
+        "aliases": {"invoice_number": ["Bill No", "Doc #"], "vendor_id": "Supplier"},
+        "encoding": "Windows-1252", "delimiter": "semicolon",
+        "date_formats": ["DD.MM.YYYY", "%Y%m%d"], "thousands_separator": ".",
+        "decimal_separator": ","}))
+    layout = Layout.from_file(path)
+    assert layout.field_for(" bill_no ") == "invoice_number"
+    assert layout.field_for("DOC #") == "invoice_number"
+    assert layout.field_for("Invoice Number") == "invoice_number"  # canonical names still work
+    assert (layout.encoding, layout.delimiter) == ("cp1252", ";")
+    assert layout.date_formats == ("%d.%m.%Y", "%Y%m%d")
+
+
+def test_utf8_layout_reads_files_with_and_without_bom(tmp_path):
+    path = tmp_path / "layout.json"
+    path.write_text('{"encoding": "utf-8"}')
+    assert Layout.from_file(path).encoding == "utf-8-sig"
+
+
+def test_every_problem_of_a_layout_is_listed(tmp_path):
+    path = tmp_path / "layout.json"
+    path.write_text(json.dumps({
+        "aliases": {"invoice_no": "Bill No"}, "encoding": "utf-16", "delimiter": ":",
+        "date_formats": ["%Q"], "thousands_separator": ".", "decimal_separator": ".",
+        "delimter": ","}))
+    with pytest.raises(LayoutError) as err:
+        Layout.from_file(path)
+    message = str(err.value)
+    for problem in ("unknown field 'invoice_no'", "utf-16 is not supported", "':' is not one of",
+                    "'%Q' does not round-trip", "separators must differ", "delimter"):
+        assert problem in message
+
+
+def test_unreadable_layout_files(tmp_path):
+    with pytest.raises(LayoutError, match="not valid JSON"):
+        (tmp_path / "a.json").write_text("{")
+        Layout.from_file(tmp_path / "a.json")
+    with pytest.raises(LayoutError, match="No such file"):
+        Layout.from_file(tmp_path / "missing.json")
+
+
+def test_yaml_layout_needs_pyyaml(tmp_path, monkeypatch):
+    path = tmp_path / "layout.yaml"
+    path.write_text("delimiter: '|'\naliases:\n  vendor_id: [Supplier, Supplier Code]\n")
+    assert Layout.from_file(path).field_for("supplier code") == "vendor_id"
+    monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
+    with pytest.raises(LayoutError, match="PyYAML is not installed"):
+        Layout.from_file(path)
+
+
+@pytest.mark.parametrize(("name", "content", "kind"), [
+    ("invoices.csv", ROW, "CsvRows"),
+    ("invoices.XML", "<StampliExport/>", "XmlRows"),
+    ("invoices.txt", "\ufeff  <?xml version='1.0'?><StampliExport/>", "XmlRows"),
+    ("invoices", ROW, "CsvRows"),
+])
+def test_read_rows_picks_the_format(name, content, kind):
+    rows = parse.read_rows(name, io.BytesIO(content.encode()), Layout())
+    assert type(rows).__name__ == kind
+
+
+class Pipe(io.RawIOBase):
+    """A stream that cannot seek, like a socket."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001
+        chunk = self.data.read(len(buffer))
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_a_stream_that_cannot_seek_is_spooled_for_the_two_passes():
+    layout = Layout()
+    result = parse.parse_invoices(parse.read_rows("x.csv", Pipe(ROW.encode()), layout),
+                                  layout).collect()
+    assert [i.header["invoice_number"] for i in result.invoices] == ["A1"]
+
+
+def test_a_parse_stream_is_read_once_and_counts_rows():
+    layout = Layout()
+    stream = parse.parse_invoices(parse.read_rows("x.csv", io.BytesIO(ROW.encode()), layout),
+                                  layout)
+    assert [type(i).__name__ for i in stream] == ["ParsedInvoice"]
+    assert stream.rows == 1
+    with pytest.raises(RuntimeError):
+        list(stream)
+
+
+def test_rows_from_memory_still_parse():
+    """Rows as plain dicts (a list or a generator) go through the same checks."""
+    layout = Layout()
+    rows = [(2, {"invoice_number": "A1", "vendor_id": "V1", "vendor_name": "Acme",
+                 "invoice_date": "2026-11-03", "currency": "USD", "invoice_total": "5",
+                 "line_number": "1", "line_amount": "5", "gl_account": "6100",
+                 "approval_status": "Approved"})]
+    assert len(parse.parse_invoices(iter(rows), layout).invoices) == 1
+    assert len(parse.parse_invoices(rows, layout).invoices) == 1
+
+
+def test_a_vendor_file_parsed_as_invoices_is_refused_as_a_whole():
+    header = "vendor_id,vendor_name,country\nV1,Acme,US\n"
+    rows = parse.read_rows("vendors.csv", io.BytesIO(header.encode()), Layout())
+    with pytest.raises(parse.FileUnreadable, match="no column for required fields"):
+        list(parse.parse_invoices(rows, Layout()))

@@ -110,7 +110,8 @@ def test_cancelled_after_posting_is_flagged_for_review(db_env):
         cur.execute("UPDATE invoices SET status = 'posted'")
     ledger.parse_file(CTX, add_file("/export/invoices_6.xml", "invoices", export("Cancelled")))
     row = one("SELECT status, review_reason FROM invoices")
-    assert row == {"status": "needs_review", "review_reason": "cancelled in Stampli after export"}
+    assert row == {"status": "needs_review", "review_reason":
+                   "cancelled in Stampli after export: approval_status 'Approved' -> 'Cancelled'"}
 
 
 def test_vendor_xml_is_upserted(db_env):

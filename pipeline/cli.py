@@ -148,6 +148,47 @@ def cmd_x3_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_x3_authorize(args: argparse.Namespace) -> int:
+    """OAuth2 onboarding: secrets on standard input, one per line: the client secret, then the
+    code when `--code -`."""
+    from pipeline import db
+    from pipeline.x3 import authorize as oauth
+    from pipeline.x3.errors import X3Error
+
+    if not args.client_secret_stdin:
+        raise SystemExit("mlc: x3 authorize needs --client-secret-stdin")
+    if args.code is None and not args.authorize_url:
+        raise SystemExit("mlc: x3 authorize needs --authorize-url (or --code from a callback)")
+    if args.endpoint and args.code is None:
+        raise SystemExit("mlc: --endpoint goes with --code (a callback names its own)")
+    client_secret = _read_stdin_secret("client secret")
+    code = _read_stdin_secret("authorisation code") if args.code == "-" else args.code
+    onb = oauth.Onboarding(
+        url=args.url, folder=args.folder, client_id=args.client_id, token_url=args.token_url,
+        redirect_uri=args.redirect_uri, authorize_url=args.authorize_url, scope=args.scope,
+        customer=args.customer, ca_bundle=args.ca_bundle, name=args.name)
+    with db.transaction() as cur:  # the database answers before a person consents for nothing
+        cur.execute("SELECT 1")
+
+    def announce(url: str) -> None:
+        print("Open this URL as an X3 user allowed to approve third-party applications:")
+        print(url, flush=True)
+        print(f"waiting up to {args.timeout:g} s for the callback on {args.redirect_uri} ...",
+              file=sys.stderr, flush=True)
+
+    try:
+        done = oauth.authorize(onb, client_secret, transaction=db.transaction,
+                               announce=announce, code=code, endpoint=args.endpoint,
+                               timeout=args.timeout)
+    except X3Error as exc:
+        print(f"mlc: x3 authorize: {exc}", file=sys.stderr)
+        return 1
+    where = f"regional endpoint {done.base_url}" if done.regional else done.base_url
+    print(f"connection {args.name} authorised (x3_graphql, oauth): calls go to {where}; "
+          "tokens stored encrypted")
+    return 0
+
+
 def _add_x3_graphql_args(cset: argparse.ArgumentParser) -> None:
     g = cset.add_argument_group(
         "x3 --transport graphql", "secrets on standard input, one per line, in this order: "
@@ -171,6 +212,27 @@ def _add_x3_commands(sub: Any) -> None:
     chk.add_argument("--account", help="account (in MLC_X3_COA) that must exist")
     chk.add_argument("--dimension", metavar="TYPE=VALUE", help="dimension that must exist")
     chk.set_defaults(func=cmd_x3_check)
+    au = x3.add_parser("authorize", help="OAuth2 onboarding of X3 cloud: print the "
+                       "authorisation URL, take the callback on the loopback redirect URI (or "
+                       "--code), store the tokens encrypted")
+    au.add_argument("--name", default="x3")
+    au.add_argument("--url", required=True, help="X3 URL (GraphQL at URL/xtrem/api)")
+    au.add_argument("--folder", default="SEED")
+    au.add_argument("--client-id", required=True)
+    au.add_argument("--client-secret-stdin", action="store_true")
+    au.add_argument("--token-url", required=True, help="OAuth2 token endpoint")
+    au.add_argument("--authorize-url", help="the authorisation page (not needed with --code)")
+    au.add_argument("--redirect-uri", required=True,
+                    help="registered redirect URI; listened on: http://127.0.0.1:PORT/PATH")
+    au.add_argument("--scope", default="api.graphQL")
+    au.add_argument("--customer", help="X3 customer URL in the request (default: --url)")
+    au.add_argument("--code", help="the code from a callback received elsewhere (no "
+                    "listener); '-' reads it from standard input after the client secret")
+    au.add_argument("--endpoint", help="with --code: the regional endpoint the callback named")
+    au.add_argument("--timeout", type=float, default=300.0,
+                    help="seconds to wait for the callback (default 300)")
+    au.add_argument("--ca-bundle")
+    au.set_defaults(func=cmd_x3_authorize)
 
 
 def cmd_connection_show(args: argparse.Namespace) -> int:

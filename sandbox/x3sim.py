@@ -40,6 +40,20 @@ GraphQL (OAuth2 bearer, see sandbox/x3sim_graphql.py for what it understands):
                      invalid_client. The OAuth client is seeded by make_server/main
                      (--client-id demo --client-secret demo-secret --refresh-token initial-rt).
                      Never faulted, so fault tests exercise the API, not the login.
+    POST /oauth/token  {"grant_type": "authorization_code", "code", "redirect_uri",
+                     "client_id", "client_secret"}: exchanges a one-time code from the consent
+                     page (400 invalid_grant when unknown, used, expired or of another region).
+    GET  /oauth/authorize?client_id&redirect_uri&state&scope&customer  the consent page: the
+                     "user" accepts at once and the simulator calls the redirect_uri back with
+                     authorizationCode, state and endpoint (the regional API, {base}/eu), as Sage
+                     does. Test knobs in the same query: sim_callback=post (default: a form POST
+                     from the simulator), json (a JSON POST) or redirect (302, the browser GETs
+                     redirect_uri?...); sim_consent=deny (callback with error=access_denied);
+                     sim_region=<name> (default eu; empty: no endpoint, the home region).
+    /eu/xtrem/api, /eu/oauth/token  the regional endpoint: tokens issued by a region's token
+                     endpoint work on that region's API only (401 elsewhere), and so do codes.
+                     /_sim/state reports stats.regional_calls per path.
+    GET  /_sim/tokens  refresh and access tokens valid now (tests look for leaks of them).
     POST /_sim/authorize  a new refresh token, as a person re-authorising would get one.
     Faults apply to GraphQL as to api1: latency; 500 is HTTP 500; 429 is HTTP 429 with
     Retry-After (a gateway's answer); 503 and the max_concurrency refusal are HTTP 200 with
@@ -72,7 +86,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qs, quote, unquote, urlencode, urlsplit
 
 from sandbox import x3sim_graphql as gql
-from sandbox.x3sim_oauth import OAuthState
+from sandbox.x3sim_oauth import REGIONS, OAuthState, consent
 from sandbox.x3sim_where import UnknownPropertyError, WhereSyntaxError, compile_where
 
 DEFAULT_FOLDER = "SEED"
@@ -391,6 +405,8 @@ class _Stats:
     in_flight: int = 0
     max_in_flight: int = 0
     token_refreshes: int = 0
+    code_exchanges: int = 0
+    regional_calls: dict[str, int] = field(default_factory=dict)  # path -> calls
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -399,6 +415,8 @@ class _Stats:
             "faults": dict(self.faults),
             "max_in_flight": self.max_in_flight,
             "token_refreshes": self.token_refreshes,
+            "code_exchanges": self.code_exchanges,
+            "regional_calls": dict(self.regional_calls),
         }
 
 
@@ -501,15 +519,23 @@ class X3State:
             found = table.get(key)
             return copy.deepcopy(found) if found is not None else None
 
-    def token_grant(self, body: Any) -> tuple[int, dict[str, Any]]:
+    def token_grant(self, body: Any, region: str | None = None) -> tuple[int, dict[str, Any]]:
         """Answer the OAuth token endpoint with the current token faults."""
         with self._lock:
             lifetime, rotate = self._faults["token_lifetime"], self._faults["rotate_refresh_tokens"]
-        status, answer = self.oauth.grant(body, lifetime=lifetime, rotate=rotate)
+        status, answer = self.oauth.grant(body, lifetime=lifetime, rotate=rotate, region=region)
         if status == 200:
             with self._lock:
-                self._stats.token_refreshes += 1
+                if body.get("grant_type") == "authorization_code":
+                    self._stats.code_exchanges += 1
+                else:
+                    self._stats.token_refreshes += 1
         return status, answer
+
+    def count_regional(self, path: str) -> None:
+        with self._lock:
+            calls = self._stats.regional_calls
+            calls[path] = calls.get(path, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, as GET /_sim/state answers it."""
@@ -712,8 +738,17 @@ class X3Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
+        self.region: str | None = None
         try:
             body = self._read_body()
+            head, _, rest = url.path.lstrip("/").partition("/")
+            if head in REGIONS and rest:
+                # A regional endpoint: the same API under /{region}; what it serves is routed
+                # by the path after the prefix, and the tokens it issues are bound to it.
+                self.server.state.count_regional(url.path)
+                self.region, url = head, url._replace(path="/" + rest)
+                if url.path not in ("/xtrem/api", "/oauth/token"):
+                    raise ApiError(404, f"No regional resource at {self.path}")
             self._route(url.path)(self, method, url, body)
         except ApiError as exc:
             self._send_json(exc.status, diagnoses(exc.messages), exc.headers)
@@ -733,6 +768,8 @@ class X3Handler(BaseHTTPRequestHandler):
             return X3Handler._graphql
         if path == "/oauth/token":
             return X3Handler._token
+        if path == "/oauth/authorize":
+            return X3Handler._authorize
         return X3Handler._not_found
 
     def _not_found(self, method: str, url: SplitResult, body: bytes) -> None:
@@ -751,7 +788,7 @@ class X3Handler(BaseHTTPRequestHandler):
             if ticket.fault is not None:
                 self._graphql_fault(ticket)
                 return
-            refused = state.oauth.check_bearer(self.headers.get("Authorization"))
+            refused = state.oauth.check_bearer(self.headers.get("Authorization"), self.region)
             if refused:
                 self._send_json(401, gql.error_payload(refused, "UNAUTHENTICATED"),
                                 {"WWW-Authenticate": 'Bearer error="invalid_token"'})
@@ -783,8 +820,29 @@ class X3Handler(BaseHTTPRequestHandler):
     def _token(self, method: str, url: SplitResult, body: bytes) -> None:
         if method != "POST":
             raise ApiError(405, "the token endpoint takes POST")
-        status, answer = self.server.state.token_grant(self._json_body(body or b"{}"))
+        status, answer = self.server.state.token_grant(self._token_body(body), self.region)
         self._send_json(status, answer, {"Cache-Control": "no-store"})
+
+    def _token_body(self, body: bytes) -> Any:
+        """The token request: JSON (what the contract sends), or a form (RFC 6749's own)."""
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type == "application/x-www-form-urlencoded":
+            return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        return self._json_body(body or b"{}")
+
+    def _authorize(self, method: str, url: SplitResult, body: bytes) -> None:
+        if method != "GET":
+            raise ApiError(405, "the authorisation page takes GET")
+        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        status, headers, page = consent(self.server.state.oauth, params, self._base_url())
+        data = page.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
 
     # --- plumbing
 
@@ -848,6 +906,8 @@ class X3Handler(BaseHTTPRequestHandler):
         elif action == ("POST", "/_sim/reset"):
             state.reset()
             self._send_json(200, {"reset": True})
+        elif action == ("GET", "/_sim/tokens"):
+            self._send_json(200, state.oauth.tokens())
         elif action == ("POST", "/_sim/authorize"):
             self._send_json(200, {"refresh_token": state.oauth.authorize()})
         elif action == ("POST", "/_sim/seed"):

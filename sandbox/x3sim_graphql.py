@@ -537,6 +537,8 @@ def _invoice_body(data: Mapping[str, Any]) -> dict[str, Any]:
             {"LIG": line["lineNumber"], "ACC": line["account"],
              "AMTNOTLIN": line["lineAmountExcludingTax"], "QTY": line.get("quantity"),
              "DES": line.get("description"),
+             # The line's site (GraphQL only: api1 lines take the header's FCY)
+             **({"FCY": line["site"]} if line.get("site") else {}),
              "DIE": [d["dimensionType"] for d in line.get("dimensions") or []],
              "CCE": [d["dimension"] for d in line.get("dimensions") or []]}
             for line in data["lines"]

@@ -49,7 +49,9 @@ def open_client(cur: Cursor, name: str = connections.X3) -> X3Client:
     conn = connections.load(cur, name)
     s, cfg = conn.settings, settings()
     verify = s.get("ca_bundle") or True
-    limiter = limiter_for(s["url"], s.get("folder", ""))
+    # The regional endpoint the OAuth onboarding was told about, when there was one.
+    base_url = s.get("endpoint") or s["url"]
+    limiter = limiter_for(base_url, s.get("folder", ""))
     if conn.kind == "x3_rest":
         return RestClient(
             s["url"], s["folder"], s["username"], conn.secret.get("password", ""),
@@ -58,7 +60,7 @@ def open_client(cur: Cursor, name: str = connections.X3) -> X3Client:
         )
     if conn.kind == "x3_graphql":
         return GraphQLClient(
-            s["url"], s["folder"], token_source(conn), chart=cfg.x3_coa,
+            base_url, s["folder"], token_source(conn), chart=cfg.x3_coa,
             invoice_package=cfg.x3_graphql_invoice_package,
             invoice_node=cfg.x3_graphql_invoice_node, timeout=cfg.x3_timeout,
             connect_timeout=CONNECT_TIMEOUT, verify=verify, limiter=limiter,

@@ -62,6 +62,18 @@ def forget(cur: Cursor, connection: str) -> None:
     cur.execute("DELETE FROM x3_tokens WHERE connection = %s", (connection,))
 
 
+def seed(cur: Cursor, connection: str, access_token: str, expires_in: float) -> None:
+    """Share an access token obtained outside a refresh (the onboarding's code exchange)."""
+    sealed = connections.vault().encrypt({"access_token": access_token})
+    cur.execute(
+        "INSERT INTO x3_tokens (connection, access_token, lifetime, expires_at, refreshed_at)"
+        " VALUES (%s, %s, %s, clock_timestamp() + make_interval(secs => %s), now())"
+        " ON CONFLICT (connection) DO UPDATE SET access_token = EXCLUDED.access_token,"
+        " lifetime = EXCLUDED.lifetime, expires_at = EXCLUDED.expires_at,"
+        " refreshed_at = EXCLUDED.refreshed_at, refused_refresh = NULL",
+        (connection, sealed, expires_in, expires_in))
+
+
 def _shared(row: dict[str, Any] | None) -> SharedToken | None:
     if row is None or row["access_token"] is None or row["remaining"] is None:
         return None

@@ -1,12 +1,12 @@
-"""Several dimensions per line and routing to X3 companies/sites (REST transport; the
-simulator validates every dimension value)."""
+"""Several dimensions per line and routing to X3 companies/sites, through both X3 transports
+(the simulator validates every dimension value, and stores GraphQL lines with their site)."""
 
 import json
 
 import pytest
 import requests
 
-from pipeline import db, mapping
+from pipeline import connections, db, mapping
 from pipeline.audit import TaskContext
 from pipeline.run_once import process_invoice
 from tests.integration.conftest import client, sim_state
@@ -25,8 +25,21 @@ def edit_lines(invoice_id, change):
                     (json.dumps(payload), invoice_id))
 
 
+@pytest.fixture(params=["rest", "graphql"])
+def transport(request, connected):
+    """The x3 connection through each transport (`connected` stores the REST one)."""
+    if request.param == "graphql":
+        url = connected["x3"]
+        with db.transaction() as cur:
+            connections.save(cur, "x3", "x3_graphql", {
+                "url": url, "folder": "SEED", "auth": "oauth", "client_id": "demo",
+                "token_url": f"{url}/oauth/token",
+            }, {"client_secret": "demo-secret", "refresh_token": "initial-rt"})
+    return request.param
+
+
 @pytest.fixture
-def seeded(connected):
+def seeded(connected, transport):
     url = connected["x3"]
     state = requests.get(f"{url}/_sim/state", timeout=5).json()
     seed = {k: state[k] for k in ("suppliers", "accounts", "dimensions")}
@@ -35,7 +48,7 @@ def seeded(connected):
     return connected
 
 
-def test_cost_center_and_project_on_every_line(parsed, seeded, tmp_path):
+def test_cost_center_and_project_on_every_line(parsed, seeded, transport, tmp_path):
     projects = tmp_path / "prj.csv"
     projects.write_text("stampli_code,dimension_value\nPROJ-100,P100\n")
     with db.transaction() as cur:
@@ -44,6 +57,7 @@ def test_cost_center_and_project_on_every_line(parsed, seeded, tmp_path):
     edit_lines(invoice_id, lambda ln: ln.update(dimensions={"PRJ": "PROJ-100"}))
     assert process_invoice(invoice_id, client(), CTX) == "posted"
     (doc,) = sim_state(seeded["x3"])["invoices"]
+    assert ("category" in doc) == (transport == "graphql")  # came through that transport
     assert [(ln["DIE"], ln["CCE"]) for ln in doc["BPSINVLIG"]] == [
         (["CCT", "PRJ"], ["PLANT1", "P100"]), (["CCT", "PRJ"], ["PLANT1", "P100"])]
 
@@ -60,7 +74,7 @@ def test_unknown_project_fails_naming_line_type_and_value(parsed, seeded):
     assert sim_state(seeded["x3"])["invoices"] == []
 
 
-def test_locations_route_to_companies_and_sites(parsed, connected, tmp_path):
+def test_locations_route_to_companies_and_sites(parsed, connected, transport, tmp_path):
     routes = tmp_path / "routes.csv"
     routes.write_text("location,company,site\nPlant East,US01,US011\nPlant West,US02,US021\n")
     with db.transaction() as cur:
@@ -71,8 +85,12 @@ def test_locations_route_to_companies_and_sites(parsed, connected, tmp_path):
     c = client()
     outcomes = {n: process_invoice(i, c, CTX) for n, i in parsed.items()}
     assert outcomes == {"INV-88121": "posted", "2026/117": "posted", "BO-7731": "failed"}
-    docs = {d["BPRVCR"]: (d["CPY"], d["FCY"]) for d in sim_state(connected["x3"])["invoices"]}
+    stored = sim_state(connected["x3"])["invoices"]
+    docs = {d["BPRVCR"]: (d["CPY"], d["FCY"]) for d in stored}
     assert docs == {"INV-88121": ("US01", "US011"), "2026/117": ("US02", "US021")}
+    if transport == "graphql":  # lines[].site: every line posted to its invoice's site
+        assert {d["BPRVCR"]: {ln["FCY"] for ln in d["BPSINVLIG"]} for d in stored} == {
+            "INV-88121": {"US011"}, "2026/117": {"US021"}}
     with db.transaction() as cur:
         cur.execute("SELECT last_error FROM invoices WHERE id = %s", (parsed["BO-7731"],))
         assert "location 'Atlantis' has no route to an X3 company and site" in \

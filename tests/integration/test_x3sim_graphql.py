@@ -403,3 +403,108 @@ def test_command_line_seeds_the_oauth_client():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# --- onboarding: consent page, code exchange, regional endpoint ----------------------------------
+
+
+def consent(sim, **over):
+    """The consent page in redirect mode: the callback's parameters, read from Location."""
+    from urllib.parse import parse_qs, urlsplit
+
+    params = {"client_id": "demo", "redirect_uri": "http://127.0.0.1:9/callback",
+              "state": "s-1", "scope": "api.graphQL", "customer": sim,
+              "sim_callback": "redirect", **over}
+    r = requests.get(f"{sim}/oauth/authorize", params=params, allow_redirects=False, timeout=5)
+    assert r.status_code == 302, r.text
+    location = urlsplit(r.headers["Location"])
+    assert location.path == "/callback"
+    return {k: v[-1] for k, v in parse_qs(location.query).items()}
+
+
+def exchange(base, issued, **over):
+    body = {"grant_type": "authorization_code", "code": issued, "client_id": "demo",
+            "client_secret": "demo-secret", "redirect_uri": "http://127.0.0.1:9/callback",
+            **over}
+    return requests.post(f"{base}/oauth/token", json=body, timeout=5)
+
+
+def test_consent_calls_back_with_a_one_time_code_for_the_regional_endpoint(sim):
+    callback = consent(sim)
+    assert callback["state"] == "s-1" and callback["endpoint"] == f"{sim}/eu"
+    tokens = exchange(callback["endpoint"], callback["authorizationCode"])
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    again = exchange(callback["endpoint"], callback["authorizationCode"])
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    # The tokens are the region's: its API takes them, the home endpoint does not.
+    regional = gql(f"{sim}/eu", SUPPLIER_Q, {"filter": "{}"}, token=body["access_token"])
+    assert regional.status_code == 200 and "errors" not in regional.json()
+    assert gql(sim, SUPPLIER_Q, token=body["access_token"]).status_code == 401
+    refreshed = grant(f"{sim}/eu", body["refresh_token"])
+    assert refreshed.status_code == 200
+    assert grant(sim, refreshed.json()["refresh_token"]).status_code == 400
+    stats = state(sim)["stats"]
+    assert stats["code_exchanges"] == 1 and stats["regional_calls"]["/eu/xtrem/api"] == 1
+    assert body["refresh_token"] not in json.dumps(state(sim))
+
+
+@pytest.mark.parametrize(("over", "status", "error"), [
+    ({"client_secret": "nope"}, 401, "invalid_client"),
+    ({"redirect_uri": "http://127.0.0.1:9/other"}, 400, "invalid_grant"),
+    ({"code": "ac-made-up"}, 400, "invalid_grant"),
+])
+def test_code_exchange_refusals(sim, over, status, error):
+    code = consent(sim)["authorizationCode"]
+    response = exchange(f"{sim}/eu", code, **over)
+    assert response.status_code == status and response.json()["error"] == error
+
+
+def test_code_of_a_region_is_refused_elsewhere_and_home_region_has_no_endpoint(sim):
+    code = consent(sim)["authorizationCode"]
+    assert exchange(sim, code).json()["error"] == "invalid_grant"
+    home = consent(sim, sim_region="")
+    assert "endpoint" not in home
+    assert exchange(sim, home["authorizationCode"]).status_code == 200
+
+
+def test_consent_denied_and_bad_requests(sim):
+    denied = consent(sim, sim_consent="deny")
+    assert denied["error"] == "access_denied" and "authorizationCode" not in denied
+    for over in ({"client_id": "other"}, {"state": ""}, {"redirect_uri": "ftp://x"}):
+        params = {"client_id": "demo", "redirect_uri": "http://127.0.0.1:9/cb", "state": "s",
+                  **over}
+        r = requests.get(f"{sim}/oauth/authorize", params=params, allow_redirects=False,
+                         timeout=5)
+        assert r.status_code == 400
+
+
+def test_consent_posts_the_callback_when_asked(sim):
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            length = int(self.headers["Content-Length"])
+            seen.append((self.headers["Content-Type"], self.rfile.read(length).decode()))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{receiver.server_address[1]}/callback"
+        for mode in ("post", "json"):
+            r = requests.get(f"{sim}/oauth/authorize", timeout=5, params={
+                "client_id": "demo", "redirect_uri": uri, "state": "s-2", "sim_callback": mode})
+            assert r.status_code == 200 and "HTTP 204" in r.text
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    (form_type, form), (json_type, body) = seen
+    assert form_type == "application/x-www-form-urlencoded" and "authorizationCode=ac-" in form
+    assert json_type == "application/json" and json.loads(body)["state"] == "s-2"

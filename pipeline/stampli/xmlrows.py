@@ -123,7 +123,7 @@ def _check_declared_encoding(name: str) -> None:
     Python's codecs; anything else would fail inside the parser with a less clear error."""
     try:
         canonical = codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         raise FileUnreadable(f"XML declares an unknown encoding {name!r}") from None
     if canonical in _EXPAT_NATIVE:
         return

@@ -1,8 +1,20 @@
-"""A customer's export layout: header aliases, encoding, delimiter, date and number formats.
+"""A customer's export layout: header aliases, encoding, delimiter, date and number formats,
+and the columns that are analytical dimensions.
 
 Stampli has no fixed export template: each customer defines theirs with Stampli support, so the
 parser is driven by this object. `MLC_STAMPLI_LAYOUT` names a JSON file (YAML when PyYAML is
 installed) that is validated here, so a typo in it is reported once, with every problem listed.
+
+Dimensions: `"dimensions": {"project": "PRJ", "department": "DEP"}` names export columns (matched
+like any header, and `aliases` may give them other header names) and the X3 dimension type each
+feeds. Each line then carries `"dimensions": {"PRJ": "P-100", "DEP": "OPS"}` (empty cells left
+out; no key when a line has none), mapped per type (`mlc mapping import dimension PRJ FILE.csv`)
+or passed through. A column may not be a known field, except `cost_center`: by default the cost
+center column stays the line's `cost_center`, mapped through `cost_center_map` or else posted
+under `MLC_X3_DIMENSION_TYPE`; re-typed (`{"cost_center": "CC"}`) it becomes an ordinary
+dimension column like the others: its values go to `dimensions["CC"]` (the line's `cost_center`
+is then empty), mapped per type CC, and neither `cost_center_map` nor `MLC_X3_DIMENSION_TYPE`
+applies to it.
 """
 
 from __future__ import annotations
@@ -36,6 +48,10 @@ LINE_KEYS = {"line_number": "line_number", "line_description": "description",
              "line_quantity": "quantity", "line_amount": "amount", "gl_account": "gl_account",
              "cost_center": "cost_center", "location": "location"}
 KNOWN_FIELDS = frozenset((*INVOICE_HEADER_FIELDS, *INVOICE_LINE_FIELDS, *VENDOR_FIELDS))
+# The one known field a layout may turn into a dimension column of another type.
+RETYPABLE = "cost_center"
+DIMENSION_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,9}")  # an X3 dimension type, e.g. CCT, PRJ
+DIMENSION_MAX = 30  # characters of a dimension value in the export
 
 DELIMITERS = {",": ",", ";": ";", "|": "|", "\t": "\t", "tab": "\t", "\\t": "\t",
               "comma": ",", "semicolon": ";", "pipe": "|"}
@@ -70,12 +86,19 @@ class Layout:
     date_formats: tuple[str, ...] = ("%Y-%m-%d",)
     thousands_separator: str = ","
     decimal_separator: str = "."
+    # (our field name, X3 dimension type): the field name is the column name as the layout
+    # writes it, or `cost_center` when that column is re-typed.
+    dimensions: tuple[tuple[str, str], ...] = ()
 
     def field_for(self, header: str) -> str | None:
         key = header_key(header)
         if key in self.aliases:
             return self.aliases[key]
-        return _CANONICAL.get(key)
+        return self._dimension_columns.get(key) or _CANONICAL.get(key)
+
+    @cached_property
+    def _dimension_columns(self) -> dict[str, str]:
+        return {header_key(name): name for name, _ in self.dimensions}
 
     @cached_property
     def amount_pattern(self) -> re.Pattern[str]:
@@ -103,12 +126,21 @@ class Layout:
             problems = "; ".join(f"{k or 'file'}: {_flat(v)}" for k, v in
                                  sorted(exc.normalized_messages().items()))
             raise LayoutError(f"{source}: {problems}") from None
-        aliases = {header_key(theirs): ours for ours, names in data["aliases"].items()
+        dimensions = tuple((_dimension_field(name), dim_type)
+                           for name, dim_type in data["dimensions"].items())
+        dimension_field = {header_key(name): name for name, _ in dimensions}
+        aliases = {header_key(theirs): dimension_field.get(header_key(ours), ours)
+                   for ours, names in data["aliases"].items()
                    for theirs in ([names] if isinstance(names, str) else names)}
         return cls(aliases=aliases, encoding=data["encoding"], delimiter=data["delimiter"],
                    date_formats=tuple(data["date_formats"]),
                    thousands_separator=data["thousands_separator"],
-                   decimal_separator=data["decimal_separator"])
+                   decimal_separator=data["decimal_separator"], dimensions=dimensions)
+
+
+def _dimension_field(name: str) -> str:
+    name = name.strip()
+    return RETYPABLE if header_key(name) == header_key(RETYPABLE) else name
 
 
 def _flat(messages: Any) -> str:
@@ -143,12 +175,40 @@ class _Aliases(fields.Field):
             raise ValidationError("must map our field names to their header name(s)")
         problems = []
         for ours, theirs in value.items():
-            if ours not in KNOWN_FIELDS:
-                problems.append(f"unknown field {ours!r}")
             names = [theirs] if isinstance(theirs, str) else theirs
             if not isinstance(names, list) or not all(isinstance(n, str) and n.strip()
                                                       for n in names):
                 problems.append(f"{ours}: header names must be non-empty strings")
+        if problems:
+            raise ValidationError("; ".join(problems))
+        return value
+
+
+class _Dimensions(fields.Field):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any
+                     ) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise ValidationError("must map export column names to X3 dimension types")
+        problems, columns, types = [], {}, {}
+        for name, dim_type in value.items():
+            key = header_key(name)
+            if not key:
+                problems.append(f"column name {name!r} is empty")
+                continue
+            if key in _CANONICAL and _CANONICAL[key] != RETYPABLE:
+                problems.append(f"column {name!r} is the known field {_CANONICAL[key]}; only"
+                                f" {RETYPABLE} can be made a dimension")
+            if key in columns:
+                problems.append(f"columns {columns[key]!r} and {name!r} are the same header")
+            columns[key] = name
+            if not isinstance(dim_type, str) or not DIMENSION_TYPE.fullmatch(dim_type):
+                problems.append(f"{name}: dimension type {dim_type!r} must be 1 to 10 upper-case"
+                                " letters, digits or _ (like PRJ)")
+            elif dim_type in types:
+                problems.append(f"columns {types[dim_type]!r} and {name!r} both feed"
+                                f" dimension {dim_type}")
+            else:
+                types[dim_type] = name
         if problems:
             raise ValidationError("; ".join(problems))
         return value
@@ -197,6 +257,7 @@ class _LayoutFileSchema(Schema):
         unknown = RAISE  # a misspelt key is a mistake, not a default
 
     aliases = _Aliases(load_default=dict)
+    dimensions = _Dimensions(load_default=dict)
     encoding = _Encoding(load_default="utf-8-sig")
     delimiter = _Choice(DELIMITERS, load_default=",")
     date_formats = fields.List(_Choice(DATE_FORMATS, validate=_check_date_format),
@@ -204,6 +265,24 @@ class _LayoutFileSchema(Schema):
                                validate=validate.Length(min=1))
     thousands_separator = fields.Str(load_default=",", validate=validate.OneOf(THOUSANDS))
     decimal_separator = fields.Str(load_default=".", validate=validate.OneOf((".", ",")))
+
+    @validates_schema(skip_on_field_errors=False)
+    def _aliases_name_known_columns(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Aliases are keyed by a known field or a dimension column; none of their header names
+        may be a dimension column of its own."""
+        dimensions = {header_key(n): n for n in data.get("dimensions") or {}}
+        problems = []
+        for ours, theirs in (data.get("aliases") or {}).items():
+            if ours not in KNOWN_FIELDS and header_key(ours) not in dimensions:
+                problems.append(f"unknown field {ours!r}")
+            owner = dimensions.get(header_key(ours), ours)
+            for name in [theirs] if isinstance(theirs, str) else theirs:
+                column = dimensions.get(header_key(name))
+                if column is not None and header_key(column) != header_key(owner):
+                    problems.append(f"{name!r} is an alias of {ours} and also the dimension"
+                                    f" column {column!r}")
+        if problems:
+            raise ValidationError("; ".join(problems), "aliases")
 
     @validates_schema(skip_on_field_errors=False)
     def _separators_differ(self, data: dict[str, Any], **kwargs: Any) -> None:

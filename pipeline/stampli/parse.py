@@ -39,6 +39,7 @@ from pipeline.stampli.schema import (
     InvoiceRowSchema,
     Layout,
     VendorRowSchema,
+    invoice_row_schema,
 )
 from pipeline.stampli.xmlrows import XmlRows
 
@@ -189,10 +190,11 @@ class InvoiceStream(_Stream):
     def _generate(self) -> Iterator[ParsedInvoice | Rejection]:
         source = self.source
         source.expect_kind("invoices")
-        schema = InvoiceRowSchema(self.layout, unknown=EXCLUDE)
+        schema = invoice_row_schema(self.layout)(self.layout, unknown=EXCLUDE)
         self._check_columns(schema, "invoices")
         remaining = _count_rows_per_invoice(source)
-        build = _InvoiceBuilder(schema).build
+        builder = _InvoiceBuilder(schema, self.layout)
+        build = builder.build
         open_groups: dict[tuple[str, str], tuple[_Group, int]] = {}
         # The hot loop. Rows of one invoice are normally contiguous: the current group and the
         # count of its rows still to come are kept in locals; the dicts are only touched when
@@ -204,7 +206,7 @@ class InvoiceStream(_Stream):
         current_text: tuple[str, ...] = ()  # equals no row's (vendor, number)
         key_text = itemgetter(_VENDOR, _NUMBER)
         rows = 0
-        for record in source.records(INVOICE_FIELDS):
+        for record in source.records(builder.fields):
             rows += 1
             text = key_text(record[1])
             if text != current_text:
@@ -250,11 +252,20 @@ class _InvoiceBuilder:
     first row's header text; otherwise the full marshmallow path, which finds and words the
     problem exactly."""
 
-    def __init__(self, schema: InvoiceRowSchema) -> None:
+    def __init__(self, schema: InvoiceRowSchema, layout: Layout) -> None:
         self.schema = schema
-        self.header_loader = FastLoader(schema, INVOICE_FIELDS, INVOICE_HEADER_FIELDS).load
-        self.load_lines = FastLoader(schema, INVOICE_FIELDS, INVOICE_LINE_FIELDS,
-                                     rename=LINE_KEYS).load_records
+        # Records: INVOICE_FIELDS, then the layout's dimension columns that are not among them.
+        columns = [name for name, _ in layout.dimensions]
+        self.fields = (*INVOICE_FIELDS, *(n for n in columns if n not in INVOICE_FIELDS))
+        # A line field re-typed as a dimension (cost_center) feeds `dimensions`, not its key.
+        self.cleared = tuple(LINE_KEYS[n] for n in columns if n in LINE_KEYS)
+        # Loaded under a temporary key, then gathered into the line's `dimensions`.
+        self.dimensions = tuple((f"dimension {t}", t) for _, t in layout.dimensions)
+        self.line_keys = {**{k: v for k, v in LINE_KEYS.items() if k not in columns},
+                          **dict(zip(columns, (k for k, _ in self.dimensions), strict=True))}
+        self.header_loader = FastLoader(schema, self.fields, INVOICE_HEADER_FIELDS).load
+        self.load_lines = FastLoader(schema, self.fields, self.line_keys,
+                                     rename=self.line_keys).load_records
 
     def build(self, rows: _Group) -> ParsedInvoice | Rejection:
         first = rows[0][1]
@@ -266,7 +277,22 @@ class _InvoiceBuilder:
             if isinstance(outcome, Rejection):
                 return outcome
             header, lines = outcome
+        if self.dimensions:
+            self._gather_dimensions(lines)
         return _finish_invoice(rows, header, lines)
+
+    def _gather_dimensions(self, lines: list[dict[str, Any]]) -> None:
+        """{"PRJ": "P-100", ...} from the temporary keys; no `dimensions` key when empty."""
+        for line in lines:
+            found = {}
+            for key, dim_type in self.dimensions:
+                value = line.pop(key)
+                if value is not None:
+                    found[dim_type] = value
+            if found:
+                line["dimensions"] = found
+            for key in self.cleared:
+                line[key] = None
 
     def _slow(self, rows: _Group) -> Rejection | tuple[dict[str, Any], list[dict[str, Any]]]:
         reject = _rejecter(rows)
@@ -277,7 +303,7 @@ class _InvoiceBuilder:
                 return reject(name, f"{name}: {reason}" if name else reason, (line_no,))
             try:
                 loaded.append((line_no, self.schema.load(
-                    as_marshmallow_input(INVOICE_FIELDS, values))))
+                    as_marshmallow_input(self.fields, values))))
             except ValidationError as exc:
                 name, text = _first_error(exc)
                 return reject(name, f"{name}: {text}", (line_no,))
@@ -288,7 +314,7 @@ class _InvoiceBuilder:
                 return reject(name, f"header field {name} disagrees across rows "
                                     f"(line {', '.join(map(str, differing))} differ from line "
                                     f"{loaded[0][0]})")
-        lines = [{ours: row.get(theirs) for theirs, ours in LINE_KEYS.items()}
+        lines = [{ours: row.get(theirs) for theirs, ours in self.line_keys.items()}
                  for _, row in loaded]
         return header, lines
 

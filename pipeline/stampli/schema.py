@@ -10,11 +10,13 @@ import re
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
 from pipeline.stampli.layout import (  # noqa: F401  (re-exported: the row layout lives here too)
+    DIMENSION_MAX,
     INVOICE_HEADER_FIELDS,
     INVOICE_LINE_FIELDS,
     VENDOR_FIELDS,
@@ -167,6 +169,20 @@ class InvoiceRowSchema(_LayoutSchema):
     gl_account = _text(required=True)
     cost_center = _text()
     location = _text()
+
+
+def invoice_row_schema(layout: Layout) -> type[InvoiceRowSchema]:
+    """The invoice row schema for this layout: `InvoiceRowSchema` plus one optional text field
+    per dimension column (named as the layout names the column)."""
+    return _with_dimensions(tuple(name for name, _ in layout.dimensions))
+
+
+@lru_cache(maxsize=32)
+def _with_dimensions(names: tuple[str, ...]) -> type[InvoiceRowSchema]:
+    if not names:
+        return InvoiceRowSchema
+    extra: dict[str, object] = {n: _text(max_len=DIMENSION_MAX) for n in names}
+    return type("InvoiceRowSchemaWithDimensions", (InvoiceRowSchema,), extra)
 
 
 class VendorRowSchema(_LayoutSchema):

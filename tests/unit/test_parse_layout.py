@@ -129,3 +129,51 @@ def test_a_vendor_file_parsed_as_invoices_is_refused_as_a_whole():
     rows = parse.read_rows("vendors.csv", io.BytesIO(header.encode()), Layout())
     with pytest.raises(parse.FileUnreadable, match="no column for required fields"):
         list(parse.parse_invoices(rows, Layout()))
+
+
+# -- dimension columns --------------------------------------------------------------------
+DIM_CSV = ("invoice_number,vendor_id,vendor_name,invoice_date,currency,invoice_total,line_number,"
+           "line_amount,gl_account,cost_center,Project,approval_status\n"
+           "A1,V1,Acme,2026-11-03,USD,5.00,1,2.00,6100,CC-1,P-1,Approved\n"
+           "A1,V1,Acme,2026-11-03,USD,5.00,2,3.00,6100,CC-1,,Approved\n")
+
+
+def test_dimension_columns_are_matched_like_headers():
+    layout = Layout.from_dict({"aliases": {"project": "Job #"},
+                               "dimensions": {"project": "PRJ", "Cost-Center": "CC"}})
+    assert layout.dimensions == (("project", "PRJ"), ("cost_center", "CC"))
+    assert layout.field_for(" PROJECT ") == layout.field_for("job #") == "project"
+    assert layout.field_for("costcenter") == "cost_center"
+    assert Layout.from_dict({}).dimensions == ()
+
+
+def test_lines_carry_their_dimension_values_and_no_key_without_any():
+    layout = Layout.from_dict({"dimensions": {"project": "PRJ"}})
+    (inv,) = parse.parse_invoices(parse.read_rows("f.csv", io.BytesIO(DIM_CSV.encode()), layout),
+                                  layout).invoices
+    first, second = inv.payload()["lines"]
+    assert (first["cost_center"], first["dimensions"]) == ("CC-1", {"PRJ": "P-1"})
+    assert "dimensions" not in second
+    # Without the layout the column is an unknown one: the payload is the one it always was.
+    plain = parse.parse_invoices(parse.read_rows("f.csv", io.BytesIO(DIM_CSV.encode()),
+                                                 Layout()), Layout()).invoices[0]
+    assert all("dimensions" not in line for line in plain.payload()["lines"])
+
+
+def test_every_problem_of_the_dimensions_is_listed():
+    with pytest.raises(LayoutError) as err:
+        Layout.from_dict({
+            "aliases": {"cost_center": "Project", "projet": "X"},
+            "dimensions": {"project": "PRJ", "Project ": "prj", "vendor id": "VEN",
+                           "dept": "PRJ", "": "DEP", "area": "TOOLONGTYPE1"}})
+    message = str(err.value)
+    for problem in ("'vendor id' is the known field vendor_id", "'prj' must be 1 to 10",
+                    "columns 'project' and 'Project ' are the same header",
+                    "both feed dimension PRJ", "column name '' is empty",
+                    "'TOOLONGTYPE1' must be", "unknown field 'projet'"):
+        assert problem in message
+    with pytest.raises(LayoutError, match="alias of cost_center and also the dimension column"):
+        Layout.from_dict({"aliases": {"cost_center": "Project"},
+                          "dimensions": {"project": "PRJ"}})
+    with pytest.raises(LayoutError, match="must map export column names"):
+        Layout.from_dict({"dimensions": ["project"]})

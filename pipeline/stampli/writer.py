@@ -6,12 +6,14 @@ must read back exactly what was written.
 
 Invoices are given in the normalised shape `ParsedInvoice.payload()` returns (header fields plus
 "lines" with line_number, description, quantity, amount, gl_account, cost_center, location;
-amounts as Decimal or str, dates as date or ISO str).
+amounts as Decimal or str, dates as date or ISO str; "dimensions" {X3 type: value} are written to
+the layout's dimension columns).
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date
 from decimal import Decimal
@@ -58,24 +60,37 @@ def _cell(name: str, value: Any, layout: Layout, grouped: bool) -> str:
     return str(value)
 
 
+def invoice_columns(layout: Layout) -> tuple[str, ...]:
+    """Every column: ours, then the layout's dimension columns not among them."""
+    return (*INVOICE_COLUMNS,
+            *(n for n, _ in layout.dimensions if n not in INVOICE_COLUMNS))
+
+
+def _line_cells(line: Mapping[str, Any], layout: Layout, grouped: bool) -> dict[str, str]:
+    cells = {n: _cell(n, line.get(ours), layout, grouped) for n, ours in LINE_KEYS.items()}
+    dimensions = line.get("dimensions") or {}
+    for name, dim_type in layout.dimensions:  # a re-typed cost_center is written from here
+        cells[name] = _cell(name, dimensions.get(dim_type), layout, grouped)
+    return cells
+
+
 def invoice_rows(invoice: Mapping[str, Any], layout: Layout, grouped: bool = False
                  ) -> Iterable[dict[str, str]]:
     """One flat row per line: the header fields repeated, as the contract's CSV has them."""
     header = {n: _cell(n, invoice.get(n), layout, grouped) for n in INVOICE_HEADER_FIELDS}
     for line in invoice["lines"]:
-        yield {**header, **{n: _cell(n, line.get(ours), layout, grouped)
-                            for n, ours in LINE_KEYS.items()}}
+        yield {**header, **_line_cells(line, layout, grouped)}
 
 
 def write_invoices_csv(invoices: Iterable[Mapping[str, Any]], stream: IO[str],
-                       layout: Layout | None = None, columns: Iterable[str] = INVOICE_COLUMNS,
+                       layout: Layout | None = None, columns: Iterable[str] | None = None,
                        header_names: Mapping[str, str] | None = None,
                        grouped: bool = False) -> int:
     """CSV with RFC 4180 quoting (`csv.QUOTE_MINIMAL`); `header_names` renames columns (a
     customer's aliases). Returns the number of data rows. `stream` is text: open it with the
     layout's encoding and newline=""."""
     layout = layout or Layout()
-    columns = list(columns)
+    columns = list(invoice_columns(layout) if columns is None else columns)
     writer = csv.writer(stream, delimiter=layout.delimiter, lineterminator="\r\n")
     writer.writerow([(header_names or {}).get(c, c) for c in columns])
     rows = 0
@@ -103,8 +118,8 @@ def write_invoices_xml(invoices: Iterable[Mapping[str, Any]], stream: IO[bytes],
         parts.append("    <Lines>\n")
         for line in invoice["lines"]:
             parts.append("      <Line>\n")
-            for name, ours in LINE_KEYS.items():
-                parts.append(_element(name, _cell(name, line.get(ours), layout, grouped), 8))
+            for name, text in _line_cells(line, layout, grouped).items():
+                parts.append(_element(_element_name(name), text, 8))
             parts.append("      </Line>\n")
             count += 1
         parts.append("    </Lines>\n  </Invoice>\n")
@@ -135,6 +150,12 @@ def write_vendors_xml(vendors: Iterable[Mapping[str, Any]], stream: IO[bytes]) -
         rows += 1
     stream.write(b"</StampliExport>\n")
     return rows
+
+
+def _element_name(column: str) -> str:
+    """A column name as an XML element name (spaces and other characters an element name cannot
+    hold become `_`: header matching ignores `_` and spaces alike)."""
+    return re.sub(r"[^\w.-]", "_", column.strip())
 
 
 def _element(name: str, text: str, indent: int) -> str:

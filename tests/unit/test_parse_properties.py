@@ -1,7 +1,8 @@
 """Properties of the parser over random invoices:
 
-- written as CSV (any supported delimiter, encoding, date format, number format) and as XML,
-  they parse back to the same normalised payloads, equal to what was written;
+- written as CSV (any supported delimiter, encoding, date format, number format, dimension
+  columns) and as XML, they parse back to the same normalised payloads, equal to what was
+  written;
 - the fast row loader agrees with marshmallow (the schema stays the definition);
 - rows in any order, even with every key hashing alike, give each invoice exactly once.
 """
@@ -19,7 +20,7 @@ from marshmallow import EXCLUDE, ValidationError
 from pipeline.stampli import parse, writer
 from pipeline.stampli.fastload import FastLoader, NeedsSchema, as_marshmallow_input
 from pipeline.stampli.layout import Layout
-from pipeline.stampli.schema import InvoiceRowSchema, VendorRowSchema
+from pipeline.stampli.schema import InvoiceRowSchema, VendorRowSchema, invoice_row_schema
 
 # Characters a Stampli export may carry in both formats (XML cannot hold control characters;
 # "\r" is a line end to XML). cp1252-encodable, so every layout below can write them.
@@ -62,7 +63,9 @@ def invoices(draw: Any, number: int) -> dict[str, Any]:
                    "quantity": draw(optional(st.integers(1, 10**8).map(
                        lambda q: Decimal(q).scaleb(-4)))),
                    "amount": amount, "gl_account": draw(text(8, newlines=False)),
-                   "cost_center": draw(optional(text(8))), "location": draw(optional(text(8)))}
+                   "cost_center": draw(optional(text(8))), "location": draw(optional(text(8))),
+                   "dimensions": draw(st.fixed_dictionaries({}, optional={
+                       "PRJ": text(30), "DEP": text(10, newlines=False)}))}
                   for ln, amount in zip(line_numbers, amounts, strict=True)],
     }
 
@@ -79,11 +82,31 @@ layouts = st.builds(
     delimiter=st.sampled_from([",", ";", "\t", "|"]),
     date_formats=st.sampled_from([("%Y-%m-%d",), ("%m/%d/%Y",), ("%d.%m.%Y",)]),
     thousands_separator=st.sampled_from([",", ""]),
+    dimensions=st.sampled_from([(), (("project", "PRJ"), ("Department", "DEP")),
+                                (("cost_center", "CC"), ("Project Code", "PRJ"))]),
 )
 
 
-def expected_payload(inv: dict[str, Any]) -> dict[str, Any]:
+def for_layout(inv: dict[str, Any], layout: Layout) -> dict[str, Any]:
+    """The invoice as it can exist under `layout`: only its dimension types; a re-typed cost
+    center's value under its type, not in cost_center; no `dimensions` key when empty."""
+    types = {t for _, t in layout.dimensions}
+    retyped = dict(layout.dimensions).get("cost_center")
+    lines = []
+    for line in inv["lines"]:
+        dims = {t: v for t, v in (line.get("dimensions") or {}).items() if t in types}
+        line = {k: v for k, v in line.items() if k != "dimensions"}
+        if retyped:
+            if line["cost_center"] is not None:
+                dims[retyped] = line["cost_center"]
+            line["cost_center"] = None
+        lines.append({**line, "dimensions": dims} if dims else line)
+    return {**inv, "lines": lines}
+
+
+def expected_payload(inv: dict[str, Any], layout: Layout | None = None) -> dict[str, Any]:
     """What parsing must give back: the normalised invoice as the ledger stores it."""
+    inv = for_layout(inv, layout or Layout())
     out = {k: v for k, v in inv.items() if k != "lines"}
     out["posting_date"] = inv["posting_date"] or inv["invoice_date"]
     out["document_type"] = "credit_note" if inv["invoice_total"] < 0 else "invoice"
@@ -113,10 +136,11 @@ def as_xml(found: list[dict[str, Any]], layout: Layout, encoding: str) -> bytes:
 @given(found=exports(), layout=layouts, grouped=st.booleans(),
        xml_encoding=st.sampled_from(["utf-8", "windows-1252"]))
 def test_csv_and_xml_parse_back_to_the_same_payloads(found, layout, grouped, xml_encoding):
+    found = [for_layout(inv, layout) for inv in found]
     from_csv = parse_bytes("invoices.csv", as_csv(found, layout, grouped), layout)
     from_xml = parse_bytes("invoices.xml", as_xml(found, layout, xml_encoding), layout)
     assert from_csv.rejections == [] and from_xml.rejections == []
-    want = [expected_payload(inv) for inv in found]
+    want = [expected_payload(inv, layout) for inv in found]
     assert [i.payload() for i in from_csv.invoices] == want
     assert [i.payload() for i in from_xml.invoices] == want
     assert from_csv.rows == from_xml.rows == sum(len(inv["lines"]) for inv in found)
@@ -133,6 +157,7 @@ INVALID = {
                                "12345678901234567.00", "1 234,50", "1.234,50", "--1", "(-1)",
                                "1,234.50", "-0.00", "+5", "(12.50)"]),
     "invoice_number": st.just("x" * 31),
+    "dimension": st.just("P" * 31),
 }
 AMOUNTS = ("invoice_total", "tax_amount", "line_quantity", "line_amount")
 
@@ -151,8 +176,9 @@ def valid_value(name: str, required: bool, layout: Layout) -> st.SearchStrategy[
     return value if required else st.one_of(st.just(""), value)
 
 
-def invalid_value(name: str) -> st.SearchStrategy[str]:
-    kind = ("amount" if name in AMOUNTS else "date" if name.endswith("_date") else name)
+def invalid_value(name: str, layout: Layout) -> st.SearchStrategy[str]:
+    kind = ("amount" if name in AMOUNTS else "date" if name.endswith("_date")
+            else "dimension" if name in dict(layout.dimensions) else name)
     return st.one_of(st.just(""), INVALID.get(kind, st.just("")))
 
 
@@ -161,11 +187,11 @@ def invalid_value(name: str) -> st.SearchStrategy[str]:
 def test_fast_loader_agrees_with_marshmallow(data, layout, vendors):
     """Records are mostly valid, with up to two fields spoilt: the fast path must take the valid
     ones and give exactly what marshmallow gives; it may defer on others, never accept them."""
-    schema = (VendorRowSchema if vendors else InvoiceRowSchema)(layout, unknown=EXCLUDE)
+    schema = (VendorRowSchema if vendors else invoice_row_schema(layout))(layout, unknown=EXCLUDE)
     fields = tuple(schema.fields)
     values = [data.draw(valid_value(f, schema.fields[f].required, layout)) for f in fields]
     for i in data.draw(st.lists(st.integers(0, len(fields) - 1), max_size=2)):
-        values[i] = data.draw(invalid_value(fields[i]))
+        values[i] = data.draw(invalid_value(fields[i], layout))
     try:
         fast = FastLoader(schema, fields).load(tuple(values))
     except NeedsSchema:

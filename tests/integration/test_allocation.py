@@ -1,14 +1,20 @@
 """Several dimensions per line and routing to X3 companies/sites, through both X3 transports
 (the simulator validates every dimension value, and stores GraphQL lines with their site)."""
 
+import csv
+import io
 import json
+import shutil
 
 import pytest
 import requests
 
-from pipeline import connections, db, mapping
+from pipeline import connections, db, ledger, mapping
 from pipeline.audit import TaskContext
+from pipeline.config import settings
 from pipeline.run_once import process_invoice
+from pipeline.stampli import poll
+from tests.conftest import SAMPLES
 from tests.integration.conftest import client, sim_state
 
 pytestmark = pytest.mark.integration
@@ -94,4 +100,64 @@ def test_locations_route_to_companies_and_sites(parsed, connected, transport, tm
     with db.transaction() as cur:
         cur.execute("SELECT last_error FROM invoices WHERE id = %s", (parsed["BO-7731"],))
         assert "location 'Atlantis' has no route to an X3 company and site" in \
+            cur.fetchone()["last_error"]
+
+
+@pytest.fixture
+def project_layout(tmp_path, monkeypatch):
+    """MLC_STAMPLI_LAYOUT names a layout whose `Project` column feeds the X3 dimension PRJ."""
+    path = tmp_path / "layout.json"
+    path.write_text(json.dumps({"dimensions": {"project": "PRJ"}}))
+    monkeypatch.setenv("MLC_STAMPLI_LAYOUT", str(path))
+    settings.cache_clear()
+    ledger.layout.cache_clear()
+    yield path
+    settings.cache_clear()
+    ledger.layout.cache_clear()
+
+
+def export_with_projects(export_dir, projects):
+    """The sample export plus a `Project` column: {invoice number: project}."""
+    shutil.copy(SAMPLES / "vendors_20261103101500.csv", export_dir)
+    with open(SAMPLES / "invoices_20261103101500.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    out = io.StringIO(newline="")
+    number = rows[0].index("invoice_number")
+    csv.writer(out).writerows([rows[0] + ["Project"]]
+                              + [row + [projects[row[number]]] for row in rows[1:]])
+    (export_dir / "invoices_20261103101500.csv").write_text(out.getvalue(), encoding="utf-8")
+
+
+def test_project_column_of_the_export_lands_on_every_line(seeded, transport, project_layout,
+                                                          tmp_path):
+    """Parsed from the file (no payload edited by hand): a mapped project, an unmapped one
+    that passes through, and one X3 does not know, which fails its invoice before posting."""
+    projects = tmp_path / "prj.csv"
+    projects.write_text("stampli_code,dimension_value\nPROJ-100,P100\n")
+    with db.transaction() as cur:
+        mapping.import_csv(cur, "dimension", projects, dimension_type="PRJ")
+    export_with_projects(seeded["sftp"].export_dir,
+                         {"INV-88121": "PROJ-100", "BO-7731": "P200", "2026/117": "P999"})
+    poll.poll(CTX)
+    for file_id in poll.poll(CTX).new_file_ids:
+        ledger.parse_file(CTX, file_id)
+    with db.transaction() as cur:
+        cur.execute("SELECT id, payload FROM invoices")
+        stored = {r["payload"]["invoice_number"]: r for r in cur.fetchall()}
+    assert [ln["dimensions"] for ln in stored["INV-88121"]["payload"]["lines"]] == [
+        {"PRJ": "PROJ-100"}, {"PRJ": "PROJ-100"}]
+
+    c = client()
+    outcomes = {n: process_invoice(r["id"], c, CTX) for n, r in stored.items()}
+    assert outcomes == {"INV-88121": "posted", "BO-7731": "posted", "2026/117": "failed"}
+    docs = {d["BPRVCR"]: [(ln["DIE"], ln["CCE"]) for ln in d["BPSINVLIG"]]
+            for d in sim_state(seeded["x3"])["invoices"]}
+    assert ("category" in sim_state(seeded["x3"])["invoices"][0]) == (transport == "graphql")
+    assert docs == {
+        "INV-88121": [(["CCT", "PRJ"], ["PLANT1", "P100"])] * 2,
+        "BO-7731": [(["CCT", "PRJ"], ["ADMIN", "P200"])] * 2,
+    }
+    with db.transaction() as cur:
+        cur.execute("SELECT last_error FROM invoices WHERE id = %s", (stored["2026/117"]["id"],))
+        assert "line 1: dimension PRJ value P999 does not exist in X3" in \
             cur.fetchone()["last_error"]

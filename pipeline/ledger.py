@@ -20,7 +20,7 @@ from pipeline import audit, db
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.stampli import parse
-from pipeline.stampli.schema import Layout
+from pipeline.stampli.schema import Layout, LayoutError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,16 @@ class ParseOutcome:
 @lru_cache(maxsize=1)
 def layout() -> Layout:
     path = settings().stampli_layout
-    return Layout.from_file(path) if path else Layout()
+    found = Layout.from_file(path) if path else Layout()
+    types = dict(found.dimensions)
+    cost_center_type = settings().x3_dimension_type
+    if "cost_center" not in types and cost_center_type in types.values():
+        # The cost center column feeds that type already: a line would carry it twice.
+        column = next(n for n, t in found.dimensions if t == cost_center_type)
+        raise LayoutError(f"layout file {path}: dimensions: column {column!r} feeds"
+                          f" {cost_center_type}, which cost_center feeds"
+                          " (MLC_X3_DIMENSION_TYPE); re-type cost_center or pick another type")
+    return found
 
 
 def parse_file(ctx: TaskContext, file_id: int) -> ParseOutcome:

@@ -177,3 +177,29 @@ def test_every_problem_of_the_dimensions_is_listed():
                           "dimensions": {"project": "PRJ"}})
     with pytest.raises(LayoutError, match="must map export column names"):
         Layout.from_dict({"dimensions": ["project"]})
+
+
+def test_a_dimension_column_may_not_feed_the_cost_center_type(tmp_path, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from pipeline import ledger
+    from pipeline.config import settings
+
+    path = tmp_path / "layout.json"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:pw@h/db")
+    monkeypatch.setenv("MLC_SECRET_KEYS", Fernet.generate_key().decode())
+    monkeypatch.setenv("MLC_STAMPLI_LAYOUT", str(path))
+    try:
+        for dims, ok in (({"dept": "CCT"}, False), ({"dept": "CCT", "cost_center": "CC"}, True),
+                         ({"dept": "DEP"}, True)):
+            path.write_text(json.dumps({"dimensions": dims}))
+            settings.cache_clear()
+            ledger.layout.cache_clear()
+            if ok:
+                assert dict(ledger.layout().dimensions).get("dept") == dims["dept"]
+            else:
+                with pytest.raises(LayoutError, match="'dept' feeds CCT, which cost_center"):
+                    ledger.layout()
+    finally:
+        settings.cache_clear()
+        ledger.layout.cache_clear()

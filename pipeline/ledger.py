@@ -186,8 +186,9 @@ def store_invoice(cur: Cursor, ctx: TaskContext, file_id: int, inv: parse.Parsed
     vendor_key, number_key = inv.key
     payload = inv.payload()
     digest = payload_digest(payload)
-    cur.execute("SELECT id, status, payload_sha256 FROM invoices WHERE stampli_vendor_id = %s"
-                " AND invoice_number = %s FOR UPDATE", (vendor_key, number_key))
+    cur.execute("SELECT id, status, payload_sha256, attempts FROM invoices"
+                " WHERE stampli_vendor_id = %s AND invoice_number = %s FOR UPDATE",
+                (vendor_key, number_key))
     existing = cur.fetchone()
     if existing is None:
         if inv.cancelled:
@@ -208,7 +209,10 @@ def store_invoice(cur: Cursor, ctx: TaskContext, file_id: int, inv: parse.Parsed
         audit.record(cur, "file_parse", "skipped", ctx=ctx, source_file_id=file_id,
                      invoice_id=invoice_id, reason="identical re-export of a known invoice")
         return None
-    if status in ("received", "vendor_resolved", "failed") and not inv.cancelled:
+    # Safe to replace only while no attempt ever reached X3: after one, the old version may be
+    # there (answer lost, retries exhausted) and a person must compare.
+    if status in ("received", "vendor_resolved", "failed") and not inv.cancelled \
+            and existing["attempts"] == 0:
         cur.execute("UPDATE invoices SET payload = %s, payload_sha256 = %s, source_file_id = %s,"
                     " status = 'received', last_error = NULL, updated_at = now() WHERE id = %s",
                     (json.dumps(payload), digest, file_id, invoice_id))

@@ -65,10 +65,12 @@ def _audit(ctx: TaskContext, invoice_id: int, outcome: str, stage: str = "invoic
 
 def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOutcome:
     with db.transaction() as cur:
-        cur.execute("SELECT * FROM invoices WHERE id = %s FOR UPDATE SKIP LOCKED", (invoice_id,))
+        # Posters are already serialised by the advisory lock; the row lock only waits for a
+        # parse that is rewriting this row (SKIP LOCKED would drop the post silently).
+        cur.execute("SELECT * FROM invoices WHERE id = %s FOR UPDATE", (invoice_id,))
         inv = cur.fetchone()
         if inv is None:
-            return PostOutcome(invoice_id, "skipped", reason="row locked or missing")
+            raise LookupError(f"invoice {invoice_id} does not exist")
         if inv["status"] not in POSTABLE:
             audit.record(cur, "invoice_post", "skipped", ctx=ctx, invoice_id=invoice_id,
                          reason=f"status is {inv['status']}",
@@ -97,7 +99,10 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
     supplier, number = document.supplier_code, document.document_number
 
     if inv["attempts"] > 0:
-        existing = client.find_invoice(supplier, number)
+        # Under the supplier of the earlier attempt too, should the vendor link have changed.
+        tried = [s for s in (inv.get("posting_supplier_code"), supplier) if s]
+        existing = next((found for s in dict.fromkeys(tried)
+                         if (found := client.find_invoice(s, number))), None)
         if existing:
             log.info("invoice already in X3 as %s (an earlier answer was lost): adopted",
                      existing)
@@ -112,8 +117,17 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
         return PostOutcome(invoice_id, "dry_run", reason="MLC_DRY_RUN is set")
 
     with db.transaction() as cur:
+        # Only if nothing changed since we read it: a re-export (new payload) or a
+        # cancellation (needs_review) that arrived meanwhile must win over this post.
         cur.execute("UPDATE invoices SET status = 'posting', attempts = attempts + 1,"
-                    " updated_at = now() WHERE id = %s", (invoice_id,))
+                    " posting_supplier_code = %s, updated_at = now()"
+                    " WHERE id = %s AND status = ANY(%s) AND payload_sha256 = %s"
+                    " AND review_reason IS NULL",
+                    (supplier, invoice_id, list(POSTABLE), inv["payload_sha256"]))
+        if cur.rowcount == 0:
+            audit.record(cur, "invoice_post", "skipped", ctx=ctx, invoice_id=invoice_id,
+                         reason="the invoice changed while it was being validated")
+            return PostOutcome(invoice_id, "skipped", reason="changed meanwhile")
     started = time.monotonic()
     try:
         doc_number = client.create_invoice(document)
@@ -212,7 +226,9 @@ def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X
 def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted: bool,
                  document: NewInvoice | None = None, elapsed_ms: float | None = None) -> None:
     with db.transaction() as cur:
-        cur.execute("UPDATE invoices SET status = 'posted', x3_document_number = %s,"
+        # A review reason that arrived mid-post (cancelled, changed) keeps the row for a person.
+        cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NULL THEN 'posted'"
+                    " ELSE 'needs_review' END, x3_document_number = %s,"
                     " last_error = NULL, posted_at = now(), updated_at = now() WHERE id = %s",
                     (doc_number, invoice_id))
         detail: dict[str, Any] = {"document_number": doc_number, "adopted": adopted}
@@ -225,7 +241,9 @@ def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted:
 def fail(ctx: TaskContext, invoice_id: int, reason: str, **detail: Any) -> None:
     """Terminal failure: the row says why, a replay can pick it up."""
     with db.transaction() as cur:
-        cur.execute("UPDATE invoices SET status = 'failed', last_error = %s, updated_at = now()"
-                    " WHERE id = %s AND status <> 'posted'", (reason, invoice_id))
+        cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NULL THEN 'failed'"
+                    " ELSE 'needs_review' END, last_error = %s, updated_at = now()"
+                    " WHERE id = %s AND status NOT IN ('posted', 'needs_review')",
+                    (reason, invoice_id))
         audit.record(cur, "invoice_post", "error", ctx=ctx, invoice_id=invoice_id,
                      reason=reason, terminal=True, **detail)

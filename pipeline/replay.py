@@ -52,7 +52,7 @@ def _chosen(cur: Any, sel: Selection) -> list[dict[str, Any]]:
         if row["status"] == "posted":
             raise ReplayRefused(f"{sel.describe()} is already posted in X3 as "
                                 f"{row['x3_document_number']}: it is never posted twice")
-        if row["status"] == "needs_review":
+        if row["status"] == "needs_review" or row["review_reason"]:
             raise ReplayRefused(f"{sel.describe()} needs review ({row['review_reason']}): "
                                 "a person must decide, replay will not post it")
         return [row]
@@ -61,12 +61,12 @@ def _chosen(cur: Any, sel: Selection) -> list[dict[str, Any]]:
         if not ids:
             raise ReplayRefused(f"no file named {sel.file} in the ledger")
         cur.execute("SELECT * FROM invoices WHERE source_file_id = ANY(%s) AND status = ANY(%s)"
-                    " ORDER BY id", (ids, list(REPLAYABLE)))
+                    " AND review_reason IS NULL ORDER BY id", (ids, list(REPLAYABLE)))
         return list(cur.fetchall())
     if not sel.failed:
         raise ReplayRefused("say what to replay: --invoice VENDOR NUMBER, --failed or --file")
     cur.execute("SELECT * FROM invoices WHERE status = 'failed' AND updated_at >= %s"
-                " ORDER BY id", (sel.since or date.min,))
+                " AND review_reason IS NULL ORDER BY id", (sel.since or date.min,))
     return list(cur.fetchall())
 
 

@@ -57,7 +57,9 @@ def resolve(ctx: TaskContext, invoice_id: int, client: X3Client) -> str | None:
     if inv["status"] not in RESOLVABLE:
         return None
     vendor_id = inv["payload"]["vendor_id"].strip()
-    key = vendor_key(vendor_id)
+    # Locked by the derived supplier code, not the vendor id: vendors whose ids derive the same
+    # code ("ZZ-9", "zz9") must not both find the supplier one of them is creating.
+    key = supplier_code(vendor_id)
     with db.connection() as lock_conn:
         lock_conn.autocommit = True
         with lock_conn.cursor() as lock:

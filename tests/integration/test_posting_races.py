@@ -112,3 +112,29 @@ def test_relinked_vendor_still_finds_the_earlier_attempt(parsed, connected):
     assert len(sim_state(connected["x3"])["invoices"]) == 1
 
 
+
+
+def test_vendors_deriving_the_same_code_never_share_a_new_supplier(parsed, connected):
+    import requests
+
+    requests.post(f"{connected['x3']}/_sim/faults", json={"latency_ms": 150}, timeout=5)
+    ids = []
+    with db.transaction() as cur:
+        for vendor in ("ZZ-9", "zz9"):
+            cur.execute("INSERT INTO invoices (stampli_vendor_id, invoice_number, source_file_id,"
+                        " payload, payload_sha256) SELECT %s, 'n-' || %s, source_file_id,"
+                        " jsonb_set(jsonb_set(payload, '{vendor_id}', to_jsonb(%s::text)),"
+                        " '{vendor_name}', to_jsonb(%s::text)), 'x' FROM invoices WHERE id = %s"
+                        " RETURNING id", (vendor.casefold(), vendor, vendor, f"Vendor {vendor}",
+                                          parsed["BO-7731"]))
+            ids.append(cur.fetchone()["id"])
+    codes = {}
+    threads = [threading.Thread(target=lambda i=i: codes.update({i: vendors.resolve(
+        CTX, i, client())})) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(codes.values()) == ["ZZ9", "ZZ92"]
+    created = [s["BPSNUM"] for s in sim_state(connected["x3"])["suppliers"]]
+    assert sorted(c for c in created if c.startswith("ZZ")) == ["ZZ9", "ZZ92"]

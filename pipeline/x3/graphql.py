@@ -23,7 +23,7 @@ from pipeline.x3.errors import (
 )
 from pipeline.x3.limits import Limiter
 from pipeline.x3.tokens import TokenSource
-from pipeline.x3.transport import RetryPolicy, Transport, retry_after_seconds
+from pipeline.x3.transport import RetryPolicy, Transport, created_key, retry_after_seconds
 
 TRANSIENT_CODES = ("SERVICE_UNAVAILABLE", "TIMEOUT")
 
@@ -98,8 +98,9 @@ class GraphQLClient:
 
     def create_supplier(self, supplier: NewSupplier) -> Supplier:
         data = self._call(SUPPLIER_CREATE, {"data": supplier_input(supplier)}, mutation=True)
-        code = _dig(data, "x3MasterData", "supplier", "create")["code"]
-        return Supplier(code=str(code), name=supplier.name,
+        code = created_key(_dig(data, "x3MasterData", "supplier", "create"), "code",
+                           "supplier create")
+        return Supplier(code=code, name=supplier.name,
                         tax_id=supplier.tax_id or supplier.eu_vat_id or None)
 
     def account_exists(self, chart: str, account: str) -> bool:
@@ -123,7 +124,8 @@ class GraphQLClient:
         package, node = self.invoice_path
         data = self._call(invoice_create(package, node),
                           {"data": invoice_input(invoice, self.chart)}, mutation=True)
-        return str(_dig(data, package, node, "create")["id"])
+        return created_key(_dig(data, package, node, "create"), "id",
+                           f"{node} create")
 
     # -- transport ----------------------------------------------------------------------------
     def _suppliers(self, flt: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import requests
 from pipeline.x3.client import NewInvoice, NewSupplier, Supplier
 from pipeline.x3.errors import X3AuthError, X3Unavailable, X3ValidationError
 from pipeline.x3.limits import Limiter
-from pipeline.x3.transport import RetryPolicy, Transport, retry_after_seconds
+from pipeline.x3.transport import RetryPolicy, Transport, created_key, retry_after_seconds
 
 
 def sdata_literal(value: str) -> str:
@@ -62,6 +62,7 @@ class RestClient:
         if supplier.eu_vat_id:
             body["EECNUM"] = supplier.eu_vat_id
         created = self._create("BPSUPPLIER", body)
+        created_key(created, "BPSNUM", "BPSUPPLIER create")
         return _supplier(created)
 
     def account_exists(self, chart: str, account: str) -> bool:
@@ -97,7 +98,7 @@ class RestClient:
         if invoice.due_date:
             body["DUDDAT"] = invoice.due_date.isoformat()
         created = self._create(self.invoice_class, body)
-        return str(created.get("NUM") or created.get("$key"))
+        return created_key(created, "NUM", f"{self.invoice_class} create")
 
     # -- transport ----------------------------------------------------------------------------
     def _query(self, cls: str, where: str, *, count: int = 20) -> list[dict[str, Any]]:

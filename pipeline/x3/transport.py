@@ -26,6 +26,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def created_key(record: dict[str, Any], field: str, what: str) -> str:
+    """The key X3 gave a created record; without one the outcome is unknown, not "None"."""
+    key = record.get(field) or record.get("$key")
+    if not key:
+        raise X3OutcomeUnknown(f"{what} answered without {field}: the record may exist")
+    return str(key)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 4  # tries of one read, the first included
@@ -112,6 +120,8 @@ class Transport:
               what: str, **kwargs: Any) -> T:
         """A create: never re-sent once it may have reached X3."""
         attempt = 1
+        # requests would follow a 301/302 on a POST as a GET: an "answer" with nothing created.
+        kwargs.setdefault("allow_redirects", False)
         while True:
             try:
                 resp = self._send(method, url, **kwargs)
@@ -129,7 +139,16 @@ class Transport:
                     raise X3Unavailable(f"X3 unreachable: {type(exc).__name__}") from None
                 time.sleep(delay)
                 attempt += 1
-        return answer(resp)
+        if 300 <= resp.status_code < 400:
+            raise X3OutcomeUnknown(f"{what} answered with a redirect (HTTP {resp.status_code}"
+                                   f" to {resp.headers.get('Location', '?')}): check the X3 URL")
+        try:
+            return answer(resp)
+        except (ValueError, KeyError, TypeError) as exc:
+            # A success whose body we cannot read: the record may exist. Look it up, never
+            # assume either way.
+            raise X3OutcomeUnknown(f"{what} answered HTTP {resp.status_code} with a body that"
+                                   f" cannot be read ({type(exc).__name__})") from None
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         with self.limiter.slot():

@@ -172,3 +172,27 @@ def test_every_attempt_holds_a_limiter_slot(monkeypatch):
 
 def test_repr_hides_the_password():
     assert "pw" not in repr(client())
+
+
+@responses.activate
+def test_create_answered_without_a_number_is_outcome_unknown_not_none():
+    responses.post(f"{ROOT}/BPSINVOICE", status=201, json={"BPR": "V1"})
+    with pytest.raises(X3OutcomeUnknown, match="without NUM"):
+        client().create_invoice(INVOICE)
+
+
+@responses.activate
+def test_create_unreadable_success_body_is_outcome_unknown():
+    responses.post(f"{ROOT}/BPSINVOICE", status=201, body="<html>ok</html>")
+    with pytest.raises(X3OutcomeUnknown, match="cannot be read"):
+        client().create_invoice(INVOICE)
+
+
+@responses.activate
+def test_create_is_never_turned_into_a_get_by_a_redirect():
+    responses.post(f"{ROOT}/BPSINVOICE", status=301,
+                   headers={"Location": "https://elsewhere.example/BPSINVOICE"})
+    responses.get("https://elsewhere.example/BPSINVOICE", json={"NUM": "FAKE"})
+    with pytest.raises(X3OutcomeUnknown, match="redirect"):
+        client().create_invoice(INVOICE)
+    assert len(responses.calls) == 1

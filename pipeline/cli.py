@@ -31,6 +31,26 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_tls(args: argparse.Namespace, *names: str) -> None:
+    """X3 credentials never travel in clear: https, or plain http on loopback (the sandbox)."""
+    from urllib.parse import urlsplit
+
+    from pipeline.x3.authorize import _is_loopback
+
+    for name in names:
+        url = getattr(args, name, None)
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme == "https" or (parts.scheme == "http" and
+                                       _is_loopback(parts.hostname or "")):
+            continue
+        if parts.scheme == "http" and getattr(args, "allow_plain_http", False):
+            continue
+        raise SystemExit(f"mlc: --{name.replace('_', '-')} must be an https URL ({url!r}): "
+                         "credentials would travel in clear (--allow-plain-http to insist)")
+
+
 def cmd_connection_set(args: argparse.Namespace) -> int:
     from pipeline import connections, db
 
@@ -54,8 +74,10 @@ def cmd_connection_set(args: argparse.Namespace) -> int:
             raise SystemExit("mlc: give --password-stdin or --key-file")
         kind = "stampli_sftp"
     elif args.transport == "graphql":
+        _require_tls(args, "url", "token_url")
         return cmd_connection_set_x3_graphql(args)
     else:
+        _require_tls(args, "url")
         if not (args.url and args.username):
             raise SystemExit("mlc: connection x3 needs --url and --username")
         conn_settings = {"url": args.url, "folder": args.folder, "username": args.username}
@@ -155,6 +177,7 @@ def cmd_x3_authorize(args: argparse.Namespace) -> int:
     from pipeline.x3 import authorize as oauth
     from pipeline.x3.errors import X3Error
 
+    _require_tls(args, "url", "token_url", "authorize_url")
     if not args.client_secret_stdin:
         raise SystemExit("mlc: x3 authorize needs --client-secret-stdin")
     if args.code is None and not args.authorize_url:
@@ -560,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     cset.add_argument("--key-passphrase-stdin", action="store_true")
     cset.add_argument("--transport", choices=["rest", "graphql"], default="rest")
     cset.add_argument("--url")
+    cset.add_argument("--allow-plain-http", action="store_true",
+                      help="accept an http:// X3 URL off loopback (credentials in clear)")
     cset.add_argument("--folder", default="SEED")
     cset.add_argument("--ca-bundle")
     _add_x3_graphql_args(cset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -125,10 +126,14 @@ class Settings:
         shown["secret_keys"] = f"<{len(self.secret_keys)} keys>"
         shown["database_url"] = _redact_url(self.database_url)
         shown["broker_url"] = _redact_url(self.broker_url)
+        if self.result_backend:
+            shown["result_backend"] = _redact_url(self.result_backend)
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
 def _redact_url(url: str) -> str:
+    """user:***@host, and any password=... query parameter masked too."""
+    url = re.sub(r"(?i)([?&](?:password|pass|pwd)=)[^&]*", r"\1***", url)
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)

@@ -204,12 +204,11 @@ def _route(cur: Any, payload: dict[str, Any]) -> tuple[str, str]:
     """One company and site per invoice, from its lines' location (or the default route)."""
     locations = {(ln.get("location") or "").strip() for ln in payload["lines"]}
     routes = {mapping.route(cur, loc) for loc in sorted(locations)}
-    companies = {c for c, _ in routes}
-    if len(companies) > 1:
-        names = ", ".join(sorted(companies))
-        raise mapping.UnknownRoute(f"lines route to several X3 companies ({names}): "
+    if len(routes) > 1:
+        names = ", ".join(f"{c}/{s}" for c, s in sorted(routes))
+        raise mapping.UnknownRoute(f"lines route to several X3 companies or sites ({names}): "
                                    "split the invoice in Stampli")
-    return sorted(routes)[0]
+    return routes.pop()
 
 
 def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X3Client) -> None:

@@ -67,3 +67,13 @@ def test_changed_host_key_fails_the_test_command_in_one_line(db_env, sftp_server
     r = mlc("connection", "test", "stampli", env=env)
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "refusing to connect" in r.stderr
+
+
+def test_x3_credentials_never_configured_over_plain_http(db_env):
+    env = dict(os.environ)
+    r = mlc("connection", "set", "x3", "--url", "http://x3.example.com", "--username", "admin",
+            "--password-stdin", env=env, stdin="pw\n")
+    assert r.returncode != 0 and "must be an https URL" in r.stderr
+    ok = mlc("connection", "set", "x3", "--url", "https://x3.example.com", "--username",
+             "admin", "--password-stdin", env=env, stdin="pw\n")
+    assert ok.returncode == 0, ok.stderr

@@ -39,9 +39,12 @@ def test_visibility_timeout_must_outlive_task_and_backoff():
 
 
 def test_repr_hides_keys_and_passwords():
-    s = load_settings({"DATABASE_URL": "postgresql://u:hunter2@h/db", "MLC_SECRET_KEYS": KEY})
+    s = load_settings({"DATABASE_URL": "postgresql://u:hunter2@h/db?password=pw2",
+                       "MLC_SECRET_KEYS": KEY,
+                       "CELERY_RESULT_BACKEND": "redis://:backendpw@h:6379/1"})
     assert KEY not in repr(s)
-    assert "hunter2" not in repr(s)
+    for secret in ("hunter2", "pw2", "backendpw"):
+        assert secret not in repr(s)
 
 
 def test_cli_reports_config_error(capsys, monkeypatch):

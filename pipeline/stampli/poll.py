@@ -78,7 +78,13 @@ def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
             # Vendors first so their ids are lower: invoice parses wait for them.
             stable.sort(key=lambda f: (_kind(f.name) != "vendors", f.name))
             for remote in stable:
-                file_id = _take(ctx, sftp, conn.name, remote, result)
+                try:
+                    file_id = _take(ctx, sftp, conn.name, remote, result)
+                except (OSError, paramiko.SSHException) as exc:
+                    # One file vanishing or failing mid-download must not stop the others;
+                    # nothing of it was recorded, so the next poll takes it again.
+                    _file_error(ctx, remote, exc)
+                    continue
                 if file_id is not None:
                     result.new_file_ids.append(file_id)
     except sftp_mod.SftpError as exc:
@@ -99,6 +105,13 @@ def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
                      fetched=len(result.new_file_ids), waiting=result.waiting,
                      skipped=result.skipped, error=result.error)
     return result
+
+
+def _file_error(ctx: TaskContext, remote: RemoteFile, exc: BaseException) -> None:
+    reason = f"download of {remote.path} failed: {type(exc).__name__}: {exc}"
+    log.warning(reason)
+    with db.transaction() as cur:
+        audit.record(cur, "file_fetch", "error", ctx=ctx, path=remote.path, reason=reason)
 
 
 def _stable(conn_name: str, listed: list[RemoteFile], names: set[str], result: PollResult

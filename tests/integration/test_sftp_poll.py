@@ -148,3 +148,26 @@ def test_unparseable_file_goes_to_failed_and_poll_goes_on(connected):
     moved = poll.quarantine(CTX, bad[0])
     assert moved == str(export / "failed" / "invoices_20261105000000.csv")
     assert (export / "failed" / "invoices_20261105000000.csv").exists()
+
+
+def test_a_file_failing_mid_download_does_not_stop_the_others(connected, monkeypatch):
+    from pipeline.stampli import sftp as sftp_mod
+
+    drop_samples(connected["sftp"].export_dir)
+    poll.poll(CTX)
+    real = sftp_mod.download
+
+    def flaky(sftp, path, dest, cap):
+        if path.endswith("vendors_20261103101500.csv"):
+            raise OSError("Socket is closed")
+        return real(sftp, path, dest, cap)
+
+    monkeypatch.setattr(sftp_mod, "download", flaky)
+    assert len(poll.poll(CTX).new_file_ids) == 1  # the invoice file still came in
+    monkeypatch.setattr(sftp_mod, "download", real)
+    assert len(poll.poll(CTX).new_file_ids) == 1  # and the vendor file on the next poll
+    with db.transaction() as cur:
+        cur.execute("SELECT detail FROM audit_events WHERE stage = 'file_fetch'"
+                    " AND outcome = 'error'")
+        (row,) = cur.fetchall()
+    assert "Socket is closed" in row["detail"]["reason"]

@@ -79,7 +79,7 @@ def test_connected_app_jwt_connection(db_env, x3sim):
 
 
 def test_missing_graphql_options_are_named(db_env):
-    r = mlc("connection", "set", "x3", "--transport", "graphql", "--url", "http://x")
+    r = mlc("connection", "set", "x3", "--transport", "graphql", "--url", "https://x")
     assert r.returncode != 0
     for flag in ("--client-id", "--token-url", "--client-secret-stdin", "--refresh-token-stdin"):
         assert flag in r.stderr

@@ -83,9 +83,11 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
             _mark_posted(ctx, invoice_id, existing, adopted=True)
             return PostOutcome(invoice_id, "adopted", existing)
 
-    _validate(ctx, invoice_id, document, client)
+    checked = _validate(ctx, invoice_id, document, client)
 
     with db.transaction() as cur:
+        # The validation's audit row rides in the transaction that marks the row `posting`.
+        audit.record(cur, "gl_validate", "ok", ctx=ctx, invoice_id=invoice_id, **checked)
         cur.execute("UPDATE invoices SET status = 'posting', attempts = attempts + 1,"
                     " updated_at = now() WHERE id = %s", (invoice_id,))
     try:
@@ -109,14 +111,18 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
 def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
     s = settings()
     p = inv["payload"]
+    # Two queries per invoice, not two per line.
+    accounts = mapping.gl_accounts(cur, {ln["gl_account"] for ln in p["lines"]})
+    centers = mapping.cost_centers(cur, {ln["cost_center"] for ln in p["lines"]
+                                         if ln.get("cost_center")})
     lines = []
     for line in p["lines"]:
         dims = ()
         if line.get("cost_center"):
-            dims = (mapping.cost_center(cur, line["cost_center"]),)
+            dims = (centers[line["cost_center"]],)
         lines.append(NewInvoiceLine(
             line_number=int(line["line_number"]),
-            account=mapping.gl_account(cur, line["gl_account"]),
+            account=accounts[line["gl_account"]],
             amount=Decimal(line["amount"]), quantity=Decimal(line["quantity"]),
             description=(line.get("description") or "")[:30], dimensions=dims,
         ))
@@ -136,15 +142,16 @@ def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
     )
 
 
-def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X3Client) -> None:
+def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X3Client
+              ) -> dict[str, Any]:
+    """Fail the invoice if X3 lacks an account or dimension; else the audit detail to record."""
     problems = validation.problems(document, client, settings().x3_coa)
     if problems:
         _audit(ctx, invoice_id, "error", stage="gl_validate", problems=problems)
         fail(ctx, invoice_id, "; ".join(problems))
         raise InvoiceRejectedByValidation("; ".join(problems))
-    _audit(ctx, invoice_id, "ok", stage="gl_validate",
-           accounts=sorted({ln.account for ln in document.lines}),
-           dimensions=sorted(f"{t}={v}" for ln in document.lines for t, v in ln.dimensions))
+    return {"accounts": sorted({ln.account for ln in document.lines}),
+            "dimensions": sorted(f"{t}={v}" for ln in document.lines for t, v in ln.dimensions)}
 
 
 def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted: bool,

@@ -76,14 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         st.mark_done(stack.export_dir)
         stack.faults(latency_ms=a.latency, max_concurrency=cap)
         cpu0, sim0, pg0, redis0 = (stack.worker_cpu(), st.group_cpu(stack.sim.proc.pid),
-                                   st.postgres_cpu(), stack.redis.cpu())
+                                   st.postgres_cpu(), st.group_cpu(stack.redis.pid))
         t0 = time.time()
         stack.poll()
         s = st.wait_settled(a.invoices, timeout=a.timeout)
         lat, _, t_end = _latencies()
         worker_cpu = stack.worker_cpu() - cpu0
         sim_cpu = st.group_cpu(stack.sim.proc.pid) - sim0
-        pg_cpu, redis_cpu = st.postgres_cpu() - pg0, stack.redis.cpu() - redis0
+        pg_cpu, redis_cpu = st.postgres_cpu() - pg0, st.group_cpu(stack.redis.pid) - redis0
         elapsed = t_end - t0
         state = stack.sim_state()
         diff = compare_with_x3(state, expected)

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
-import redis
 import requests
 from cryptography.fernet import Fernet
 
@@ -25,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sandbox.harness import Process, start_worker, start_x3sim, wait_for  # noqa: E402
-from sandbox.sftp import LocalSftp, free_port  # noqa: E402
+from sandbox.broker import PrivateRedis  # noqa: E402
+from sandbox.harness import Process, start_beat, start_worker, start_x3sim, wait_for  # noqa: E402
+from sandbox.sftp import LocalSftp  # noqa: E402
 
 ADMIN_DSN = os.environ.get("MLC_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CC_MAP = ROOT / "sandbox" / "data" / "cost_center_map.csv"
@@ -76,47 +74,6 @@ def postgres_cpu() -> float:
     return total
 
 
-# -- Redis -------------------------------------------------------------------------------------
-class PrivateRedis:
-    """redis-server on a free loopback port that keeps nothing on disk; restart loses queues."""
-
-    def __init__(self, work: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.work = work
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> PrivateRedis:
-        log = open(self.work / "redis.log", "ab")  # noqa: SIM115 - lives as long as redis
-        self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.work)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_for(lambda: redis.Redis.from_url(self.url, socket_timeout=1).ping(), timeout=10,
-                 what="private redis to answer", interval=0.05)
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def restart(self, down_for: float = 1.0) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
-
-    def cpu(self) -> float:
-        return group_cpu(self.proc.pid) if self.proc and self.proc.poll() is None else 0.0
-
-
 # -- the stack ---------------------------------------------------------------------------------
 @dataclass
 class Stack:
@@ -130,13 +87,17 @@ class Stack:
     workers: list[Process] = field(default_factory=list)
     retired_cpu: float = 0.0  # CPU of workers stopped or killed during the run
     concurrency: int = 2
+    beat: Process | None = None
+    started: int = 0
 
     @property
     def export_dir(self) -> Path:
         return self.sftp.export_dir
 
     def start_worker(self, concurrency: int | None = None) -> Process:
-        w = start_worker(self.env, self.work, name=f"worker{len(self.workers)}",
+        # A fresh name (and log) each time: start_worker waits for "ready." in that log.
+        self.started += 1
+        w = start_worker(self.env, self.work, name=f"worker{self.started}",
                          concurrency=concurrency or self.concurrency)
         self.workers.append(w)
         return w
@@ -148,6 +109,14 @@ class Stack:
 
     def worker_cpu(self) -> float:
         return self.retired_cpu + sum(group_cpu(w.proc.pid) for w in self.workers if w.alive())
+
+    def start_beat(self) -> Process:
+        self.beat = start_beat(self.env, self.work)
+        return self.beat
+
+    def terminate_postgres(self) -> int:
+        """pg_terminate_backend for every session on this database; returns how many."""
+        return terminate_backends(self.db_name)
 
     def poll(self) -> None:
         from workers import app
@@ -164,6 +133,8 @@ class Stack:
         requests.post(f"{self.url}/_sim/reset", timeout=10).raise_for_status()
 
     def stop(self) -> None:
+        if self.beat:
+            self.beat.stop()
         for w in self.workers:
             w.stop()
         self.sim.stop()
@@ -182,6 +153,17 @@ def _fresh_database(name: str) -> str:
         cur.execute(f"CREATE DATABASE {name}")
     conn.close()
     return ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def terminate_backends(db_name: str) -> int:
+    conn = psycopg2.connect(ADMIN_DSN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()", (db_name,))
+        n = cur.fetchone()[0]
+    conn.close()
+    return n
 
 
 def drop_database(name: str) -> None:

@@ -50,6 +50,7 @@ def run(url: str, export_dir: Path, cc_map: Path, *, user: str = "admin",
                                  params={"representation": "BPSUPPLIER.$create"}, json=body)
                 r.raise_for_status()
                 suppliers += 1
+    t_suppliers = time.perf_counter() - t0
     for (vid, number), rows in chosen:
         head = rows[0]
         lines = []
@@ -67,4 +68,5 @@ def run(url: str, export_dir: Path, cc_map: Path, *, user: str = "admin",
                          json=body)
         r.raise_for_status()
     return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0,
-            "invoices": len(chosen), "suppliers": suppliers}
+            "invoices": len(chosen), "suppliers": suppliers, "supplier_seconds": t_suppliers,
+            "all_suppliers": len({vid for vid, _ in invoices})}

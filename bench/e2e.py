@@ -2,8 +2,8 @@
 invoice settled, through real sshd, Redis, Postgres, W Celery worker processes and the X3
 simulator with X ms latency; then the same files through a naive one-process baseline.
 
-    python bench/e2e.py -n 2000 -l 5 -v 200 --latency 0 --workers 2 --concurrency 2
-    python bench/e2e.py --latency 200 --cap 8 --workers 2 --concurrency 4
+    python bench/e2e.py -n 2000 -l 5 -v 200 --latency 0 --workers 1 --concurrency 4
+    python bench/e2e.py -n 2000 -l 5 -v 200 --latency 200 --cap 8 --workers 2 --concurrency 4
 
 The X3 call cap C is emulated with worker slots (W * pool concurrency = C) until the client
 cap MLC_X3_MAX_CONCURRENCY lands; the simulator's `max_concurrency` fault is set to C and

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test services lint bench clean
+.PHONY: demo test services lint bench bench-e2e chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ lint: $(STAMP)
 
 bench: $(STAMP) services
 	$(BIN)/python bench/parse.py
+
+# End to end (README "Benchmarks"): X3 without latency (CPU bound), then 200 ms with a cap of 8.
+bench-e2e: $(STAMP) services
+	$(BIN)/python bench/e2e.py -n 2000 -l 5 -v 200 --latency 0 --workers 1 --concurrency 4
+	$(BIN)/python bench/e2e.py -n 2000 -l 5 -v 200 --latency 200 --cap 8 --workers 2 --concurrency 4
+
+chaos: $(STAMP) services
+	$(BIN)/python bench/chaos.py -n 2000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -68,6 +68,11 @@ class _SettingsSchema(Schema):
     MLC_VISIBILITY_TIMEOUT = mf.Int(load_default=7200, validate=validate.Range(min=5))
     MLC_RETRY_BACKOFF_MAX = mf.Int(load_default=1800, validate=validate.Range(min=1))
     MLC_MAX_RETRIES = mf.Int(load_default=8, validate=validate.Range(min=0, max=100))
+    # Work unchanged in Postgres for this long is re-enqueued by the next poll (its message may
+    # be lost: Redis keeps nothing on disk). Default: the longest retry countdown plus the task
+    # time limit, so a message legitimately waiting for its retry is not doubled.
+    MLC_REQUEUE_AFTER = mf.Int(load_default=None, allow_none=True,
+                               validate=validate.Range(min=1))
     MLC_LOG_LEVEL = mf.Str(
         load_default="INFO", validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
     )
@@ -119,6 +124,7 @@ class Settings:
     retry_backoff_max: int
     max_retries: int
     log_level: str
+    requeue_after: int = 2400
 
     def __repr__(self) -> str:
         # Keys and the database password stay out of reprs that end up in logs.
@@ -188,6 +194,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retry_backoff_max=data["MLC_RETRY_BACKOFF_MAX"],
         max_retries=data["MLC_MAX_RETRIES"],
         log_level=data["MLC_LOG_LEVEL"],
+        requeue_after=data["MLC_REQUEUE_AFTER"]
+        or data["MLC_RETRY_BACKOFF_MAX"] + data["MLC_TASK_TIME_LIMIT"],
     )
 
 

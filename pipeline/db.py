@@ -27,8 +27,12 @@ def _pool(dsn: str) -> psycopg2.pool.ThreadedConnectionPool:
     with _lock:
         pool = _pools.get(key)
         if pool is None:
+            # psycopg2 keeps at most `minconn` idle connections and closes any other returned
+            # one. The poster and the vendor resolver hold an advisory-lock connection while
+            # their transactions take a second one: with minconn=1 every such transaction paid
+            # a new Postgres backend (a fork and an authentication, ~20% of a task's time).
             pool = psycopg2.pool.ThreadedConnectionPool(
-                1, 8, dsn, cursor_factory=psycopg2.extras.RealDictCursor,
+                2, 8, dsn, cursor_factory=psycopg2.extras.RealDictCursor,
                 application_name="ml-connector",
             )
             _pools[key] = pool

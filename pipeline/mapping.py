@@ -28,6 +28,26 @@ def cost_center(cur: Cursor, code: str) -> tuple[str, str]:
     return settings().x3_dimension_type, code.strip()
 
 
+def gl_accounts(cur: Cursor, codes: set[str]) -> dict[str, str]:
+    """gl_account() for several codes in one query (an invoice's lines share few codes)."""
+    keys = sorted({c.strip() for c in codes})
+    cur.execute("SELECT stampli_code, x3_account FROM gl_account_map"
+                " WHERE stampli_code = ANY(%s)", (keys,))
+    found = {r["stampli_code"]: r["x3_account"] for r in cur.fetchall()}
+    return {c: found.get(c.strip(), c.strip()) for c in codes}
+
+
+def cost_centers(cur: Cursor, codes: set[str]) -> dict[str, tuple[str, str]]:
+    """cost_center() for several codes in one query."""
+    keys = sorted({c.strip() for c in codes})
+    cur.execute("SELECT stampli_code, dimension_type, dimension_value FROM cost_center_map"
+                " WHERE stampli_code = ANY(%s)", (keys,))
+    found = {r["stampli_code"]: (r["dimension_type"], r["dimension_value"])
+             for r in cur.fetchall()}
+    default = settings().x3_dimension_type
+    return {c: found.get(c.strip(), (default, c.strip())) for c in codes}
+
+
 class UnknownRoute(LookupError):
     """The invoice's location has no route to an X3 company and site."""
 

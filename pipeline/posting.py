@@ -109,7 +109,7 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
             _mark_posted(ctx, invoice_id, existing, adopted=True)
             return PostOutcome(invoice_id, "adopted", existing)
 
-    _validate(ctx, invoice_id, document, client)
+    checked = _validate(ctx, invoice_id, document, client)
 
     if settings().dry_run:
         _audit(ctx, invoice_id, "skipped", dry_run=True, reason="dry run: not posted",
@@ -119,6 +119,8 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
     with db.transaction() as cur:
         # Only if nothing changed since we read it: a re-export (new payload) or a
         # cancellation (needs_review) that arrived meanwhile must win over this post.
+        # The validation's audit row rides in the transaction that marks the row `posting`.
+        audit.record(cur, "gl_validate", "ok", ctx=ctx, invoice_id=invoice_id, **checked)
         cur.execute("UPDATE invoices SET status = 'posting', attempts = attempts + 1,"
                     " posting_supplier_code = %s, updated_at = now()"
                     " WHERE id = %s AND status = ANY(%s) AND payload_sha256 = %s"
@@ -170,17 +172,21 @@ def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
     credit = p.get("document_type") == "credit_note"
     # X3 carries a credit note's sign in its type: amounts travel positive.
     sign = Decimal(-1) if credit else Decimal(1)
+    # Two queries per invoice, not two per line.
+    accounts = mapping.gl_accounts(cur, {ln["gl_account"] for ln in p["lines"]})
+    centers = mapping.cost_centers(cur, {ln["cost_center"] for ln in p["lines"]
+                                         if ln.get("cost_center")})
     lines = []
     for line in p["lines"]:
         dims = []
         if line.get("cost_center"):
-            dims.append(mapping.cost_center(cur, line["cost_center"]))
+            dims.append(centers[line["cost_center"]])
         # Further dimensions named by the layout: {"PRJ": "P-100", "DEP": "OPS"}.
         dims += [mapping.dimension(cur, dim_type, value)
                  for dim_type, value in sorted((line.get("dimensions") or {}).items()) if value]
         lines.append(NewInvoiceLine(
             line_number=int(line["line_number"]),
-            account=mapping.gl_account(cur, line["gl_account"]),
+            account=accounts[line["gl_account"]],
             amount=sign * Decimal(line["amount"]), quantity=Decimal(line["quantity"]),
             description=(line.get("description") or "")[:30], dimensions=tuple(dims),
         ))
@@ -211,15 +217,16 @@ def _route(cur: Any, payload: dict[str, Any]) -> tuple[str, str]:
     return routes.pop()
 
 
-def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X3Client) -> None:
+def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X3Client
+              ) -> dict[str, Any]:
+    """Fail the invoice if X3 lacks an account or dimension; else the audit detail to record."""
     problems = validation.problems(document, client, settings().x3_coa)
     if problems:
         _audit(ctx, invoice_id, "error", stage="gl_validate", problems=problems)
         fail(ctx, invoice_id, "; ".join(problems))
         raise InvoiceRejectedByValidation("; ".join(problems))
-    _audit(ctx, invoice_id, "ok", stage="gl_validate",
-           accounts=sorted({ln.account for ln in document.lines}),
-           dimensions=sorted(f"{t}={v}" for ln in document.lines for t, v in ln.dimensions))
+    return {"accounts": sorted({ln.account for ln in document.lines}),
+            "dimensions": sorted(f"{t}={v}" for ln in document.lines for t, v in ln.dimensions)}
 
 
 def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted: bool,

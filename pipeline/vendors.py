@@ -52,14 +52,23 @@ def resolve(ctx: TaskContext, invoice_id: int, client: X3Client) -> str | None:
     with db.transaction() as cur:
         cur.execute("SELECT id, status, payload FROM invoices WHERE id = %s", (invoice_id,))
         inv = cur.fetchone()
-    if inv is None:
-        raise InvoiceNotResolvable(f"invoice {invoice_id} does not exist")
-    if inv["status"] not in RESOLVABLE:
-        return None
-    vendor_id = inv["payload"]["vendor_id"].strip()
-    # Locked by the derived supplier code, not the vendor id: vendors whose ids derive the same
-    # code ("ZZ-9", "zz9") must not both find the supplier one of them is creating.
-    key = supplier_code(vendor_id)
+        if inv is None:
+            raise InvoiceNotResolvable(f"invoice {invoice_id} does not exist")
+        if inv["status"] not in RESOLVABLE:
+            return None
+        vendor_id = inv["payload"]["vendor_id"].strip()
+        # Locked by the derived supplier code, not the vendor id: vendors whose ids derive the
+        # same code ("ZZ-9", "zz9") must not both find the supplier one of them is creating.
+        key = supplier_code(vendor_id)
+        # Most invoices find their vendor already linked: link them in this one transaction.
+        # The lock below only guards against creating a supplier twice.
+        cur.execute("SELECT x3_supplier_code FROM vendor_links WHERE stampli_vendor_id = %s",
+                    (vendor_key(vendor_id),))
+        link = cur.fetchone()
+        if link:
+            _link_invoice_in(cur, ctx, invoice_id, link["x3_supplier_code"], "linked",
+                             vendor_id)
+            return link["x3_supplier_code"]
     with db.connection() as lock_conn:
         lock_conn.autocommit = True
         with lock_conn.cursor() as lock:
@@ -163,12 +172,17 @@ def _free_or_own_code(vendor_id: str, tax_id: str | None, client: X3Client
 
 def _link_invoice(ctx: TaskContext, invoice_id: int, code: str, how: str, vendor_id: str) -> None:
     with db.transaction() as cur:
-        cur.execute("UPDATE invoices SET x3_supplier_code = %s, updated_at = now(),"
-                    " status = CASE WHEN status IN ('received', 'failed') THEN 'vendor_resolved'"
-                    " ELSE status END WHERE id = %s", (code, invoice_id))
-        if how == "linked":
-            audit.record(cur, "vendor_lookup", "ok", ctx=ctx, invoice_id=invoice_id,
-                         vendor_id=vendor_id, code=code, matched_by="vendor_links")
+        _link_invoice_in(cur, ctx, invoice_id, code, how, vendor_id)
+
+
+def _link_invoice_in(cur: Cursor, ctx: TaskContext, invoice_id: int, code: str, how: str,
+                     vendor_id: str) -> None:
+    cur.execute("UPDATE invoices SET x3_supplier_code = %s, updated_at = now(),"
+                " status = CASE WHEN status IN ('received', 'failed') THEN 'vendor_resolved'"
+                " ELSE status END WHERE id = %s", (code, invoice_id))
+    if how == "linked":
+        audit.record(cur, "vendor_lookup", "ok", ctx=ctx, invoice_id=invoice_id,
+                     vendor_id=vendor_id, code=code, matched_by="vendor_links")
 
 
 def created_count(cur: Cursor) -> int:

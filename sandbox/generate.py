@@ -71,3 +71,31 @@ def generate(directory: Path, *, invoices: int, lines: int = 2, vendors: int = 5
     tmp_v.rename(directory / f"vendors_{stamp}.csv")
     tmp_i.rename(directory / f"invoices_{stamp}.csv")
     return expected
+
+
+def compare_with_x3(state: dict, expected: list[ExpectedInvoice]) -> dict[str, object]:
+    """How X3 (the simulator's /_sim/state) differs from the files: counts, and a few examples."""
+    from collections import Counter
+
+    ours = {e.number for e in expected}
+    invoices = [i for i in state["invoices"] if i["BPRVCR"] in ours]
+    counts = Counter(i["BPRVCR"] for i in invoices)
+    by_number = {i["BPRVCR"]: i for i in invoices}
+    wrong = []
+    for e in expected:
+        got = by_number.get(e.number)
+        if got is None:
+            continue
+        lines = [(ln["LIG"], ln["ACC"], Decimal(ln["AMTNOTLIN"])) for ln in got["BPSINVLIG"]]
+        if got["BPR"] != e.vendor_code or Decimal(got["AMTATI"]) != e.total \
+                or lines != list(e.lines):
+            wrong.append(e.number)
+    suppliers = Counter(s["BPSNUM"] for s in state["suppliers"])
+    return {
+        "expected": len(expected),
+        "posted": len(counts),
+        "missing": sorted(ours - set(counts)),
+        "duplicated": sorted(n for n, c in counts.items() if c > 1),
+        "wrong": wrong,
+        "duplicated_suppliers": sorted(c for c, n in suppliers.items() if n > 1),
+    }

@@ -29,10 +29,11 @@ def test_change_landing_during_validation_wins_over_the_post(parsed, connected, 
     real_validate = posting._validate
 
     def validate_then_reexport(*args, **kwargs):
-        real_validate(*args, **kwargs)
+        checked = real_validate(*args, **kwargs)
         with db.transaction() as cur:  # a changed re-export is stored meanwhile
             cur.execute("UPDATE invoices SET payload_sha256 = 'changed', status = 'received'"
                         " WHERE id = %s", (invoice_id,))
+        return checked
 
     monkeypatch.setattr(posting, "_validate", validate_then_reexport)
     assert posting.post(CTX, invoice_id, c).status == "skipped"

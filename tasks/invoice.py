@@ -37,12 +37,17 @@ def resolve_vendor(self: MlcTask, invoice_id: int, **_: Any) -> str | None:
                     lambda: vendors.resolve(self.ctx, invoice_id, shared_client()))
     if code is _FAILED or code is None:
         return None
-    post_invoice.delay(invoice_id)
-    return code  # type: ignore[return-value]
+    # Post in the same task: a second message per invoice costs more Celery work than the post
+    # itself. A retry re-runs the resolution, which finds the link in one transaction.
+    return _post(self, invoice_id)
 
 
 @app.task(bind=True, base=MlcTask, name="mlc.post_invoice")
 def post_invoice(self: MlcTask, invoice_id: int, **_: Any) -> dict[str, Any] | None:
+    return _post(self, invoice_id)
+
+
+def _post(self: MlcTask, invoice_id: int) -> dict[str, Any] | None:
     try:
         outcome = _x3_step(self, invoice_id,
                            lambda: posting.post(self.ctx, invoice_id, shared_client()))

@@ -68,21 +68,31 @@ def open_client(cur: Cursor, name: str = connections.X3) -> X3Client:
     raise NotImplementedError(f"X3 transport {conn.kind!r} is not available")
 
 
+_checked: dict[tuple[int, str], float] = {}
 _cache: dict[tuple[int, str], tuple[object, X3Client]] = {}
 
 
+RECHECK_SECONDS = 30.0
+
+
 def shared_client(name: str = connections.X3) -> X3Client:
-    """One client (and HTTP session) per process, rebuilt when the connection row changes."""
+    """One client (and HTTP session) per process, rebuilt when the connection row changes
+    (looked at every RECHECK_SECONDS, not on every task)."""
+    import time
+
     from pipeline import db
 
+    key = (os.getpid(), name)
+    cached = _cache.get(key)
+    if cached and time.monotonic() - _checked.get(key, 0.0) < RECHECK_SECONDS:
+        return cached[1]
     with db.transaction() as cur:
         cur.execute("SELECT updated_at FROM connections WHERE name = %s", (name,))
         row = cur.fetchone()
         if row is None:
             raise connections.ConnectionMissing(
                 f"no connection named {name!r}: run `mlc connection set {name} ...` first")
-        key = (os.getpid(), name)
-        cached = _cache.get(key)
+        _checked[key] = time.monotonic()
         if cached and cached[0] == row["updated_at"]:
             return cached[1]
         client = open_client(cur, name)

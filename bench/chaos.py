@@ -13,8 +13,8 @@ At the end X3 (the simulator) is compared with the source files; what failed is 
 from __future__ import annotations
 
 import argparse
+import json
 import random
-import re
 import subprocess
 import sys
 import time
@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         failed_first, rounds = None, 0
         while rounds < 3:  # X3 still faults 5%: a replayed invoice may fail again
             listed = _mlc(stack, "failed")
-            ids = [int(m) for m in re.findall(r"^invoice (\d+) \S+ failed", listed, re.M)]
+            ids = [i["id"] for i in json.loads(_mlc(stack, "failed", "--json"))["invoices"]
+                   if i["status"] == "failed"]
             if failed_first is None:
                 failed_first = len(ids)
                 print(f"mlc failed listed {len(ids)}:\n{listed.rstrip()}")
@@ -167,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             rounds += 1
             since = _last_audit_id()
-            for invoice_id in ids:
-                _mlc(stack, "replay", "--invoice", str(invoice_id))
+            _mlc(stack, "replay", "--failed", "--reason", f"chaos replay round {rounds}")
             s = st.wait_for(lambda ids=ids, since=since: _replayed(ids, since)
                             and _settled(st.summary(), a.invoices) and st.summary(),
                             timeout=300, what="replayed invoices settled")

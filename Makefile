@@ -31,7 +31,7 @@ bench: $(STAMP) services
 # End to end (README "Benchmarks"): X3 without latency (CPU bound), then 200 ms with a cap of 8.
 bench-e2e: $(STAMP) services
 	$(BIN)/python bench/e2e.py -n 2000 -l 5 -v 200 --latency 0 --workers 1 --concurrency 4
-	$(BIN)/python bench/e2e.py -n 2000 -l 5 -v 200 --latency 200 --cap 8 --workers 2 --concurrency 4
+	$(BIN)/python bench/e2e.py -n 2000 -l 5 -v 200 --latency 200 --cap 8 --workers 2 --concurrency 6 --baseline-limit 200
 
 chaos: $(STAMP) services
 	$(BIN)/python bench/chaos.py -n 2000

@@ -39,9 +39,10 @@ class RestClient:
 
     # -- operations ---------------------------------------------------------------------------
     def find_supplier_by_tax_id(self, tax_id: str) -> Supplier | None:
-        rows = self._query("BPSUPPLIER", f"CRN eq {sdata_literal(tax_id)}")
-        if not rows:
-            rows = self._query("BPSUPPLIER", f"EECNUM eq {sdata_literal(tax_id)}")
+        # One round trip for both fields (SData `or`); the registration number wins a tie.
+        literal = sdata_literal(tax_id)
+        rows = self._query("BPSUPPLIER", f"CRN eq {literal} or EECNUM eq {literal}")
+        rows.sort(key=lambda r: r.get("CRN") != tax_id)
         return _supplier(rows[0]) if rows else None
 
     def find_supplier_by_code(self, code: str) -> Supplier | None:

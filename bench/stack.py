@@ -23,7 +23,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sandbox.broker import PrivateRedis  # noqa: E402
-from sandbox.harness import Process, start_beat, start_worker, start_x3sim, wait_for  # noqa: E402
+from sandbox.harness import (  # noqa: E402
+    Process,
+    fresh_database,
+    start_beat,
+    start_worker,
+    start_x3sim,
+    wait_for,
+)
 from sandbox.sftp import LocalSftp  # noqa: E402
 
 ADMIN_DSN = os.environ.get("MLC_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -145,16 +152,6 @@ class Stack:
         db.close_pools()
 
 
-def _fresh_database(name: str) -> str:
-    conn = psycopg2.connect(ADMIN_DSN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {name}")
-    conn.close()
-    return ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-
-
 def terminate_backends(db_name: str) -> int:
     conn = psycopg2.connect(ADMIN_DSN)
     conn.autocommit = True
@@ -179,7 +176,7 @@ def build(db_name: str, *, concurrency: int, extra_env: dict[str, str] | None = 
     """Everything but the workers: the caller starts them with stack.start_worker()."""
     work = work or Path(tempfile.mkdtemp(prefix=f"{db_name}-"))
     r = PrivateRedis(work).start()
-    env = dict(os.environ, DATABASE_URL=_fresh_database(db_name), CELERY_BROKER_URL=r.url,
+    env = dict(os.environ, DATABASE_URL=fresh_database(ADMIN_DSN, db_name), CELERY_BROKER_URL=r.url,
                MLC_SECRET_KEYS=Fernet.generate_key().decode(), MLC_STABILITY="done_marker",
                MLC_AFTER_DOWNLOAD="leave", MLC_STABILITY_RECHECK="1",
                PYTHONPATH=str(ROOT), **(extra_env or {}))

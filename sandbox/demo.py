@@ -21,6 +21,7 @@ from cryptography.fernet import Fernet
 from sandbox.harness import (
     DATA,
     configure_connections,
+    fresh_database,
     start_beat,
     start_worker,
     start_x3sim,
@@ -46,22 +47,13 @@ def _check_services(broker: str) -> None:
                          "Install the Debian package redis-server (make services).") from None
 
 
-def _fresh_database() -> str:
-    conn = psycopg2.connect(ADMIN_DSN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DEMO_DB} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {DEMO_DB}")
-    conn.close()
-    return ADMIN_DSN.rsplit("/", 1)[0] + f"/{DEMO_DB}"
-
-
 def main(keep: bool = False) -> int:
     broker = os.environ.get("MLC_DEMO_BROKER", "redis://127.0.0.1:6379/14")
     _check_services(broker)
     redis.Redis.from_url(broker).flushdb()  # a queue left by an earlier demo must not replay
     work = Path(tempfile.mkdtemp(prefix="mlc-demo-"))
-    env = dict(os.environ, DATABASE_URL=_fresh_database(), CELERY_BROKER_URL=broker,
+    env = dict(os.environ, DATABASE_URL=fresh_database(ADMIN_DSN, DEMO_DB),
+               CELERY_BROKER_URL=broker,
                MLC_SECRET_KEYS=Fernet.generate_key().decode(), MLC_POLL_INTERVAL="30",
                MLC_STABILITY_RECHECK="2", MLC_AFTER_DOWNLOAD="move")
     os.environ.update(env)  # this process talks to the same database through pipeline.*

@@ -89,6 +89,21 @@ def start_x3sim(env: dict[str, str], log_dir: Path, port: int | None = None,
     return proc, url
 
 
+def fresh_database(admin_dsn: str, name: str) -> str:
+    """Drop and create database `name` on the server of admin_dsn; returns its DSN."""
+    import psycopg2
+
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            cur.execute(f"CREATE DATABASE {name}")
+    finally:
+        conn.close()
+    return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
 def configure_connections(sftp: LocalSftp, x3_url: str,
                           x3_password: str = "admin") -> None:  # noqa: S107 - simulator
     """Store the sandbox's connections (key auth with the pinned host key; REST X3) and the

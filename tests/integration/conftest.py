@@ -35,3 +35,18 @@ def parsed(connected):
         return {r["invoice_number"]: r["id"] for r in cur.fetchall()}
 
 
+
+
+def post_with_lost_answer(x3_url, invoice_id, x3_client):
+    """Post while X3 commits and then drops the answer: the row is left `posting`."""
+    import pytest
+
+    from pipeline import posting
+    from pipeline.x3.errors import X3OutcomeUnknown
+
+    requests.post(f"{x3_url}/_sim/faults", json={"drop_after_commit_rate": 1.0}, timeout=5)
+    try:
+        with pytest.raises(X3OutcomeUnknown):
+            posting.post(CTX, invoice_id, x3_client)
+    finally:
+        requests.post(f"{x3_url}/_sim/faults", json={"drop_after_commit_rate": 0.0}, timeout=5)

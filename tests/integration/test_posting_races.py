@@ -9,8 +9,7 @@ import pytest
 from pipeline import db, posting, vendors
 from pipeline.audit import TaskContext
 from pipeline.replay import ReplayRefused, Selection, select_for_replay
-from pipeline.x3.errors import X3OutcomeUnknown
-from tests.integration.conftest import client, sim_state
+from tests.integration.conftest import client, post_with_lost_answer, sim_state
 
 pytestmark = pytest.mark.integration
 CTX = TaskContext(task_id="test", attempt=1)
@@ -80,13 +79,7 @@ def test_changed_reexport_of_a_failed_invoice_that_reached_x3_needs_review(parse
     invoice_id = parsed["BO-7731"]
     c = client()
     vendors.resolve(CTX, invoice_id, c)
-    import requests
-    requests.post(f"{connected['x3']}/_sim/faults", json={"drop_after_commit_rate": 1.0},
-                  timeout=5)
-    with pytest.raises(X3OutcomeUnknown):
-        posting.post(CTX, invoice_id, c)
-    requests.post(f"{connected['x3']}/_sim/faults", json={"drop_after_commit_rate": 0.0},
-                  timeout=5)
+    post_with_lost_answer(connected["x3"], invoice_id, c)
     posting.fail(CTX, invoice_id, "retries exhausted")
     outcome = _reexport(connected, lambda t: t.replace("Toner,2,80.00", "Toner,3,80.00"))
     assert invoice_id not in outcome.invoice_ids
@@ -95,17 +88,10 @@ def test_changed_reexport_of_a_failed_invoice_that_reached_x3_needs_review(parse
 
 
 def test_relinked_vendor_still_finds_the_earlier_attempt(parsed, connected):
-    import requests
-
     invoice_id = parsed["BO-7731"]
     c = client()
     vendors.resolve(CTX, invoice_id, c)
-    requests.post(f"{connected['x3']}/_sim/faults", json={"drop_after_commit_rate": 1.0},
-                  timeout=5)
-    with pytest.raises(X3OutcomeUnknown):
-        posting.post(CTX, invoice_id, c)
-    requests.post(f"{connected['x3']}/_sim/faults", json={"drop_after_commit_rate": 0.0},
-                  timeout=5)
+    post_with_lost_answer(connected["x3"], invoice_id, c)
     with db.transaction() as cur:  # an operator re-links the vendor to another supplier
         cur.execute("UPDATE invoices SET x3_supplier_code = 'ACME01' WHERE id = %s",
                     (invoice_id,))

@@ -28,19 +28,6 @@ sys.path.insert(0, str(ROOT))  # this checkout's pipeline, not an installed copy
 from pipeline.stampli import parse, writer  # noqa: E402
 from pipeline.stampli.layout import Layout  # noqa: E402
 
-CHILD = """
-import sys
-from pipeline.stampli import parse
-from pipeline.stampli.layout import Layout
-path, layout = sys.argv[1], Layout()
-with open(path, "rb") as fh:
-    stream = parse.parse_invoices(parse.read_rows(path, fh, layout), layout)
-    invoices = sum(1 for item in stream if not isinstance(item, parse.Rejection))
-peak = next(int(line.split()[1]) for line in open("/proc/self/status")
-            if line.startswith("VmHWM:"))
-print(stream.rows, invoices, peak * 1024)
-"""
-
 
 def dictreader_pass(path: Path) -> int:
     with open(path, encoding="utf-8", newline="") as fh:
@@ -88,7 +75,8 @@ def write_big_csv(path: Path, megabytes: int) -> int:
 def child_peak(path: Path) -> tuple[int, int, int, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env, cwd=ROOT,
+    probe = [sys.executable, "-m", "sandbox.parse_probe", str(path)]
+    out = subprocess.run(probe, env=env, cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     rows, invoices, peak = map(int, out.split())
     return rows, invoices, peak, time.perf_counter() - start

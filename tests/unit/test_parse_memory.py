@@ -11,19 +11,6 @@ from pathlib import Path
 from pipeline.stampli import writer
 
 ROOT = Path(__file__).resolve().parents[2]
-CHILD = """
-import sys
-from pipeline.stampli import parse
-from pipeline.stampli.layout import Layout
-path, layout = sys.argv[1], Layout()
-with open(path, "rb") as fh:
-    stream = parse.parse_invoices(parse.read_rows(path, fh, layout), layout)
-    invoices = sum(1 for item in stream if not isinstance(item, parse.Rejection))
-peak = next(int(line.split()[1]) for line in open("/proc/self/status")
-            if line.startswith("VmHWM:"))
-print(stream.rows, invoices, peak * 1024)
-"""
-
 
 def write_csv(path: Path, lines: int) -> None:
     """Realistic rows, quickly: one block of synthetic invoices, repeated under new numbers."""
@@ -38,7 +25,8 @@ def write_csv(path: Path, lines: int) -> None:
 
 def peak_rss(path: Path) -> tuple[int, int, int]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, not an installed copy
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env, cwd=ROOT,
+    probe = [sys.executable, "-m", "sandbox.parse_probe", str(path)]
+    out = subprocess.run(probe, env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=60, check=True).stdout
     rows, invoices, peak = map(int, out.split())
     return rows, invoices, peak

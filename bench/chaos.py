@@ -2,9 +2,10 @@
 restarts once (losing every queued message), every Postgres session of the database is
 terminated once, and X3 answers 5% 503 and drops 2% of answers after committing; once half the
 invoices are posted, X3 answers only 503 for 15 s, longer than MLC_MAX_RETRIES=3 backoffs, so
-some invoices fail for good.
+some invoices fail for good. With --transport graphql the X3 connection is GraphQL with OAuth
+and the simulator's access tokens live 3 s, so workers refresh (and rotate) them all along.
 
-    python bench/chaos.py -n 2000
+    python bench/chaos.py -n 2000 [--transport graphql]
 
 At the end X3 (the simulator) is compared with the source files; what failed is listed with
 `mlc failed` and replayed with `mlc replay --invoice ID`; the last lines are the figures.
@@ -41,7 +42,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds of 100%% 503 once half the invoices are posted (0: none)")
     p.add_argument("--requeue-after", type=int, default=45,
                    help="MLC_REQUEUE_AFTER: stuck rows re-enqueued by the poll after this")
-    p.add_argument("--transport", choices=["rest", "graphql"], default="rest")
+    p.add_argument("--transport", choices=["rest", "graphql"], default="rest",
+                   help="X3 connection: rest (api1, basic auth) or graphql (OAuth)")
+    p.add_argument("--token-lifetime", type=float, default=3.0,
+                   help="graphql: seconds an access token lives in the simulator")
     p.add_argument("--timeout", type=float, default=1200)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true")
@@ -86,14 +90,6 @@ def _settled(s: dict | None, n: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
-    if a.transport == "graphql":
-        try:
-            import pipeline.x3.graphql  # noqa: F401
-        except ImportError:
-            raise SystemExit("chaos: the GraphQL transport is not on this branch yet; "
-                             "use --transport rest (token lifetime faults need GraphQL)") from None
-        raise SystemExit("chaos: --transport graphql is not wired here yet (needs the OAuth "
-                         "connection of the x3 branch and the simulator's token_lifetime=3)")
     rng = random.Random(a.seed)
     stack = None
     events: list[str] = []
@@ -101,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = st.build("mlc_bench_chaos", concurrency=a.concurrency, extra_env={
             "MLC_VISIBILITY_TIMEOUT": "30", "MLC_TASK_TIME_LIMIT": "20",
             "MLC_RETRY_BACKOFF_MAX": "5", "MLC_POLL_INTERVAL": "5", "MLC_MAX_RETRIES": "3",
-            "MLC_REQUEUE_AFTER": str(a.requeue_after)})
+            "MLC_REQUEUE_AFTER": str(a.requeue_after)}, transport=a.transport)
         for _ in range(a.workers):
             stack.start_worker()
         expected = generate(stack.export_dir, invoices=a.invoices, lines=a.lines,
@@ -109,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         st.mark_done(stack.export_dir)
         faults = {"latency_ms": a.latency, "error_rate_503": 0.05,
                   "drop_after_commit_rate": 0.02, "retry_after": 1}
+        if a.transport == "graphql":  # access tokens expire mid-run: refreshed, rotated
+            faults["token_lifetime"] = a.token_lifetime
         stack.faults(**faults)
         outage_end = 0.0
         stack.start_beat()  # polls every 5 s: each poll also re-enqueues stuck rows
@@ -185,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         faults = state["stats"]["faults"]
         print(f"X3 faults injected: {faults}; lost answers adopted: {figures['adopted']};"
               f" invoices re-enqueued from Postgres: {figures['requeued']}")
+        if a.transport == "graphql":
+            print(f"OAuth token refreshes: {state['stats']['token_refreshes']}"
+                  f" (access tokens live {a.token_lifetime:g} s)")
         print(f"invoices in files: {diff['expected']}")
         print(f"posted in X3: {diff['posted']}  (final status {s['invoices']})")
         print(f"missing: {len(diff['missing'])}")

@@ -171,9 +171,22 @@ def drop_database(name: str) -> None:
     conn.close()
 
 
+def x3_connection(transport: str, url: str) -> tuple[str, dict, dict]:
+    """(kind, settings, secret) of the X3 connection against the simulator: api1 with basic
+    auth, or GraphQL with OAuth (the simulator's demo client and initial refresh token)."""
+    if transport == "rest":
+        return "x3_rest", {"url": url, "folder": "SEED", "username": "admin"}, {"password": "admin"}
+    if transport == "graphql":
+        return ("x3_graphql", {"url": url, "folder": "SEED", "auth": "oauth", "client_id": "demo",
+                               "token_url": f"{url}/oauth/token"},
+                {"client_secret": "demo-secret", "refresh_token": "initial-rt"})
+    raise ValueError(f"unknown transport {transport!r}")
+
+
 def build(db_name: str, *, concurrency: int, extra_env: dict[str, str] | None = None,
-          work: Path | None = None) -> Stack:
-    """Everything but the workers: the caller starts them with stack.start_worker()."""
+          work: Path | None = None, transport: str = "rest") -> Stack:
+    """Everything but the workers: the caller starts them with stack.start_worker().
+    transport: the X3 connection stored, rest (x3_rest) or graphql (x3_graphql, OAuth)."""
     work = work or Path(tempfile.mkdtemp(prefix=f"{db_name}-"))
     r = PrivateRedis(work).start()
     env = dict(os.environ, DATABASE_URL=fresh_database(ADMIN_DSN, db_name), CELERY_BROKER_URL=r.url,
@@ -191,8 +204,7 @@ def build(db_name: str, *, concurrency: int, extra_env: dict[str, str] | None = 
     with db.transaction() as cur:
         connections.save(cur, "stampli", "stampli_sftp", sftp.connection_settings(),
                          {"private_key": sftp.client_key_pem})
-        connections.save(cur, "x3", "x3_rest", {"url": url, "folder": "SEED",
-                                                "username": "admin"}, {"password": "admin"})
+        connections.save(cur, "x3", *x3_connection(transport, url))
         mapping.import_csv(cur, "cost_centers", CC_MAP)
     return Stack(work, db_name, env, sim, url, sftp, r, concurrency=concurrency)
 

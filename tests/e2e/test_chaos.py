@@ -1,7 +1,8 @@
 """A small chaos run (bench/chaos.py is the big one): a worker SIGKILLed, an X3 outage longer
 than the retries, Redis restarted with its queues lost, every Postgres session terminated, X3
 answering 503s and dropping answers; still every invoice in X3 exactly once, and what failed
-posts after `mlc replay`."""
+posts after `mlc replay`. Over api1 (basic auth) and over GraphQL with OAuth access tokens that
+live 3 s, so they are refreshed (and the refresh token rotated) throughout."""
 
 import json
 import subprocess
@@ -56,9 +57,15 @@ def _terminate_backends(dsn):
         conn.close()
 
 
-def test_kill_redis_restart_postgres_terminate_still_exactly_once(own_redis, stack):
-    from pipeline import db
+@pytest.mark.parametrize("transport", ["rest", "graphql"])
+def test_kill_redis_restart_postgres_terminate_still_exactly_once(own_redis, stack, transport):
+    from bench.stack import x3_connection
+    from pipeline import connections, db
 
+    if transport == "graphql":  # replaces the fixture's x3_rest before any invoice is posted
+        with db.transaction() as cur:
+            connections.save(cur, "x3", *x3_connection(transport, stack.url))
+        stack.faults(token_lifetime=3)
     expected = generate(stack.sftp.export_dir, invoices=N, lines=2, vendors=10, prefix="K")
     stack.start_worker()
     stack.faults(error_rate_503=0.05, drop_after_commit_rate=0.02, retry_after=1,
@@ -97,6 +104,8 @@ def test_kill_redis_restart_postgres_terminate_still_exactly_once(own_redis, sta
     assert_x3_matches(state, expected)
     assert len(state["invoices"]) == N
     assert state["stats"]["faults"].get("503", 0) > 0
+    if transport == "graphql":
+        assert state["stats"]["token_refreshes"] > 1
     with db.transaction() as cur:
         cur.execute("SELECT count(*) AS n FROM audit_events WHERE stage = 'replay'"
                     " AND detail->>'reason' LIKE '%%re-enqueued by the poll%%'")

@@ -8,6 +8,7 @@ go again once; GraphQL errors arrive with HTTP 200 and are typed by `extensions.
 from __future__ import annotations
 
 import json
+import time
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +27,9 @@ from pipeline.x3.tokens import TokenSource
 from pipeline.x3.transport import RetryPolicy, Transport, created_key, retry_after_seconds
 
 TRANSIENT_CODES = ("SERVICE_UNAVAILABLE", "TIMEOUT")
+# A renewed token refused within this many seconds is bad credentials, not expiry.
+FRESH_SECONDS = 1.0
+MAX_RENEWALS = 4
 
 SUPPLIER_QUERY = """query($filter: String, $after: String) { x3MasterData { supplier {
   query(filter: $filter, first: 50, after: $after) {
@@ -146,7 +150,8 @@ class GraphQLClient:
         body = {"query": query, "variables": variables}
         answer = partial(_answer, mutation=mutation)
         token = self._tokens.token()
-        for attempt in (1, 2):
+        renewed_at: float | None = None
+        for _ in range(MAX_RENEWALS + 1):
             headers = {"Authorization": f"Bearer {token}", "x-xtrem-endpoint": self.folder}
             try:
                 if mutation:
@@ -156,12 +161,17 @@ class GraphQLClient:
                 return self._http.read("POST", self.endpoint, answer, json=body,
                                        headers=headers)
             except _Unauthorized:
-                if attempt == 2:
+                # A renewed token refused at once means the credentials are wrong. One refused
+                # after the call spent a while retrying 503s has merely expired meanwhile
+                # (short-lived tokens): renew again, a bounded number of times.
+                if renewed_at is not None and time.monotonic() - renewed_at < FRESH_SECONDS:
                     raise X3AuthError("X3 refused a freshly renewed access token (HTTP 401 "
                                       "twice in a row): check the connection's credentials"
                                       ) from None
                 token = self._tokens.renew(token)
-        raise AssertionError("unreachable")
+                renewed_at = time.monotonic()
+        raise X3AuthError(f"X3 kept refusing renewed access tokens ({MAX_RENEWALS} renewals in"
+                          " one call): check the connection's credentials")
 
 
 # -- mapping ----------------------------------------------------------------------------------

@@ -180,6 +180,19 @@ def test_a_second_401_in_a_row_is_an_auth_error(tokens):
 
 
 @responses.activate
+def test_a_renewed_token_that_expired_during_long_retries_is_renewed_again(tokens,
+                                                                          monkeypatch):
+    # Short-lived tokens: the renewed one outlived its 3 s while 503s were being retried.
+    clock = iter([100.0, 105.0, 110.0])
+    monkeypatch.setattr("pipeline.x3.graphql.time.monotonic", lambda: next(clock))
+    responses.post(URL, status=401, json={})
+    responses.post(URL, status=401, json={})
+    responses.post(URL, **ok({"x3FinanceData": {"account": {"query": {"edges": []}}}}))
+    assert client(tokens).account_exists("CONS", "1") is False
+    assert tokens.renewed == ["tok0", "tok1"]
+
+
+@responses.activate
 def test_403_is_an_auth_error_without_renewal(tokens):
     responses.post(URL, status=403, json={})
     with pytest.raises(X3AuthError):

@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 
-from pipeline import audit, db
+from pipeline import audit, blobs, db
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.stampli import parse
@@ -59,8 +59,8 @@ def layout() -> Layout:
 
 def parse_file(ctx: TaskContext, file_id: int) -> ParseOutcome:
     with db.transaction() as cur:
-        cur.execute("SELECT id, path, kind, status, content FROM source_files WHERE id = %s"
-                    " FOR UPDATE", (file_id,))
+        cur.execute("SELECT id, path, kind, status, content, content_oid FROM source_files"
+                    " WHERE id = %s FOR UPDATE", (file_id,))
         f = cur.fetchone()
         if f is None:
             raise LookupError(f"source file {file_id} does not exist")
@@ -73,7 +73,9 @@ def parse_file(ctx: TaskContext, file_id: int) -> ParseOutcome:
                         " AND status = 'fetched' AND id < %s", (file_id,))
             if cur.fetchone()["n"]:
                 raise NotReady(f"file {file_id} waits for earlier vendor files")
-        stream = io.BytesIO(bytes(f["content"]))
+        # Large object: read in chunks, never whole (rows from before 0005 hold bytea).
+        stream = (blobs.open_for_reading(cur, f["content_oid"]) if f["content_oid"]
+                  else io.BytesIO(bytes(f["content"])))
         # Invoices are stored as the parser streams them; a whole-file problem found midway
         # (the parser reads every row once before yielding, so it is unlikely) undoes them.
         cur.execute("SAVEPOINT parse_file")

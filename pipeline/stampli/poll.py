@@ -11,10 +11,11 @@ import logging
 import posixpath
 import tempfile
 from dataclasses import dataclass, field
+from typing import Any
 
 import paramiko
 
-from pipeline import audit, connections, db
+from pipeline import audit, blobs, connections, db
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.stampli import sftp as sftp_mod
@@ -156,7 +157,7 @@ def _take(ctx: TaskContext, sftp: paramiko.SFTPClient, conn_name: str, f: Remote
         if _seen(cur, conn_name, f):
             result.skipped += 1
             return None
-    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as tmp:
+    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as tmp:  # larger: on disk
         try:
             if f.size > cap:
                 raise FileTooLarge(f"{f.path} is larger than the {settings().max_file_mb} MB cap")
@@ -164,29 +165,35 @@ def _take(ctx: TaskContext, sftp: paramiko.SFTPClient, conn_name: str, f: Remote
         except FileTooLarge as exc:
             return _reject_oversize(ctx, conn_name, f, kind, str(exc))
         tmp.seek(0)
-        content = tmp.read()
-    with db.transaction() as cur:
-        cur.execute(
-            "INSERT INTO source_files (connection, path, kind, size, mtime, sha256, content)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id",
-            (conn_name, f.path, kind, f.size, f.mtime, sha, content),
-        )
-        row = cur.fetchone()
-        if row is None:
-            result.skipped += 1
-            audit.record(cur, "file_fetch", "skipped", ctx=ctx, path=f.path, sha256=sha,
-                         reason="same content already fetched")
-            file_id = None
-        else:
-            file_id = row["id"]
-            audit.record(cur, "file_fetch", "ok", ctx=ctx, source_file_id=file_id, path=f.path,
-                         size=f.size, sha256=sha, kind=kind)
+        with db.transaction() as cur:
+            oid = blobs.store(cur, tmp)
+            cur.execute(
+                "INSERT INTO source_files (connection, path, kind, size, mtime, sha256,"
+                " content_oid) VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id",
+                (conn_name, f.path, kind, f.size, f.mtime, sha, oid),
+            )
+            row = cur.fetchone()
+            if row is None:
+                blobs.discard(cur, oid)
+            file_id = _record_fetch(cur, ctx, row, f, sha, kind, result)
     remote_path = _after_download(sftp, f)
     if file_id is not None:
         with db.transaction() as cur:
             cur.execute("UPDATE source_files SET remote_path = %s WHERE id = %s",
                         (remote_path, file_id))
     return file_id
+
+
+def _record_fetch(cur: Any, ctx: TaskContext, row: dict[str, Any] | None, f: RemoteFile,
+                  sha: str, kind: str | None, result: PollResult) -> int | None:
+    if row is None:
+        result.skipped += 1
+        audit.record(cur, "file_fetch", "skipped", ctx=ctx, path=f.path, sha256=sha,
+                     reason="same content already fetched")
+        return None
+    audit.record(cur, "file_fetch", "ok", ctx=ctx, source_file_id=row["id"], path=f.path,
+                 size=f.size, sha256=sha, kind=kind)
+    return row["id"]
 
 
 def _reject_oversize(ctx: TaskContext, conn_name: str, f: RemoteFile, kind: str | None,

@@ -66,7 +66,8 @@ def test_a_second_poll_is_locked_out_while_one_runs(connected):
 
 def _statuses():
     with db.transaction() as cur:
-        cur.execute("SELECT path, remote_path, status, error, content FROM source_files"
+        cur.execute("SELECT path, remote_path, status, error,"
+                    " coalesce(content, lo_get(content_oid)) AS content FROM source_files"
                     " ORDER BY id")
         return cur.fetchall()
 
@@ -171,3 +172,39 @@ def test_a_file_failing_mid_download_does_not_stop_the_others(connected, monkeyp
                     " AND outcome = 'error'")
         (row,) = cur.fetchall()
     assert "Socket is closed" in row["detail"]["reason"]
+
+
+def _fetch_and_parse_in_a_fresh_process(tag):
+    code = (
+        "from pipeline.stampli import poll; from pipeline import ledger;"
+        f"from pipeline.audit import TaskContext as T; ctx = T('{tag}', 1); poll.poll(ctx);"
+        "ids = poll.poll(ctx).new_file_ids;"
+        "n = sum(len(ledger.parse_file(ctx, i).invoice_ids) for i in ids);"
+        "peak = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')];"
+        "print(n, peak[0] * 1024)")
+    out = subprocess.run([sys.executable, "-c", code], env=os.environ, capture_output=True,
+                         text=True, check=True, timeout=240).stdout
+    return tuple(map(int, out.split()))
+
+
+def test_a_large_export_is_fetched_and_parsed_in_flat_memory(connected):
+    """The file lives in a Postgres large object, streamed in and out: fetching and parsing a
+    ~15 MB export costs a process far less extra memory than the file's size."""
+    from sandbox.generate import generate
+
+    export = connected["sftp"].export_dir
+    generate(export, invoices=500, lines=5, vendors=50, prefix="SML", stamp="20261110110000")
+    small_n, small_peak = _fetch_and_parse_in_a_fresh_process("small")
+    for p in export.glob("*.csv"):
+        p.unlink()
+    generate(export, invoices=20_000, lines=5, vendors=50, prefix="BIG")
+    size = sum(p.stat().st_size for p in export.glob("*.csv"))
+    big_n, big_peak = _fetch_and_parse_in_a_fresh_process("big")
+    assert (small_n, big_n) == (500, 20_000)
+    with db.transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM source_files WHERE content IS NULL"
+                    " AND content_oid IS NOT NULL")
+        assert cur.fetchone()["n"] == 4
+    growth = big_peak - small_peak
+    assert growth < size / 2, (f"peak RSS grew {growth / 2**20:.0f} MB for a"
+                               f" {size / 2**20:.0f} MB export")

@@ -82,6 +82,8 @@ class XmlRows(RowSource):
         except SAXParseException as exc:
             raise FileUnreadable(f"malformed XML at line {exc.getLineNumber()}, column"
                                  f" {exc.getColumnNumber()}: {exc.getMessage()}") from None
+        except (LookupError, UnicodeError) as exc:  # an encoding expat asked Python for
+            raise FileUnreadable(f"XML in an unreadable encoding: {exc}") from None
         yield from handler.take()
         if handler.root is None:
             raise FileUnreadable("malformed XML: no root element")
@@ -93,7 +95,7 @@ class XmlRows(RowSource):
         head = self.stream.read(_CHUNK)
         if not head.removeprefix(b"\xef\xbb\xbf").strip():
             raise FileUnreadable("the file is empty")
-        declared = _DECLARED_ENCODING.match(head)
+        declared = _DECLARED_ENCODING.match(head.removeprefix(b"\xef\xbb\xbf"))
         if declared:
             _check_declared_encoding(declared.group(1).decode("ascii", "replace"))
         transcode = (not head.startswith(b"\xef\xbb\xbf") and not declared

@@ -286,3 +286,16 @@ def test_bad_input_is_refused_or_rejected_never_a_crash(data, name, vendors, lay
                 item.payload()
     except parse.FileUnreadable as exc:
         assert str(exc) and "\n" not in str(exc)
+
+
+def test_bom_then_an_unknown_declared_encoding_is_refused_not_a_crash():
+    # Found by the fuzz test above: the BOM hid the declaration from our own check.
+    import io
+
+    from pipeline.stampli import parse as p
+    from pipeline.stampli.layout import Layout as L
+
+    data = (b'\xef\xbb\xbf<?xml version="1.0" encoding="u-f-8"?>\n'
+            b'<StampliExport type="invoices"></StampliExport>')
+    with pytest.raises(p.FileUnreadable, match="unknown encoding 'u-f-8'"):
+        list(p.parse_invoices(p.read_rows("f.csv", io.BytesIO(data), L()), L()))

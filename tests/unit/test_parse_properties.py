@@ -292,6 +292,8 @@ def test_bom_then_an_unknown_declared_encoding_is_refused_not_a_crash():
     # Found by the fuzz test above: the BOM hid the declaration from our own check.
     import io
 
+    import pytest
+
     from pipeline.stampli import parse as p
     from pipeline.stampli.layout import Layout as L
 

@@ -205,6 +205,8 @@ def test_a_large_export_is_fetched_and_parsed_in_flat_memory(connected):
         cur.execute("SELECT count(*) AS n FROM source_files WHERE content IS NULL"
                     " AND content_oid IS NOT NULL")
         assert cur.fetchone()["n"] == 4
+    # Holding the file whole even once (the bytes, before a parse copy) would grow the
+    # process by at least its size; streaming grows it by the per-invoice counts only.
     growth = big_peak - small_peak
-    assert growth < size / 2, (f"peak RSS grew {growth / 2**20:.0f} MB for a"
-                               f" {size / 2**20:.0f} MB export")
+    assert growth < size, (f"peak RSS grew {growth / 2**20:.0f} MB for a"
+                           f" {size / 2**20:.0f} MB export")

@@ -80,7 +80,6 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, quote, unquote, urlencode, urlsplit
@@ -287,14 +286,8 @@ def _decimal(
 
 def _iso_date(body: Mapping[str, Any], name: str, errors: list[str]) -> None:
     value = _text(body, name, errors, required=True)
-    if value is None:
-        return
-    try:
-        if len(value) != 10:
-            raise ValueError
-        date.fromisoformat(value)
-    except ValueError:
-        errors.append(f"{name}: invalid date '{value}', expected YYYY-MM-DD")
+    if value is not None and (problem := gql.iso_date_problem(name, value)):
+        errors.append(problem)
 
 
 def _check_supplier(body: Mapping[str, Any], existing: Mapping[str, Any]) -> list[str]:

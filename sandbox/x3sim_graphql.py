@@ -29,6 +29,17 @@ _DECIMAL_RE = re.compile(r"[+-]?\d+(\.\d+)?")
 _PAGE_INFO = ("endCursor", "hasNextPage", "startCursor", "hasPreviousPage")
 
 
+def iso_date_problem(name: str, value: str) -> str | None:
+    """Dates travel as YYYY-MM-DD on both transports; the reason when one does not."""
+    try:
+        if len(value) != 10:
+            raise ValueError
+        date.fromisoformat(value)
+    except ValueError:
+        return f"{name}: invalid date '{value}', expected YYYY-MM-DD"
+    return None
+
+
 class GraphQLError(Exception):
     def __init__(self, messages: str | list[str], code: str = "BAD_USER_INPUT",
                  path: list[str] | None = None) -> None:
@@ -392,14 +403,8 @@ class _Checker:
 
     def date(self, obj: Mapping[str, Any], name: str, *, required: bool) -> None:
         value = self.text(obj, name, required=required)
-        if value is None:
-            return
-        try:
-            if len(value) != 10:
-                raise ValueError
-            date.fromisoformat(value)
-        except ValueError:
-            self.errors.append(f"{name}: invalid date '{value}', expected YYYY-MM-DD")
+        if value is not None and (problem := iso_date_problem(name, value)):
+            self.errors.append(problem)
 
 
 _SUPPLIER_FIELDS = ("code", "companyName1", "taxIdNumber", "europeanUnionVatNumber", "currency",

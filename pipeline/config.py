@@ -62,6 +62,11 @@ class _SettingsSchema(Schema):
     MLC_X3_TIMEOUT = mf.Float(load_default=30.0, validate=validate.Range(min=1, max=600))
     # X3 licenses concurrent web-service sessions: the cap holds across every worker process.
     MLC_X3_MAX_CONCURRENCY = mf.Int(load_default=4, validate=validate.Range(min=1, max=256))
+    # X3 keeps working on a create whose client gave up: a "not found" counts only once the
+    # first create can no longer be in flight. Well above MLC_X3_TIMEOUT; raise it for an X3
+    # that queues requests for longer.
+    MLC_X3_INFLIGHT_WINDOW = mf.Float(load_default=600.0,
+                                      validate=validate.Range(min=1, max=86400))
     MLC_X3_GRAPHQL_INVOICE_PACKAGE = mf.Str(load_default="x3Accounting")
     MLC_X3_GRAPHQL_INVOICE_NODE = mf.Str(load_default="supplierBpInvoice")
     MLC_TASK_TIME_LIMIT = mf.Int(load_default=600, validate=validate.Range(min=2))
@@ -87,6 +92,10 @@ class _SettingsSchema(Schema):
         problems = {}
         if data.get("MLC_TASK_TIME_LIMIT", 0) >= vt:
             problems["MLC_TASK_TIME_LIMIT"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
+        window, timeout = data.get("MLC_X3_INFLIGHT_WINDOW"), data.get("MLC_X3_TIMEOUT")
+        if window is not None and timeout is not None and window <= timeout:
+            problems["MLC_X3_INFLIGHT_WINDOW"] = [
+                "must be above MLC_X3_TIMEOUT (a create may commit after its client gave up)"]
         if data.get("MLC_RETRY_BACKOFF_MAX", 0) >= vt:
             problems["MLC_RETRY_BACKOFF_MAX"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
         if problems:
@@ -117,6 +126,7 @@ class Settings:
     x3_credit_note_type: str
     x3_timeout: float
     x3_max_concurrency: int
+    x3_inflight_window: float
     x3_graphql_invoice_package: str
     x3_graphql_invoice_node: str
     task_time_limit: int
@@ -187,6 +197,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         x3_credit_note_type=data["MLC_X3_CREDIT_NOTE_TYPE"],
         x3_timeout=data["MLC_X3_TIMEOUT"],
         x3_max_concurrency=data["MLC_X3_MAX_CONCURRENCY"],
+        x3_inflight_window=data["MLC_X3_INFLIGHT_WINDOW"],
         x3_graphql_invoice_package=data["MLC_X3_GRAPHQL_INVOICE_PACKAGE"],
         x3_graphql_invoice_node=data["MLC_X3_GRAPHQL_INVOICE_NODE"],
         task_time_limit=data["MLC_TASK_TIME_LIMIT"],

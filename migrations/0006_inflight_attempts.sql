@@ -35,3 +35,7 @@ CREATE TABLE x3_attempts (
 CREATE INDEX x3_attempts_invoice_idx ON x3_attempts (invoice_id, id);
 CREATE INDEX x3_attempts_vendor_idx ON x3_attempts (stampli_vendor_id, id)
     WHERE stampli_vendor_id IS NOT NULL;
+
+-- Rows an earlier version left after a create that may have reached X3: look them up first.
+UPDATE invoices SET attempt_started_at = updated_at
+    WHERE attempts > 0 AND status IN ('posting', 'failed', 'received', 'vendor_resolved');

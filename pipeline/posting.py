@@ -1,9 +1,13 @@
 """Post one invoice into X3 exactly once. Postgres decides, X3 confirms.
 
 1. A session advisory lock per invoice: one poster at a time; released if the worker dies.
-2. The row is marked `posting` and committed before X3 is called.
-3. Any earlier attempt that reached X3 (attempts > 0) makes us ask X3 first whether the
-   invoice exists (supplier + supplier document number), and adopt it if so.
+2. The row is marked `posting`, with the attempt's start (database clock), and committed before
+   X3 is called.
+3. A create whose answer did not come leaves the invoice `outcome_unknown`: X3 keeps working on
+   a request whose client gave up, so the outcome is settled only by a look-up (supplier +
+   supplier document). Found: adopted. Not found: a new create only once the first can no
+   longer be in flight (`MLC_X3_INFLIGHT_WINDOW` after it started); before that, look again.
+   That look-up comes before any check that could fail the invoice (mapping, route, supplier).
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from typing import Any
 from pipeline import audit, db, logs, mapping, validation
 from pipeline.audit import TaskContext
 from pipeline.config import settings
+from pipeline.x3.attempts import RecordingClient, recording
 from pipeline.x3.client import NewInvoice, NewInvoiceLine, X3Client
-from pipeline.x3.errors import X3Error, X3ValidationError
+from pipeline.x3.errors import X3CreateInFlight, X3Error, X3OutcomeUnknown, X3ValidationError
 
 log = logging.getLogger(__name__)
 POST_LOCK_NS = 0x4D4C_0004
-POSTABLE = ("vendor_resolved", "posting", "failed")
+POSTABLE = ("vendor_resolved", "posting", "outcome_unknown", "failed")
+# While the window is open, look again this often (found earlier = adopted earlier).
+LOOK_AGAIN_EVERY = 60.0
 
 
 class NotReadyToPost(Exception):
@@ -51,7 +58,8 @@ def post(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOutcome:
                 _audit(ctx, invoice_id, "skipped", reason="another worker is posting it now")
                 return PostOutcome(invoice_id, "skipped", reason="in flight elsewhere")
             try:
-                return _post_locked(ctx, invoice_id, client)
+                with recording(invoice_id=invoice_id, task_id=ctx.task_id):
+                    return _post_locked(ctx, invoice_id, RecordingClient(client))
             finally:
                 lock.execute("SELECT pg_advisory_unlock(%s, %s)", (POST_LOCK_NS, invoice_id))
                 lock_conn.autocommit = False
@@ -63,11 +71,13 @@ def _audit(ctx: TaskContext, invoice_id: int, outcome: str, stage: str = "invoic
         audit.record(cur, stage, outcome, ctx=ctx, invoice_id=invoice_id, **detail)
 
 
-def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOutcome:
+def _read(ctx: TaskContext, invoice_id: int) -> dict[str, Any] | PostOutcome:
+    """The row, or the outcome for a row that is not to be posted."""
     with db.transaction() as cur:
         # Posters are already serialised by the advisory lock; the row lock only waits for a
         # parse that is rewriting this row (SKIP LOCKED would drop the post silently).
-        cur.execute("SELECT * FROM invoices WHERE id = %s FOR UPDATE", (invoice_id,))
+        cur.execute("SELECT *, extract(epoch FROM now() - attempt_started_at) AS attempt_age"
+                    " FROM invoices WHERE id = %s FOR UPDATE", (invoice_id,))
         inv = cur.fetchone()
         if inv is None:
             raise LookupError(f"invoice {invoice_id} does not exist")
@@ -77,38 +87,83 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
                          document_number=inv["x3_document_number"])
             return PostOutcome(invoice_id, "skipped", inv["x3_document_number"],
                                reason=f"status is {inv['status']}")
+    return inv
+
+
+def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOutcome:
+    inv = _read(ctx, invoice_id)
+    if isinstance(inv, PostOutcome):
+        return inv
+    with logs.bind(vendor_id=inv["payload"]["vendor_id"],
+                   invoice_number=inv["payload"]["invoice_number"]):
+        if inv["attempt_started_at"] is not None:
+            settled = _settle_earlier_attempt(ctx, inv, client)
+            if settled is not None:
+                return settled
         if not inv["x3_supplier_code"]:
             raise NotReadyToPost(f"invoice {invoice_id} has no X3 supplier yet")
-        try:
-            document = build_invoice(cur, inv)
-        except mapping.UnknownRoute as exc:
-            problem = str(exc)
-        else:
-            problem = None
-    if problem:
-        _audit(ctx, invoice_id, "error", stage="gl_validate", problems=[problem])
-        fail(ctx, invoice_id, problem)
-        raise InvoiceRejectedByValidation(problem)
-    with logs.bind(vendor_id=inv["payload"]["vendor_id"],
-                   invoice_number=document.document_number):
+        with db.transaction() as cur:
+            try:
+                document = build_invoice(cur, inv)
+            except mapping.UnknownRoute as exc:
+                problem = str(exc)
+            else:
+                problem = None
+        if problem:
+            _audit(ctx, invoice_id, "error", stage="gl_validate", problems=[problem])
+            fail(ctx, invoice_id, problem)
+            raise InvoiceRejectedByValidation(problem)
         return _post_document(ctx, invoice_id, inv, document, client)
+
+
+def _settle_earlier_attempt(ctx: TaskContext, inv: dict[str, Any], client: X3Client
+                            ) -> PostOutcome | None:
+    """Ask X3 about a create whose outcome is unknown. Adopted: the outcome. Still possibly in
+    flight: X3CreateInFlight. Surely not in X3: None (the caller may create again)."""
+    invoice_id, number = inv["id"], inv["payload"]["invoice_number"]
+    # Under the supplier of the earlier attempt too, should the vendor link have changed.
+    tried = [s for s in (inv.get("posting_supplier_code"), inv["x3_supplier_code"]) if s]
+    existing = next((found for s in dict.fromkeys(tried)
+                     if (found := client.find_invoice(s, number))), None)
+    started = inv["attempt_started_at"].isoformat()
+    if existing:
+        log.info("invoice already in X3 as %s (an earlier answer was lost): adopted", existing)
+        _mark_posted(ctx, invoice_id, existing, adopted=True, attempt_started_at=started)
+        return PostOutcome(invoice_id, "adopted", existing)
+    window = settings().x3_inflight_window
+    age = float(inv["attempt_age"])
+    if age < window:
+        left = window - age
+        reason = (f"outcome unknown: the create sent at {started} is not in X3 yet and may"
+                  f" still commit; looking again, a new create only after {window:g} s"
+                  f" ({left:.0f} s from now)")
+        with db.transaction() as cur:
+            cur.execute("UPDATE invoices SET status = 'outcome_unknown', last_error = %s,"
+                        " updated_at = now() WHERE id = %s AND status IN"
+                        " ('posting', 'outcome_unknown')", (reason, invoice_id))
+            audit.record(cur, "invoice_post", "skipped", ctx=ctx, invoice_id=invoice_id,
+                         reason=reason, looked_up=tried, attempt_started_at=started,
+                         inflight_window=window)
+        raise X3CreateInFlight(reason, retry_after=min(left, LOOK_AGAIN_EVERY) + 0.5)
+    with db.transaction() as cur:
+        # Settled: the earlier create can no longer commit and X3 does not hold it.
+        cur.execute("UPDATE invoices SET attempt_started_at = NULL, updated_at = now()"
+                    " WHERE id = %s", (invoice_id,))
+        audit.record(cur, "invoice_post", "ok", ctx=ctx, invoice_id=invoice_id,
+                     settled="not in X3", looked_up=tried, attempt_started_at=started,
+                     inflight_window=window,
+                     reason=f"the create sent at {started} is not in X3 {age:.0f} s later"
+                            " (past the in-flight window): it may be sent again")
+    if inv["tries"] >= settings().max_retries:
+        reason = (f"not in X3 after {inv['tries']} tries (MLC_MAX_RETRIES): replay to post it")
+        fail(ctx, invoice_id, reason)
+        raise InvoiceRejectedByValidation(reason)
+    return None
 
 
 def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
                    document: NewInvoice, client: X3Client) -> PostOutcome:
-    supplier, number = document.supplier_code, document.document_number
-
-    if inv["attempts"] > 0:
-        # Under the supplier of the earlier attempt too, should the vendor link have changed.
-        tried = [s for s in (inv.get("posting_supplier_code"), supplier) if s]
-        existing = next((found for s in dict.fromkeys(tried)
-                         if (found := client.find_invoice(s, number))), None)
-        if existing:
-            log.info("invoice already in X3 as %s (an earlier answer was lost): adopted",
-                     existing)
-            _mark_posted(ctx, invoice_id, existing, adopted=True)
-            return PostOutcome(invoice_id, "adopted", existing)
-
+    supplier = document.supplier_code
     checked = _validate(ctx, invoice_id, document, client)
 
     if settings().dry_run:
@@ -122,9 +177,9 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
         # The validation's audit row rides in the transaction that marks the row `posting`.
         audit.record(cur, "gl_validate", "ok", ctx=ctx, invoice_id=invoice_id, **checked)
         cur.execute("UPDATE invoices SET status = 'posting', attempts = attempts + 1,"
-                    " posting_supplier_code = %s, updated_at = now()"
-                    " WHERE id = %s AND status = ANY(%s) AND payload_sha256 = %s"
-                    " AND review_reason IS NULL",
+                    " attempt_started_at = now(), posting_supplier_code = %s,"
+                    " updated_at = now() WHERE id = %s AND status = ANY(%s)"
+                    " AND payload_sha256 = %s AND review_reason IS NULL",
                     (supplier, invoice_id, list(POSTABLE), inv["payload_sha256"]))
         if cur.rowcount == 0:
             audit.record(cur, "invoice_post", "skipped", ctx=ctx, invoice_id=invoice_id,
@@ -136,21 +191,34 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
     except X3ValidationError as exc:
         log.warning("X3 refused the invoice: %s", exc)
         validation.forget()  # X3 refused something we thought it knew: ask afresh next time
-        fail(ctx, invoice_id, str(exc), messages=exc.messages)
+        fail(ctx, invoice_id, str(exc), settled=True, messages=exc.messages)
         raise InvoiceRejectedByValidation(str(exc)) from None
+    except X3OutcomeUnknown as exc:
+        # Sent, no readable answer: only a look-up can settle it (see _settle_earlier_attempt).
+        _note_error(ctx, invoice_id, exc, "outcome_unknown", settled=False)
+        raise
     except X3Error as exc:
-        # Outcome may be unknown: the row stays `posting`, the next attempt asks X3 first.
-        with db.transaction() as cur:
-            cur.execute("UPDATE invoices SET last_error = %s, updated_at = now() WHERE id = %s",
-                        (str(exc), invoice_id))
-            audit.record(cur, "invoice_post", "error", ctx=ctx, invoice_id=invoice_id,
-                         error=str(exc), error_type=type(exc).__name__, transient=exc.transient)
+        # X3 answered that it did not do it (refused credentials, busy, down): nothing was
+        # created, the next attempt may create at once.
+        _note_error(ctx, invoice_id, exc, "vendor_resolved", settled=True)
         raise
     _mark_posted(ctx, invoice_id, doc_number, adopted=False, document=document,
                  elapsed_ms=round((time.monotonic() - started) * 1000, 1))
     log.info("posted to X3 as %s (supplier %s, total %s %s)", doc_number, supplier,
              document.total_including_tax, document.currency)
     return PostOutcome(invoice_id, "posted", doc_number)
+
+
+def _note_error(ctx: TaskContext, invoice_id: int, exc: X3Error, status: str, *,
+                settled: bool) -> None:
+    with db.transaction() as cur:
+        cur.execute("UPDATE invoices SET status = %s, last_error = %s, updated_at = now(),"
+                    " attempt_started_at = CASE WHEN %s THEN NULL ELSE attempt_started_at END"
+                    " WHERE id = %s AND status = 'posting'",
+                    (status, str(exc), settled, invoice_id))
+        audit.record(cur, "invoice_post", "error", ctx=ctx, invoice_id=invoice_id,
+                     error=str(exc), error_type=type(exc).__name__, transient=exc.transient,
+                     outcome_unknown=not settled)
 
 
 def _summary(document: NewInvoice) -> dict[str, Any]:
@@ -230,26 +298,47 @@ def _validate(ctx: TaskContext, invoice_id: int, document: NewInvoice, client: X
 
 
 def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted: bool,
-                 document: NewInvoice | None = None, elapsed_ms: float | None = None) -> None:
+                 document: NewInvoice | None = None, elapsed_ms: float | None = None,
+                 attempt_started_at: str | None = None) -> None:
     with db.transaction() as cur:
         # A review reason that arrived mid-post (cancelled, changed) keeps the row for a person.
         cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NULL THEN 'posted'"
-                    " ELSE 'needs_review' END, x3_document_number = %s,"
+                    " ELSE 'needs_review' END, x3_document_number = %s, attempt_started_at = NULL,"
                     " last_error = NULL, posted_at = now(), updated_at = now() WHERE id = %s",
                     (doc_number, invoice_id))
         detail: dict[str, Any] = {"document_number": doc_number, "adopted": adopted}
+        if adopted:
+            detail["reason"] = ("found in X3 by supplier and document number: an earlier"
+                                " create's answer was lost")
+            detail["attempt_started_at"] = attempt_started_at
         if document is not None:
             detail["posted"] = _summary(document)
             detail["elapsed_ms"] = elapsed_ms
         audit.record(cur, "invoice_post", "ok", ctx=ctx, invoice_id=invoice_id, **detail)
 
 
-def fail(ctx: TaskContext, invoice_id: int, reason: str, **detail: Any) -> None:
-    """Terminal failure: the row says why, a replay can pick it up."""
+def fail(ctx: TaskContext, invoice_id: int, reason: str, *, settled: bool = False,
+         **detail: Any) -> None:
+    """Terminal failure: the row says why, a replay can pick it up. A row whose last create
+    may still be in X3 (outcome unknown, not `settled` by an answer) is never marked failed:
+    it stays `outcome_unknown` and the poll's sweep looks it up again."""
     with db.transaction() as cur:
-        cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NULL THEN 'failed'"
-                    " ELSE 'needs_review' END, last_error = %s, updated_at = now()"
-                    " WHERE id = %s AND status NOT IN ('posted', 'needs_review')",
-                    (reason, invoice_id))
+        cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NOT NULL"
+                    " THEN 'needs_review' WHEN attempt_started_at IS NOT NULL AND NOT %s"
+                    " THEN 'outcome_unknown' ELSE 'failed' END, last_error = %s,"
+                    " attempt_started_at = CASE WHEN %s THEN NULL ELSE attempt_started_at END,"
+                    " updated_at = now() WHERE id = %s AND status NOT IN ('posted', 'needs_review')"
+                    " RETURNING status", (settled, reason, settled, invoice_id))
+        row = cur.fetchone()
+        unknown = row is not None and row["status"] == "outcome_unknown"
         audit.record(cur, "invoice_post", "error", ctx=ctx, invoice_id=invoice_id,
-                     reason=reason, terminal=True, **detail)
+                     reason=reason, terminal=not unknown, outcome_unknown=unknown, **detail)
+
+
+def count_try(invoice_id: int) -> int:
+    """One more failed try of this invoice (kept in the row: it survives re-enqueues)."""
+    with db.transaction() as cur:
+        cur.execute("UPDATE invoices SET tries = tries + 1 WHERE id = %s RETURNING tries",
+                    (invoice_id,))
+        row = cur.fetchone()
+    return row["tries"] if row else 0

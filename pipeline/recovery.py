@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pipeline import audit, db
 from pipeline.audit import TaskContext
 
-STUCK = ("received", "vendor_resolved", "posting")
+STUCK = ("received", "vendor_resolved", "posting", "outcome_unknown")
 BATCH = 5000
 
 

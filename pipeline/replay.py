@@ -1,7 +1,8 @@
 """Replay: put failed invoices back on the road, from what Postgres holds.
 
 Never a posted invoice (refused with a reason) and never one under review (a person decides);
-rows left in `posting` keep that status so the poster asks X3 before sending anything.
+rows left in `posting` or `outcome_unknown` keep that status so the poster asks X3 before
+sending anything (and waits out the in-flight window). A replay starts the try count again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from pipeline import audit, db, reports
 from pipeline.audit import TaskContext
 
-REPLAYABLE = ("failed", "received", "vendor_resolved", "posting")
+REPLAYABLE = ("failed", "received", "vendor_resolved", "posting", "outcome_unknown")
 
 
 class ReplayRefused(Exception):
@@ -86,7 +87,8 @@ def select_for_replay(ctx: TaskContext, sel: Selection, *, reason: str | None = 
             cur.execute("SELECT status FROM invoices WHERE id = %s FOR UPDATE", (row["id"],))
             cur.execute("UPDATE invoices SET status = CASE WHEN status = 'failed' THEN"
                         " (CASE WHEN x3_supplier_code IS NULL THEN 'received'"
-                        " ELSE 'vendor_resolved' END) ELSE status END, updated_at = now()"
+                        " ELSE 'vendor_resolved' END) ELSE status END, tries = 0,"
+                        " updated_at = now()"
                         " WHERE id = %s AND status <> 'posted'", (row["id"],))
             audit.record(cur, "replay", "ok", ctx=ctx, invoice_id=row["id"], by=by,
                          reason=reason or "(none given)", previous_status=row["status"],

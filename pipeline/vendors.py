@@ -20,7 +20,7 @@ from pipeline.x3.client import NewSupplier, Supplier, X3Client
 from pipeline.x3.errors import X3ValidationError
 
 VENDOR_LOCK_NS = 0x4D4C_0003
-RESOLVABLE = ("received", "vendor_resolved", "failed", "posting")
+RESOLVABLE = ("received", "vendor_resolved", "failed", "posting", "outcome_unknown")
 
 
 class InvoiceNotResolvable(Exception):
@@ -50,12 +50,17 @@ def resolve(ctx: TaskContext, invoice_id: int, client: X3Client) -> str | None:
     """Link the invoice's vendor to an X3 supplier; returns the supplier code, or None if the
     invoice no longer needs it (already posted, under review)."""
     with db.transaction() as cur:
-        cur.execute("SELECT id, status, payload FROM invoices WHERE id = %s", (invoice_id,))
+        cur.execute("SELECT id, status, payload, x3_supplier_code, attempt_started_at"
+                    " FROM invoices WHERE id = %s", (invoice_id,))
         inv = cur.fetchone()
         if inv is None:
             raise InvoiceNotResolvable(f"invoice {invoice_id} does not exist")
         if inv["status"] not in RESOLVABLE:
             return None
+        if inv["attempt_started_at"] is not None and inv["x3_supplier_code"]:
+            # A create may be in X3 already: the poster looks it up before anything that
+            # could fail the invoice, vendor resolution included.
+            return inv["x3_supplier_code"]
         vendor_id = inv["payload"]["vendor_id"].strip()
         # Locked by the derived supplier code, not the vendor id: vendors whose ids derive the
         # same code ("ZZ-9", "zz9") must not both find the supplier one of them is creating.

@@ -15,7 +15,10 @@ Test controls (no auth, never faulted):
     GET  /_sim/state                    suppliers, invoices, accounts, dimensions, stats, faults
     GET  /_sim/faults, POST /_sim/faults  any subset of FAULT_DEFAULTS plus
                                         "next_errors": [503, 500, 429] (one per next request)
-                                        and "drop_next_commits": N
+                                        and "drop_next_commits": N; slow commits:
+                                        "slow_commit_rate" + "slow_commit_ms" (a share of
+                                        creates commits only after that many ms, whatever the
+                                        client did meanwhile) or "slow_next_commits": N
     POST /_sim/reset                    back to the seed, no faults, zeroed stats
     POST /_sim/seed                     replace all data with the posted seed (reset keeps the
                                         original seed)
@@ -104,6 +107,10 @@ FAULT_DEFAULTS: dict[str, Any] = {
     "error_rate_429": 0.0,
     "retry_after": 1,
     "drop_after_commit_rate": 0.0,
+    # A share of creates (invoices and suppliers) commits only after slow_commit_ms: X3 goes
+    # on working on a request whose client gave up, so a look-up made meanwhile finds nothing.
+    "slow_commit_rate": 0.0,
+    "slow_commit_ms": 0,
     "max_concurrency": 0,  # > 0: more concurrent API calls than this answer 503 (licence cap)
     "token_lifetime": 300,  # seconds an OAuth access token lives
     "rotate_refresh_tokens": True,  # a used refresh token is refused afterwards
@@ -456,6 +463,7 @@ class X3State:
                 **FAULT_DEFAULTS,
                 "next_errors": [],
                 "drop_next_commits": 0,
+                "slow_next_commits": 0,
             }
             # Requests being served keep their in-flight slot so end_request stays balanced.
             self._stats = _Stats(
@@ -627,6 +635,23 @@ class X3State:
             with self._lock:
                 self._stats.in_flight -= 1
 
+    def wait_before_commit(self) -> float:
+        """Before a create commits: sleep slow_commit_ms for a share of creates (or the next
+        slow_next_commits), outside the lock. Returns the seconds slept."""
+        with self._lock:
+            faults = self._faults
+            if faults["slow_next_commits"] > 0:
+                faults["slow_next_commits"] -= 1
+                slow = True
+            else:
+                slow = self._random.random() < faults["slow_commit_rate"]
+            delay = faults["slow_commit_ms"] / 1000 if slow else 0.0
+            if delay:
+                self._count_fault("slow_commit")
+        if delay:
+            time.sleep(delay)
+        return delay
+
     def should_drop(self) -> bool:
         """After a commit: hang up instead of answering?"""
         with self._lock:
@@ -651,11 +676,13 @@ def _check_fault(name: str, value: Any) -> Any:
         return value
     if isinstance(value, bool):
         raise ValueError(f"fault {name}: {value!r} is not a number")
-    if name in ("error_rate_500", "error_rate_503", "error_rate_429", "drop_after_commit_rate"):
+    if name in ("error_rate_500", "error_rate_503", "error_rate_429", "drop_after_commit_rate",
+                "slow_commit_rate"):
         if not isinstance(value, int | float) or not 0 <= value <= 1:
             raise ValueError(f"fault {name}: rate must be between 0 and 1, got {value!r}")
         return float(value)
-    if name in ("latency_ms", "retry_after", "max_concurrency", "drop_next_commits"):
+    if name in ("latency_ms", "retry_after", "max_concurrency", "drop_next_commits",
+                "slow_commit_ms", "slow_next_commits"):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"fault {name}: must be a non-negative integer, got {value!r}")
         return value
@@ -750,6 +777,9 @@ class X3Handler(BaseHTTPRequestHandler):
             self._send_json(exc.status, diagnoses(exc.messages), exc.headers)
         except _DropConnection:
             self._hang_up()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (its timeout) while a slow commit went on: nobody to answer.
+            self.close_connection = True
         except Exception as exc:  # a simulator bug: say so instead of killing the connection
             traceback.print_exc(file=sys.stderr)
             self._send_json(500, diagnoses([f"simulator error: {exc!r}"]))
@@ -1012,6 +1042,7 @@ class X3Handler(BaseHTTPRequestHandler):
         create = creators.get(cls.collection)
         if create is None:
             raise ApiError(405, f"{cls.name} cannot be created through this endpoint")
+        state.wait_before_commit()
         try:
             record = create(payload)
         except ValidationFailed as exc:

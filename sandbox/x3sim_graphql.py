@@ -353,6 +353,7 @@ def _create(state: Any, node: NodeType, f: Field, op: Operation, variables: dict
         creator = state.create_invoice
     if errors:
         raise GraphQLError(errors, path=path)
+    state.wait_before_commit()
     try:
         record = creator(body)
     except ValueError as exc:  # ValidationFailed: the api1 rules, under the state lock

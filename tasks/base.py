@@ -62,4 +62,6 @@ class MlcTask(Task):
         countdown = self.backoff(retry_after)
         log.warning("%s[%s] retry %d in %.1fs: %s", self.name, self.request.id,
                     self.request.retries + 1, countdown, exc)
-        raise self.retry(exc=exc, countdown=countdown, max_retries=settings().max_retries)
+        # The bound is the caller's (an invoice counts its tries in its row): Celery's own
+        # count restarts with every re-enqueue, so it must not refuse this retry.
+        raise self.retry(exc=exc, countdown=countdown, max_retries=self.request.retries + 1)

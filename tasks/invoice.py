@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pipeline import posting, vendors
+from pipeline.config import settings
 from pipeline.x3.connect import shared_client
-from pipeline.x3.errors import X3AuthError, X3Error, X3ValidationError
+from pipeline.x3.errors import X3AuthError, X3CreateInFlight, X3Error, X3ValidationError
 from tasks.base import MlcTask
 from workers.app import app
 
@@ -19,12 +20,17 @@ _FAILED = object()
 
 def _x3_step(task: MlcTask, invoice_id: int, step: Callable[[], T]) -> T | object:
     """Run one X3 step: a refusal fails the invoice at once, trouble that may pass is retried
-    with backoff until MLC_MAX_RETRIES, then the invoice fails with the last error."""
+    with backoff until the invoice has failed MLC_MAX_RETRIES tries (counted in its row, so
+    re-enqueues and redeliveries do not start again at 0), then it fails with the last error.
+    A create that may still be in flight is a scheduled wait, not a failed try."""
     try:
         return step()
+    except X3CreateInFlight as exc:
+        task.retry_later(exc, exc.retry_after)
+        raise  # unreachable: retry_later raises
     except X3Error as exc:
         permanent = isinstance(exc, X3ValidationError | X3AuthError)
-        if not permanent and not task.out_of_retries():
+        if not permanent and posting.count_try(invoice_id) <= settings().max_retries:
             task.retry_later(exc, getattr(exc, "retry_after", None))
         posting.fail(task.ctx, invoice_id, f"{type(exc).__name__}: {exc}",
                      retries=task.request.retries)

@@ -38,3 +38,15 @@ class X3OutcomeUnknown(X3Error):
     """
 
     transient = True
+
+
+class X3CreateInFlight(X3Error):
+    """An earlier create's outcome is unknown and it may still commit: X3 does not hold the
+    record yet, but a second create is allowed only once the in-flight window has passed.
+    Transient: look again after `retry_after` seconds."""
+
+    transient = True
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

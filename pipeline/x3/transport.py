@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from pipeline.x3 import attempts
 from pipeline.x3.errors import X3OutcomeUnknown, X3Unavailable
 from pipeline.x3.limits import Limiter, NoLimit
 
@@ -124,7 +125,7 @@ class Transport:
         kwargs.setdefault("allow_redirects", False)
         while True:
             try:
-                resp = self._send(method, url, **kwargs)
+                resp = self._send(method, url, write=True, **kwargs)
                 break
             except requests.RequestException as exc:
                 if not never_connected(exc):
@@ -139,6 +140,10 @@ class Transport:
                     raise X3Unavailable(f"X3 unreachable: {type(exc).__name__}") from None
                 time.sleep(delay)
                 attempt += 1
+        if resp.status_code in (502, 504):
+            # A gateway gave up on X3, which may still be working on the create.
+            raise X3OutcomeUnknown(f"{what} sent, a gateway answered HTTP {resp.status_code}:"
+                                   " the record may exist")
         if 300 <= resp.status_code < 400:
             raise X3OutcomeUnknown(f"{what} answered with a redirect (HTTP {resp.status_code}"
                                    f" to {resp.headers.get('Location', '?')}): check the X3 URL")
@@ -150,6 +155,16 @@ class Transport:
             raise X3OutcomeUnknown(f"{what} answered HTTP {resp.status_code} with a body that"
                                    f" cannot be read ({type(exc).__name__})") from None
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _send(self, method: str, url: str, *, write: bool = False,
+              **kwargs: Any) -> requests.Response:
         with self.limiter.slot():
-            return self.session.request(method, url, timeout=self.timeout, **kwargs)
+            attempt = attempts.Try(method)
+            try:
+                resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                sent = write and not never_connected(exc)
+                attempt.done("unknown" if sent else "error", error=type(exc).__name__)
+                raise
+            attempt.done("ok" if resp.status_code < 300 else "error", resp.status_code,
+                         None if resp.status_code < 300 else f"HTTP {resp.status_code}")
+            return resp

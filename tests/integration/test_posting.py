@@ -60,7 +60,7 @@ def test_lost_answer_is_adopted_not_reposted(parsed, connected):
     requests.post(f"{url}/_sim/faults", json={"drop_after_commit_rate": 0.0}, timeout=5)
     with db.transaction() as cur:
         cur.execute("SELECT status FROM invoices WHERE id = %s", (invoice_id,))
-        assert cur.fetchone()["status"] == "posting"
+        assert cur.fetchone()["status"] == "outcome_unknown"
     outcome = posting.post(CTX, invoice_id, c)
     assert outcome.status == "adopted"
     state = sim_state(url)

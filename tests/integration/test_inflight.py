@@ -1,0 +1,156 @@
+"""A create X3 commits after its client gave up must not become two invoices: the outcome stays
+unknown until a look-up finds it (adopted) or the in-flight window has passed (created again).
+Real Postgres and the X3 simulator with its slow-commit fault; no Celery."""
+
+import pytest
+import requests
+
+from pipeline import db, posting, vendors
+from pipeline.audit import TaskContext
+from pipeline.config import settings
+from pipeline.x3.errors import X3CreateInFlight, X3OutcomeUnknown
+from sandbox.harness import wait_for
+from tests.integration.conftest import client, sim_state
+
+pytestmark = pytest.mark.integration
+CTX = TaskContext(task_id="test", attempt=1)
+
+
+@pytest.fixture
+def slow_x3(monkeypatch, connected):
+    """X3 timeout 1 s, in-flight window 3 s; the simulator's next create commits after 2 s."""
+    monkeypatch.setenv("MLC_X3_TIMEOUT", "1")
+    monkeypatch.setenv("MLC_X3_INFLIGHT_WINDOW", "3")
+    settings.cache_clear()
+    yield connected["x3"]
+    settings.cache_clear()
+
+
+def _slow_next(url, n=1, ms=2000):
+    requests.post(f"{url}/_sim/faults", json={"slow_next_commits": n, "slow_commit_ms": ms},
+                  timeout=5).raise_for_status()
+
+
+def _row(invoice_id):
+    with db.transaction() as cur:
+        cur.execute("SELECT status, attempts, tries, attempt_started_at, x3_document_number,"
+                    " last_error FROM invoices WHERE id = %s", (invoice_id,))
+        return cur.fetchone()
+
+
+def _audit(invoice_id):
+    with db.transaction() as cur:
+        cur.execute("SELECT stage, outcome, detail FROM audit_events WHERE invoice_id = %s"
+                    " ORDER BY id", (invoice_id,))
+        return cur.fetchall()
+
+
+def _invoices(url, number):
+    return [i for i in sim_state(url)["invoices"] if i["BPRVCR"] == number]
+
+
+def test_slow_commit_is_adopted_never_created_twice(parsed, slow_x3):
+    url, c = slow_x3, client()
+    invoice_id = parsed["BO-7731"]
+    vendors.resolve(CTX, invoice_id, c)
+    _slow_next(url)
+    with pytest.raises(X3OutcomeUnknown):
+        posting.post(CTX, invoice_id, c)
+    row = _row(invoice_id)
+    assert row["status"] == "outcome_unknown" and row["attempt_started_at"] is not None
+    # The retry comes before X3 committed: not found, and no second create inside the window.
+    with pytest.raises(X3CreateInFlight) as waiting:
+        posting.post(CTX, invoice_id, c)
+    assert 0 < waiting.value.retry_after <= 3.5
+    assert "may still commit" in str(waiting.value)
+    assert _invoices(url, "BO-7731") == []
+    wait_for(lambda: _invoices(url, "BO-7731"), timeout=10, interval=0.1,
+             what="the slow create committed")
+    outcome = posting.post(CTX, invoice_id, c)
+    assert outcome.status == "adopted"
+    assert len(_invoices(url, "BO-7731")) == 1
+    assert sim_state(url)["stats"]["creates"]["BPSINVOICE"] == 1
+    row = _row(invoice_id)
+    assert row["status"] == "posted" and row["attempt_started_at"] is None
+    assert row["x3_document_number"] == outcome.document_number
+    adopted = [a["detail"] for a in _audit(invoice_id)
+               if a["stage"] == "invoice_post" and a["outcome"] == "ok"]
+    assert adopted[-1]["adopted"] is True and adopted[-1]["attempt_started_at"]
+
+
+class _LosesFirstCreate:
+    """A client whose first invoice create never reaches X3 but reports an unknown outcome (a
+    request X3 dropped before committing): nothing will ever appear."""
+
+    def __init__(self, inner):
+        self.inner, self.lost = inner, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def create_invoice(self, invoice):
+        if not self.lost:
+            self.lost = True
+            raise X3OutcomeUnknown("BPSINVOICE create sent, no answer within the timeout")
+        return self.inner.create_invoice(invoice)
+
+
+def test_not_found_after_the_window_is_created_once(parsed, slow_x3):
+    url = slow_x3
+    c = _LosesFirstCreate(client())
+    invoice_id = parsed["BO-7731"]
+    vendors.resolve(CTX, invoice_id, c)
+    with pytest.raises(X3OutcomeUnknown):
+        posting.post(CTX, invoice_id, c)
+    with pytest.raises(X3CreateInFlight):
+        posting.post(CTX, invoice_id, c)
+    with db.transaction() as cur:  # the window (3 s) has passed
+        cur.execute("UPDATE invoices SET attempt_started_at = now() - interval '4 seconds'"
+                    " WHERE id = %s", (invoice_id,))
+    outcome = posting.post(CTX, invoice_id, c)
+    assert outcome.status == "posted"
+    assert len(_invoices(url, "BO-7731")) == 1
+    settled = [a["detail"] for a in _audit(invoice_id) if a["detail"].get("settled")]
+    assert settled and settled[0]["settled"] == "not in X3"
+    assert _row(invoice_id)["attempts"] == 2
+
+
+def test_lookup_comes_before_checks_that_could_fail_the_invoice(parsed, connected):
+    """An invoice already in X3 is never marked failed because its mapping, route or vendor
+    went wrong after the create was sent."""
+    url, c = connected["x3"], client()
+    invoice_id = parsed["BO-7731"]
+    vendors.resolve(CTX, invoice_id, c)
+    requests.post(f"{url}/_sim/faults", json={"drop_next_commits": 1}, timeout=5)
+    with pytest.raises(X3OutcomeUnknown):
+        posting.post(CTX, invoice_id, c)
+    with db.transaction() as cur:
+        cur.execute("INSERT INTO gl_account_map VALUES ('6500', '9999')")  # unknown to X3
+        cur.execute("INSERT INTO entity_routes VALUES ('', 'NOPE', 'NOPE')")
+        cur.execute("DELETE FROM vendor_links")
+    assert vendors.resolve(CTX, invoice_id, c) is not None
+    outcome = posting.post(CTX, invoice_id, c)
+    assert outcome.status == "adopted"
+    assert _row(invoice_id)["status"] == "posted"
+    assert len(_invoices(url, "BO-7731")) == 1
+
+
+def test_out_of_retries_with_an_unknown_outcome_is_never_failed(parsed, slow_x3):
+    url, c = slow_x3, client()
+    invoice_id = parsed["BO-7731"]
+    vendors.resolve(CTX, invoice_id, c)
+    _slow_next(url)
+    with pytest.raises(X3OutcomeUnknown):
+        posting.post(CTX, invoice_id, c)
+    posting.fail(CTX, invoice_id, "X3OutcomeUnknown: retries exhausted")
+    row = _row(invoice_id)
+    assert row["status"] == "outcome_unknown"  # it may be in X3: a look-up settles it
+    last = _audit(invoice_id)[-1]
+    assert last["outcome"] == "error" and last["detail"]["outcome_unknown"] is True
+    assert last["detail"]["terminal"] is False
+
+
+def test_tries_are_counted_in_the_row(parsed, connected):
+    invoice_id = parsed["BO-7731"]
+    assert [posting.count_try(invoice_id) for _ in range(3)] == [1, 2, 3]
+    assert _row(invoice_id)["tries"] == 3

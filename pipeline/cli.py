@@ -416,10 +416,12 @@ def cmd_failed(args: argparse.Namespace) -> int:
 
 
 TRAIL_COLUMNS = ("at", "stage", "outcome", "task_id", "attempt", "summary")
+CALL_COLUMNS = ("started_at", "call", "try", "duration_ms", "outcome", "http_status", "error")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from pipeline import db, reports, tables
+    from pipeline.x3 import attempts
 
     with db.transaction() as cur:
         if args.what == "invoice":
@@ -430,6 +432,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 print(f"no invoice {args.key[1]} of vendor {args.key[0]}", file=sys.stderr)
                 return 1
             events = reports.trail(cur, invoice_id=inv["id"])
+            calls = attempts.for_invoice(cur, inv["id"])
             title = (f"invoice {inv['payload']['invoice_number']} of vendor "
                      f"{inv['payload']['vendor_id']}: {inv['status']}"
                      + (f" as {inv['x3_document_number']}" if inv["x3_document_number"] else ""))
@@ -439,11 +442,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 print(f"no file named {args.key[0]}", file=sys.stderr)
                 return 1
             events = reports.trail(cur, file_ids=[f["id"] for f in files])
+            calls = []
             title = "; ".join(f"{f['path']}: {f['status']}" for f in files)
     if args.json:
-        tables.emit(tables.to_json({"subject": title, "events": events}))
+        tables.emit(tables.to_json({"subject": title, "events": events, "x3_calls": calls}))
     else:
-        tables.emit(title + "\n" + tables.table(events, TRAIL_COLUMNS))
+        text = title + "\n" + tables.table(events, TRAIL_COLUMNS)
+        if calls:
+            text += "\n\nX3 calls\n" + tables.table(calls, CALL_COLUMNS)
+        tables.emit(text)
     return 0
 
 

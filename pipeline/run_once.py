@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pipeline import ledger, posting, vendors
 from pipeline.audit import TaskContext
 from pipeline.stampli import poll
+from pipeline.x3 import attempts
 from pipeline.x3.client import X3Client
 
 CLI_CTX = TaskContext(task_id="run-once", attempt=1)
@@ -23,7 +24,8 @@ class RunReport:
 
 def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> str:
     try:
-        code = vendors.resolve(ctx, invoice_id, client)
+        with attempts.for_invoice_work(invoice_id, client, ctx.task_id) as recorded:
+            code = vendors.resolve(ctx, invoice_id, recorded)
         if code is None:
             return "skipped"
         return posting.post(ctx, invoice_id, client).status

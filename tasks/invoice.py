@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from pipeline import posting, vendors
 from pipeline.config import settings
+from pipeline.x3 import attempts
 from pipeline.x3.connect import shared_client
 from pipeline.x3.errors import X3AuthError, X3CreateInFlight, X3Error, X3ValidationError
 from tasks.base import MlcTask
@@ -39,8 +40,11 @@ def _x3_step(task: MlcTask, invoice_id: int, step: Callable[[], T]) -> T | objec
 
 @app.task(bind=True, base=MlcTask, name="mlc.resolve_vendor")
 def resolve_vendor(self: MlcTask, invoice_id: int, **_: Any) -> str | None:
-    code = _x3_step(self, invoice_id,
-                    lambda: vendors.resolve(self.ctx, invoice_id, shared_client()))
+    def resolve() -> str | None:
+        with attempts.for_invoice_work(invoice_id, shared_client(), self.request.id) as client:
+            return vendors.resolve(self.ctx, invoice_id, client)
+
+    code = _x3_step(self, invoice_id, resolve)
     if code is _FAILED or code is None:
         return None
     # Post in the same task: a second message per invoice costs more Celery work than the post

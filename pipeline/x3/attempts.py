@@ -88,6 +88,14 @@ class Try:
                           error))
 
 
+@contextmanager
+def for_invoice_work(invoice_id: int, client: Any, task_id: str | None = None
+                     ) -> Iterator[RecordingClient]:
+    """`client` with its calls recorded for this invoice."""
+    with recording(invoice_id=invoice_id, task_id=task_id):
+        yield RecordingClient(client)
+
+
 class RecordingClient:
     """Any X3 client, each operation named for the attempt records."""
 

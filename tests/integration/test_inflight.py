@@ -154,3 +154,35 @@ def test_tries_are_counted_in_the_row(parsed, connected):
     invoice_id = parsed["BO-7731"]
     assert [posting.count_try(invoice_id) for _ in range(3)] == [1, 2, 3]
     assert _row(invoice_id)["tries"] == 3
+
+
+def test_every_x3_call_for_an_invoice_leaves_an_attempt_record(parsed, connected):
+    """Look-ups, creates and their retries: one record each, shown by mlc audit invoice."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.run_once import process_invoice
+
+    url = connected["x3"]
+    invoice_id = parsed["BO-7731"]
+    # The first supplier look-up meets one 503 (retried inside the client).
+    requests.post(f"{url}/_sim/faults", json={"next_errors": [503]}, timeout=5)
+    assert process_invoice(invoice_id, client(), CTX) == "posted"
+    with db.transaction() as cur:
+        cur.execute("SELECT call, try, outcome, http_status, error, duration_ms FROM x3_attempts"
+                    " WHERE invoice_id = %s ORDER BY id", (invoice_id,))
+        calls = cur.fetchall()
+    names = [c["call"] for c in calls]
+    assert names[0] == names[1] and names[0].startswith("find_supplier")
+    assert (calls[0]["try"], calls[0]["outcome"], calls[0]["http_status"]) == (1, "error", 503)
+    assert (calls[1]["try"], calls[1]["outcome"]) == (2, "ok")
+    assert "create_supplier" in names and names[-1] == "create_invoice"
+    assert calls[-1]["outcome"] == "ok" and calls[-1]["http_status"] == 201
+    assert all(c["duration_ms"] >= 0 for c in calls)
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "audit", "invoice", "V-1003",
+                          "BO-7731", "--json"], capture_output=True, text=True, timeout=60,
+                         env=os.environ.copy(), check=True).stdout
+    shown = json.loads(out)["x3_calls"]
+    assert [c["call"] for c in shown] == names

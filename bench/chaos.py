@@ -1,6 +1,7 @@
 """Chaos run: N invoices through the real stack while workers are SIGKILLed every ~10 s, Redis
 restarts once (losing every queued message), every Postgres session of the database is
-terminated once, and X3 answers 5% 503 and drops 2% of answers after committing; once half the
+terminated once, and X3 answers 5% 503, drops 2% of answers after committing and commits 5% of
+creates (invoices and suppliers) 3 s late, after the client's 2 s timeout; once half the
 invoices are posted, X3 answers only 503 for 15 s, longer than MLC_MAX_RETRIES=3 backoffs, so
 some invoices fail for good. With --transport graphql the X3 connection is GraphQL with OAuth
 and the simulator's access tokens live 3 s, so workers refresh (and rotate) them all along.
@@ -46,6 +47,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="X3 connection: rest (api1, basic auth) or graphql (OAuth)")
     p.add_argument("--token-lifetime", type=float, default=3.0,
                    help="graphql: seconds an access token lives in the simulator")
+    p.add_argument("--slow-commit-rate", type=float, default=0.05,
+                   help="share of creates X3 commits only after --slow-commit-ms")
+    p.add_argument("--slow-commit-ms", type=int, default=3000,
+                   help="above MLC_X3_TIMEOUT (2 s here), below MLC_X3_INFLIGHT_WINDOW (10 s)")
     p.add_argument("--timeout", type=float, default=1200)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true")
@@ -97,14 +102,16 @@ def main(argv: list[str] | None = None) -> int:
         stack = st.build("mlc_bench_chaos", concurrency=a.concurrency, extra_env={
             "MLC_VISIBILITY_TIMEOUT": "30", "MLC_TASK_TIME_LIMIT": "20",
             "MLC_RETRY_BACKOFF_MAX": "5", "MLC_POLL_INTERVAL": "5", "MLC_MAX_RETRIES": "3",
-            "MLC_REQUEUE_AFTER": str(a.requeue_after)}, transport=a.transport)
+            "MLC_REQUEUE_AFTER": str(a.requeue_after), "MLC_X3_TIMEOUT": "2",
+            "MLC_X3_INFLIGHT_WINDOW": "10"}, transport=a.transport)
         for _ in range(a.workers):
             stack.start_worker()
         expected = generate(stack.export_dir, invoices=a.invoices, lines=a.lines,
                             vendors=a.vendors, prefix="C")
         st.mark_done(stack.export_dir)
         faults = {"latency_ms": a.latency, "error_rate_503": 0.05,
-                  "drop_after_commit_rate": 0.02, "retry_after": 1}
+                  "drop_after_commit_rate": 0.02, "retry_after": 1,
+                  "slow_commit_rate": a.slow_commit_rate, "slow_commit_ms": a.slow_commit_ms}
         if a.transport == "graphql":  # access tokens expire mid-run: refreshed, rotated
             faults["token_lifetime"] = a.token_lifetime
         stack.faults(**faults)

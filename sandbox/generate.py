@@ -90,12 +90,17 @@ def compare_with_x3(state: dict, expected: list[ExpectedInvoice]) -> dict[str, o
         if got["BPR"] != e.vendor_code or Decimal(got["AMTATI"]) != e.total \
                 or lines != list(e.lines):
             wrong.append(e.number)
+    # One supplier per vendor: the same code twice, or the same name and tax id under two
+    # codes (a create retried under another code, or an X3 that numbers suppliers itself).
     suppliers = Counter(s["BPSNUM"] for s in state["suppliers"])
+    vendors = Counter((s.get("BPSNAM"), s.get("CRN") or s.get("EECNUM"))
+                      for s in state["suppliers"])
     return {
         "expected": len(expected),
         "posted": len(counts),
         "missing": sorted(ours - set(counts)),
         "duplicated": sorted(n for n, c in counts.items() if c > 1),
         "wrong": wrong,
-        "duplicated_suppliers": sorted(c for c, n in suppliers.items() if n > 1),
+        "duplicated_suppliers": sorted(c for c, n in suppliers.items() if n > 1)
+        + sorted(f"{name} ({tax})" for (name, tax), n in vendors.items() if n > 1),
     }

@@ -33,6 +33,8 @@ def assert_x3_matches(state, expected):
             == list(e.lines)
     codes = Counter(s["BPSNUM"] for s in state["suppliers"])
     assert [c for c, n in codes.items() if n > 1] == [], "suppliers created twice"
+    same = Counter((s.get("BPSNAM"), s.get("CRN") or s.get("EECNUM")) for s in state["suppliers"])
+    assert [k for k, n in same.items() if n > 1] == [], "one vendor, several suppliers"
 
 
 def test_500_invoices_20_new_vendors_4_worker_processes(stack):

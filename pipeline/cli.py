@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError
+from pipeline.cli_errors import OneLineParser, iso_date
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -375,10 +375,9 @@ def cmd_mapping_list(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from workers import app
+    from workers.send import send
 
-    result = app.send_task("mlc.fetch_exports")
-    print(f"poll queued: task {result.id}")
+    print(f"poll queued: task {send('mlc.fetch_exports')}")
     return 0
 
 
@@ -455,11 +454,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from datetime import date
-
     from pipeline import db, reports, tables
 
-    since = date.fromisoformat(args.since)
+    since = args.since
     with db.transaction() as cur:
         rows = reports.reconciliation(cur, since)
     if args.format == "json":
@@ -477,15 +474,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from datetime import date
-
     from pipeline import replay as replay_mod
     from pipeline.run_once import CLI_CTX
 
     vendor, number = args.invoice if args.invoice else (None, None)
     sel = replay_mod.Selection(invoice_id=args.id, vendor_id=vendor, invoice_number=number,
                                failed=args.failed, file=args.file,
-                               since=date.fromisoformat(args.since) if args.since else None)
+                               since=args.since)
     try:
         chosen = replay_mod.select_for_replay(CLI_CTX, sel, reason=args.reason,
                                               dry_run=args.dry_run)
@@ -493,10 +488,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"mlc: replay refused: {exc}", file=sys.stderr)
         return 1
     if not args.dry_run and chosen:
-        from workers import app
+        from workers.send import send
 
         for row in chosen:
-            app.send_task("mlc.resolve_vendor", args=[row["id"]])
+            send("mlc.resolve_vendor", args=[row["id"]])
     verb = "would replay" if args.dry_run else "replaying"
     print(f"{verb} {len(chosen)} invoice(s): {sel.describe()}")
     for row in chosen:
@@ -507,7 +502,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     from pipeline import health, tables
+    from pipeline.config import settings
 
+    settings()  # invalid settings are one line and exit 2, not five DOWN checks
     names = health.LOCAL if args.local else tuple(health.CHECKS)
     results = health.run(names)
     if args.json:
@@ -570,7 +567,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlc", description="Stampli to Sage X3 connector")
+    p = OneLineParser(prog="mlc", description="Stampli to Sage X3 connector")
     sub = p.add_subparsers(dest="command", required=True)
 
     dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
@@ -635,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--json", action="store_true")
     au.set_defaults(func=cmd_audit)
     rep = sub.add_parser("report", help="reconciliation per file: received, posted, failed")
-    rep.add_argument("--since", required=True, help="YYYY-MM-DD")
+    rep.add_argument("--since", required=True, type=iso_date,
+                     help="files fetched on or after this day, YYYY-MM-DD")
     rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
     rep.set_defaults(func=cmd_report)
     rp = sub.add_parser("replay", help="re-enqueue failed invoices from what Postgres holds")
@@ -644,7 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--id", type=int, help="the ledger id of one invoice")
     target.add_argument("--failed", action="store_true")
     target.add_argument("--file", metavar="NAME")
-    rp.add_argument("--since", help="with --failed: failed on or after YYYY-MM-DD")
+    rp.add_argument("--since", type=iso_date,
+                    help="with --failed: failed on or after YYYY-MM-DD")
     rp.add_argument("--reason", help="why, for the audit trail")
     rp.add_argument("--dry-run", action="store_true")
     rp.set_defaults(func=cmd_replay)
@@ -682,12 +681,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline import cli_errors
+
+    cli_errors.fail_fast_defaults()
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ConfigError as exc:
-        print(f"mlc: {exc}", file=sys.stderr)
-        return 2
+    return cli_errors.run(lambda: args.func(args))
 
 
 if __name__ == "__main__":

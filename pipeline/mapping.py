@@ -48,6 +48,16 @@ def cost_centers(cur: Cursor, codes: set[str]) -> dict[str, tuple[str, str]]:
     return {c: found.get(c.strip(), (default, c.strip())) for c in codes}
 
 
+class MappingFileError(ValueError):
+    """A mapping file that does not have the columns its kind needs."""
+
+
+COLUMNS = {"gl": ("stampli_code", "x3_account"),
+           "cost_centers": ("stampli_code", "dimension_type", "dimension_value"),
+           "dimension": ("stampli_code", "dimension_value"),
+           "route": ("location", "company", "site")}
+
+
 class UnknownRoute(LookupError):
     """The invoice's location has no route to an X3 company and site."""
 
@@ -81,7 +91,20 @@ def import_csv(cur: Cursor, kind: str, path: str | Path, dimension_type: str | N
     dimension (with dimension_type): stampli_code,dimension_value;
     route: location,company,site."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in COLUMNS[kind] if c not in header]
+        if missing:
+            raise MappingFileError(
+                f"{path}: the header must be {','.join(COLUMNS[kind])} (missing "
+                f"{', '.join(missing)}; found {','.join(header) or 'an empty file'})")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            row = {(k or "").strip(): v for k, v in row.items()}
+            if any(not (row.get(c) or "").strip() for c in COLUMNS[kind]):
+                raise MappingFileError(f"{path}, line {line}: every row needs "
+                                       f"{', '.join(COLUMNS[kind])}; nothing imported")
+            rows.append(row)
     for row in rows:
         if kind == "dimension":
             cur.execute("INSERT INTO dimension_map VALUES (%s,%s,%s) ON CONFLICT"

@@ -1,21 +1,49 @@
 """Celery app. Configuration is read when Celery first needs it, so importing this module never
-fails; starting a worker or beat with a bad environment fails with the one settings message."""
+fails; starting a worker or beat with a bad environment, a database it cannot use or one not
+migrated fails at once with one line on stderr and exit 2 (pipeline.cli_errors)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from pathlib import Path
 
 from celery import Celery, signals
 
-from pipeline.config import settings
+from pipeline.config import ConfigError, settings
 from workers.settings import celery_config
 
 app = Celery("mlc", include=["tasks.fetch", "tasks.parse", "tasks.invoice", "tasks.replay"])
 
 
+def _celery_process() -> bool:
+    """True in `celery -A workers ...` (worker, beat, flower), not in mlc or a test."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return bool(spec and spec.name.startswith("celery")) or Path(sys.argv[0]).name == "celery"
+
+
+def _stop(exc: BaseException) -> None:
+    """In a Celery process, a known start-up failure is one line and exit 2; elsewhere the
+    caller (mlc's handler, a test) gets the exception."""
+    from pipeline import cli_errors
+
+    line = cli_errors.describe(exc)
+    if line is None or not _celery_process():
+        raise exc
+    role = next((a for a in sys.argv[1:] if a in ("worker", "beat", "flower")), "celery")
+    print(f"mlc {role}: {line}", file=sys.stderr, flush=True)
+    os._exit(cli_errors.BAD_INPUT)  # Celery turns a SystemExit here into a traceback
+
+
 @app.on_configure.connect
 def _configure(sender: Celery, **_: object) -> None:
-    sender.conf.update(celery_config(settings()))
+    try:
+        sender.conf.update(celery_config(settings()))
+    except ConfigError as exc:
+        _stop(exc)
+        raise
 
 
 @signals.setup_logging.connect
@@ -24,6 +52,32 @@ def _logging(**_: object) -> None:
     from pipeline.logs import configure
 
     configure(settings().log_level)
+
+
+def _preflight() -> None:
+    """The database answers and is migrated, or the process stops now (not at its first task)."""
+    from pipeline import cli_errors, migrate
+
+    cli_errors.fail_fast_defaults()
+    try:
+        pending = sorted({p.name for p in migrate.available()}
+                         - set(migrate.applied(settings().database_url)))
+    except Exception as exc:  # noqa: BLE001 - a known failure is one line, others re-raised
+        _stop(exc)
+        raise
+    if pending:
+        _stop(cli_errors.CliError(f"the database is not migrated ({', '.join(pending)} "
+                                  "pending): run `mlc db upgrade`"))
+
+
+@signals.worker_init.connect
+def _worker_preflight(**_: object) -> None:
+    _preflight()
+
+
+@signals.beat_init.connect
+def _beat_preflight(**_: object) -> None:
+    _preflight()
 
 
 log = logging.getLogger(__name__)

@@ -307,9 +307,16 @@ def cmd_run_once(args: argparse.Namespace) -> int:
     with db.transaction() as cur:
         client = open_client(cur)
     report = run_once(client)
+    from pipeline.status import render_waiting
+
     print(f"files fetched: {len(report.files)}")
     for invoice_id, outcome in sorted(report.outcomes.items()):
         print(f"  invoice {invoice_id}: {outcome}")
+    for line in render_waiting(report.waiting_files):
+        print(line)
+    if report.error:
+        print(f"mlc: poll failed: {report.error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -68,10 +68,19 @@ def _collect(cur: Cursor) -> Iterator[Metric]:
             latency.add_metric(["0.5" if q == "p50" else "0.95"], row[q] / 1000)
     yield latency
 
-    cur.execute("SELECT extract(epoch FROM max(started_at)) AS t FROM polls")
-    last = cur.fetchone()["t"]
-    yield GaugeMetricFamily("mlc_last_poll_timestamp_seconds", "When the export was last polled",
-                            value=float(last or 0))
+    cur.execute("SELECT extract(epoch FROM max(started_at)) AS t,"
+                " extract(epoch FROM max(started_at) FILTER (WHERE outcome = 'ok')) AS ok,"
+                " count(*) FILTER (WHERE outcome = 'error') AS errors FROM polls")
+    row = cur.fetchone()
+    yield GaugeMetricFamily("mlc_last_poll_timestamp_seconds",
+                            "When the export was last polled, whatever the outcome",
+                            value=float(row["t"] or 0))
+    # Alert on this one: it stops advancing when the SFTP export cannot be read.
+    yield GaugeMetricFamily("mlc_last_successful_poll_timestamp_seconds",
+                            "When a poll last read the export without error",
+                            value=float(row["ok"] or 0))
+    yield CounterMetricFamily("mlc_poll_errors", "Polls that could not read the export",
+                              value=row["errors"])
 
 
 def exposition() -> bytes:

@@ -6,6 +6,7 @@ Same functions the tasks call, in the same order; transient X3 errors propagate 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline import ledger, posting, vendors
 from pipeline.audit import TaskContext
@@ -20,6 +21,8 @@ CLI_CTX = TaskContext(task_id="run-once", attempt=1)
 class RunReport:
     files: list[int] = field(default_factory=list)
     outcomes: dict[int, str] = field(default_factory=dict)
+    waiting_files: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
 
 
 def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> str:
@@ -40,7 +43,8 @@ def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> 
 
 def run_once(client: X3Client, ctx: TaskContext = CLI_CTX) -> RunReport:
     result = poll.poll(ctx)
-    report = RunReport(files=list(result.new_file_ids))
+    report = RunReport(files=list(result.new_file_ids), waiting_files=result.waiting_files,
+                       error=result.error)
     for file_id in result.new_file_ids:
         report.outcomes.update(process_file(file_id, client, ctx))
     return report

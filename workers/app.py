@@ -14,6 +14,7 @@ from celery import Celery, signals
 from pipeline.config import ConfigError, settings
 from workers.settings import celery_config
 
+log = logging.getLogger(__name__)
 app = Celery("mlc", include=["tasks.fetch", "tasks.parse", "tasks.invoice", "tasks.replay"])
 
 
@@ -76,8 +77,12 @@ def _worker_preflight(**_: object) -> None:
 
 
 @signals.beat_init.connect
-def _beat_preflight(**_: object) -> None:
+def _beat_start(**_: object) -> None:
     _preflight()
+    # Beat's interval schedule first fires one whole interval after start (15 min after a
+    # deploy): poll now. A poll already running makes this one return at once (advisory lock).
+    interval = float(settings().poll_interval)
+    app.send_task("mlc.fetch_exports", expires=interval, ignore_result=True)
+    log.info("beat started: first poll queued now, then every %g s", interval)
 
 
-log = logging.getLogger(__name__)

@@ -30,6 +30,8 @@ class PollResult:
     locked_out: bool = False
     new_file_ids: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # files not yet stable
+    # the same, for people: name, size, first_seen (ISO time)
+    waiting_files: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
     error: str | None = None
     transient: bool = False  # the error may pass (network), worth a retry
@@ -99,8 +101,8 @@ def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
             "UPDATE polls SET finished_at = now(), outcome = %s, fetched = %s, detail = %s"
             " WHERE id = %s",
             ("error" if result.error else "ok", len(result.new_file_ids),
-             json.dumps({"waiting": result.waiting, "skipped": result.skipped,
-                    "error": result.error}), poll_id),
+             json.dumps({"waiting": result.waiting, "waiting_files": result.waiting_files,
+                         "skipped": result.skipped, "error": result.error}), poll_id),
         )
         audit.record(cur, "poll", "error" if result.error else "ok", ctx=ctx, poll_id=poll_id,
                      fetched=len(result.new_file_ids), waiting=result.waiting,
@@ -128,9 +130,17 @@ def _stable(conn_name: str, listed: list[RemoteFile], names: set[str], result: P
             cur.execute(
                 "INSERT INTO remote_listing (connection, path, size, mtime) VALUES (%s,%s,%s,%s)"
                 " ON CONFLICT (connection, path) DO UPDATE SET size = EXCLUDED.size,"
-                " mtime = EXCLUDED.mtime, seen_at = now()",
+                " mtime = EXCLUDED.mtime, seen_at = now(),"
+                # first seen: kept while the file grows, new when the listed one was taken
+                " first_seen_at = CASE WHEN EXISTS (SELECT 1 FROM source_files s"
+                "   WHERE s.connection = remote_listing.connection"
+                "   AND s.path = remote_listing.path AND s.size = remote_listing.size"
+                "   AND s.mtime = remote_listing.mtime) THEN now()"
+                "   ELSE remote_listing.first_seen_at END"
+                " RETURNING first_seen_at",
                 (conn_name, f.path, f.size, f.mtime),
             )
+            first_seen = cur.fetchone()["first_seen_at"]
             if mode == "done_marker":
                 ok = f"{f.name}.done" in names
             else:
@@ -139,6 +149,8 @@ def _stable(conn_name: str, listed: list[RemoteFile], names: set[str], result: P
                 taken.append(f)
             elif not _seen(cur, conn_name, f):
                 result.waiting.append(f.name)
+                result.waiting_files.append({"name": f.name, "size": f.size,
+                                             "first_seen": first_seen.isoformat()})
     return taken
 
 

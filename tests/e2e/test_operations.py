@@ -119,9 +119,14 @@ def test_replay_refuses_posted_dry_runs_and_replays_through_celery_call(ran):
 
 
 def test_health_names_what_is_down(stack):
+    never = mlc(stack, "health", check=False)
+    assert never.returncode == 1 and "DOWN poll" in never.stdout  # beat never polled
+    stack.poll()
+    wait_for(lambda: summary()["last_successful_poll_at"], timeout=30, what="a successful poll")
     ok = mlc(stack, "health")
     assert [ln.split()[:2] for ln in ok.stdout.splitlines()] == [
-        ["ok", "postgres"], ["ok", "migrations"], ["ok", "redis"], ["ok", "sftp"], ["ok", "x3"]]
+        ["ok", "postgres"], ["ok", "migrations"], ["ok", "redis"], ["ok", "sftp"], ["ok", "x3"],
+        ["ok", "poll"]]
     stack.sftp.stop()
     down = mlc(stack, "health", check=False)
     assert down.returncode == 1 and "down: sftp" in down.stderr

@@ -36,7 +36,7 @@ def _collect(cur: Cursor) -> Iterator[Metric]:
         " count(*) FILTER (WHERE stage = 'invoice_post' AND outcome = 'ok') AS posted,"
         " count(*) FILTER (WHERE stage = 'invoice_post' AND outcome = 'error'"
         "   AND detail->>'terminal' = 'true') AS failed,"
-        " count(*) FILTER (WHERE outcome = 'error' AND detail->>'transient' = 'true') AS retries,"
+        " count(*) FILTER (WHERE outcome = 'error' AND detail->>'retry' = 'true') AS retries,"
         " count(*) FILTER (WHERE stage = 'vendor_create' AND outcome = 'ok') AS vendors,"
         " count(*) FILTER (WHERE stage = 'replay') AS replays"
         " FROM audit_events")
@@ -44,7 +44,7 @@ def _collect(cur: Cursor) -> Iterator[Metric]:
     for name, help_text, key in (
         ("mlc_invoices_posted", "Invoices posted to X3", "posted"),
         ("mlc_invoices_failed", "Invoices that failed terminally", "failed"),
-        ("mlc_retries", "Transient errors that led to a retry", "retries"),
+        ("mlc_retries", "Task retries after an error (each is on the audit trail)", "retries"),
         ("mlc_suppliers_created", "Suppliers created in X3", "vendors"),
         ("mlc_replays", "Invoices replayed", "replays"),
     ):

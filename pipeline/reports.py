@@ -61,7 +61,7 @@ def trail(cur: Cursor, *, invoice_id: int | None = None,
 
 def _summarise(event: dict[str, Any]) -> str:
     d = event["detail"] or {}
-    keys = ("reason", "error", "problems", "document_number", "adopted", "code", "matched_by",
+    keys = ("reason", "error", "retry_in_s", "next_attempt", "problems", "document_number", "adopted", "code", "matched_by",
             "path", "accepted", "rejected", "previous_status", "moved_to", "dry_run", "by")
     parts = [f"{k}={d[k]}" for k in keys if d.get(k) not in (None, "", [], False)]
     return "; ".join(parts)

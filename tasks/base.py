@@ -16,6 +16,9 @@ from pipeline.db import TRANSIENT_DB_ERRORS
 log = logging.getLogger(__name__)
 _FIRST_ARG = {"mlc.parse_file": "file_id", "mlc.resolve_vendor": "invoice_id",
               "mlc.post_invoice": "invoice_id"}
+_STAGE = {"mlc.fetch_exports": "poll", "mlc.parse_file": "file_parse",
+          "mlc.resolve_vendor": "vendor_lookup", "mlc.post_invoice": "invoice_post",
+          "mlc.replay": "replay"}
 
 
 class MlcTask(Task):
@@ -58,10 +61,39 @@ class MlcTask(Task):
     def out_of_retries(self) -> bool:
         return self.request.retries >= settings().max_retries
 
-    def retry_later(self, exc: Exception, retry_after: float | None = None) -> Any:
+    def retry_later(self, exc: Exception, retry_after: float | None = None, *,
+                    stage: str | None = None) -> Any:
         countdown = self.backoff(retry_after)
+        self.request.mlc_retry = {"stage": stage, "countdown": countdown}
         log.warning("%s[%s] retry %d in %.1fs: %s", self.name, self.request.id,
                     self.request.retries + 1, countdown, exc)
         # The bound is the caller's (an invoice counts its tries in its row): Celery's own
         # count restarts with every re-enqueue, so it must not refuse this retry.
         raise self.retry(exc=exc, countdown=countdown, max_retries=self.request.retries + 1)
+
+    def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any,
+                 einfo: Any) -> None:
+        """Every retry is on the audit trail (the error, then "attempt N+1") and counts in
+        mlc_retries_total. Waiting for a vendor file to be parsed is not a retry of an error."""
+        from pipeline import ledger
+
+        if isinstance(exc, ledger.NotReady):
+            return
+        planned = getattr(self.request, "mlc_retry", None) or {}
+        ids = {k: kwargs.get(k) for k in ("file_id", "invoice_id")}
+        if args and self.name in _FIRST_ARG:
+            ids[_FIRST_ARG[self.name]] = args[0]
+        countdown = planned.get("countdown")
+        try:
+            from pipeline import audit, db
+
+            with db.transaction() as cur:
+                audit.record(cur, planned.get("stage") or _STAGE.get(self.name, "poll"),
+                             "error", ctx=self.ctx, source_file_id=ids.get("file_id"),
+                             invoice_id=ids.get("invoice_id"), retry=True,
+                             error=f"{type(exc).__name__}: {exc}", task=self.name,
+                             next_attempt=self.request.retries + 2,
+                             retry_in_s=round(countdown, 1) if countdown else None)
+        except Exception:  # noqa: BLE001 - the database may be why we retry; the log has it
+            log.warning("%s[%s]: retry not recorded in the audit trail", self.name, task_id,
+                        exc_info=True)

@@ -19,7 +19,8 @@ T = TypeVar("T")
 _FAILED = object()
 
 
-def _x3_step(task: MlcTask, invoice_id: int, step: Callable[[], T]) -> T | object:
+def _x3_step(task: MlcTask, invoice_id: int, step: Callable[[], T],
+             stage: str = "invoice_post") -> T | object:
     """Run one X3 step: a refusal fails the invoice at once, trouble that may pass is retried
     with backoff until the invoice has failed MLC_MAX_RETRIES tries (counted in its row, so
     re-enqueues and redeliveries do not start again at 0), then it fails with the last error.
@@ -27,12 +28,12 @@ def _x3_step(task: MlcTask, invoice_id: int, step: Callable[[], T]) -> T | objec
     try:
         return step()
     except X3CreateInFlight as exc:
-        task.retry_later(exc, exc.retry_after)
+        task.retry_later(exc, exc.retry_after, stage=stage)
         raise  # unreachable: retry_later raises
     except X3Error as exc:
         permanent = isinstance(exc, X3ValidationError | X3AuthError)
         if not permanent and posting.count_try(invoice_id) <= settings().max_retries:
-            task.retry_later(exc, getattr(exc, "retry_after", None))
+            task.retry_later(exc, getattr(exc, "retry_after", None), stage=stage)
         posting.fail(task.ctx, invoice_id, f"{type(exc).__name__}: {exc}",
                      retries=task.request.retries)
         return _FAILED
@@ -44,7 +45,7 @@ def resolve_vendor(self: MlcTask, invoice_id: int, **_: Any) -> str | None:
         with attempts.for_invoice_work(invoice_id, shared_client(), self.request.id) as client:
             return vendors.resolve(self.ctx, invoice_id, client)
 
-    code = _x3_step(self, invoice_id, resolve)
+    code = _x3_step(self, invoice_id, resolve, stage="vendor_lookup")
     if code is _FAILED or code is None:
         return None
     # Post in the same task: a second message per invoice costs more Celery work than the post

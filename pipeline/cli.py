@@ -471,12 +471,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(tables.to_csv(rows, reports.REPORT_COLUMNS))
     else:
-        short = [c for c in reports.REPORT_COLUMNS if c not in ("documents", "reasons")]
-        text = tables.table(rows, short)
-        notes = [f"{r['file']}: {reason}" for r in rows for reason in r["reasons"]]
-        if notes:
-            text += "\n\nreasons:\n" + "\n".join(notes)
-        tables.emit(text or f"no invoice files since {since}")
+        from pipeline import report_view
+
+        tables.emit(report_view.render(rows, reports.REPORT_COLUMNS, wide=args.wide,
+                                       since=since))
     return 0
 
 
@@ -641,7 +639,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="reconciliation per file: received, posted, failed")
     rep.add_argument("--since", required=True, type=iso_date,
                      help="files fetched on or after this day, YYYY-MM-DD")
-    rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    rep.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="table (default, for people), csv or json (every column)")
+    rep.add_argument("--wide", action="store_true",
+                     help="table: every column and full file paths (the default fits 100 "
+                          "columns)")
     rep.set_defaults(func=cmd_report)
     rp = sub.add_parser("replay", help="re-enqueue failed invoices from what Postgres holds")
     target = rp.add_mutually_exclusive_group(required=True)

@@ -92,7 +92,9 @@ def test_report_totals_tie_out_to_the_files(ran):
         parts = sum(Decimal(r[f"{s}_total"]) for s in ("posted", "failed", "needs_review", "open"))
         assert parts == Decimal(r["received_total"])
     table = mlc(ran, "report", "--since", "2026-01-01").stdout
-    assert "RECEIVED_TOTAL" in table and "GL account 6599" in table
+    assert "RECV_TOTAL" in table and "GL account 6599" in table
+    assert max(len(line) for line in table.splitlines()) <= 100
+    assert "RECEIVED_TOTAL" in mlc(ran, "report", "--since", "2026-01-01", "--wide").stdout
 
 
 def test_replay_refuses_posted_dry_runs_and_replays_through_celery_call(ran):

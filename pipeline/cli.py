@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from pipeline.cli_errors import OneLineParser, iso_date
 
 Handler = Callable[[argparse.Namespace], int]
+AUTH_TRIES = 3  # mlc x3 check: a busy X3 gets two more chances (1 s, then 2 s later)
 
 
 def _read_stdin_secret(what: str) -> str:
@@ -129,7 +131,7 @@ def cmd_x3_check(args: argparse.Namespace) -> int:
     from pipeline import connections, db
     from pipeline.config import settings
     from pipeline.x3.connect import open_client
-    from pipeline.x3.errors import X3Error
+    from pipeline.x3.errors import X3Error, X3Unavailable
 
     try:
         with db.transaction() as cur:
@@ -140,10 +142,21 @@ def cmd_x3_check(args: argparse.Namespace) -> int:
     dim_type, _, dim_value = (args.dimension or f"{settings().x3_dimension_type}=").partition("=")
 
     def authenticate() -> str:
-        if not hasattr(client, "authenticate"):
-            return "HTTP Basic, sent with every call below"
-        client.authenticate()
-        return "bearer token obtained"
+        """A fresh authentication and one authenticated call, now: never a cached token. X3
+        busy (503, or not answering) is retried briefly, as a read is."""
+        for attempt in range(1, AUTH_TRIES + 1):
+            try:
+                how = "HTTP Basic"
+                if hasattr(client, "authenticate"):
+                    client.authenticate(fresh=True)
+                    how = "new bearer token obtained"
+                client.find_supplier_by_code(probe)
+                return f"{how}; X3 answered an authenticated call"
+            except X3Unavailable:
+                if attempt == AUTH_TRIES:
+                    raise
+                time.sleep(attempt)
+        raise AssertionError("unreachable")
 
     def found(what: str, given: str | None, exists: object) -> str:
         if given and not exists:
@@ -228,7 +241,8 @@ def _add_x3_graphql_args(cset: argparse.ArgumentParser) -> None:
 
 def _add_x3_commands(sub: Any) -> None:
     x3 = sub.add_parser("x3", help="Sage X3").add_subparsers(dest="x3_cmd", required=True)
-    chk = x3.add_parser("check", help="authenticate, query a supplier, an account and a "
+    chk = x3.add_parser("check", help="authenticate afresh (a new token and one call, never a "
+                        "cached token), query a supplier, an account and a "
                         "dimension with the stored credentials; exit 1 if anything fails")
     chk.add_argument("--name", default="x3")
     chk.add_argument("--supplier", help="supplier code that must exist")

@@ -231,9 +231,11 @@ def _add_x3_graphql_args(cset: argparse.ArgumentParser) -> None:
         "client secret, then refresh token (oauth)")
     g.add_argument("--auth", choices=["oauth", "jwt"], default="oauth",
                    help="oauth: cloud refresh-token flow; jwt: on-premise connected application")
-    g.add_argument("--client-id")
-    g.add_argument("--client-secret-stdin", action="store_true")
-    g.add_argument("--refresh-token-stdin", action="store_true")
+    g.add_argument("--client-id", help="the application's client id registered in X3")
+    g.add_argument("--client-secret-stdin", action="store_true",
+                   help="read the client secret from the first line of standard input")
+    g.add_argument("--refresh-token-stdin", action="store_true",
+                   help="read the refresh token from the next line of standard input (oauth)")
     g.add_argument("--token-url", help="OAuth2 token endpoint (oauth)")
     g.add_argument("--x3-user", help="X3 user the JWT acts as (jwt)")
     g.add_argument("--audience", help="JWT aud claim (jwt)")
@@ -244,7 +246,7 @@ def _add_x3_commands(sub: Any) -> None:
     chk = x3.add_parser("check", help="authenticate afresh (a new token and one call, never a "
                         "cached token), query a supplier, an account and a "
                         "dimension with the stored credentials; exit 1 if anything fails")
-    chk.add_argument("--name", default="x3")
+    chk.add_argument("--name", default="x3", help="the X3 connection to check (default x3)")
     chk.add_argument("--supplier", help="supplier code that must exist")
     chk.add_argument("--account", help="account (in MLC_X3_COA) that must exist")
     chk.add_argument("--dimension", metavar="TYPE=VALUE", help="dimension that must exist")
@@ -252,23 +254,28 @@ def _add_x3_commands(sub: Any) -> None:
     au = x3.add_parser("authorize", help="OAuth2 onboarding of X3 cloud: print the "
                        "authorisation URL, take the callback on the loopback redirect URI (or "
                        "--code), store the tokens encrypted")
-    au.add_argument("--name", default="x3")
+    au.add_argument("--name", default="x3", help="the connection to store (default x3)")
     au.add_argument("--url", required=True, help="X3 URL (GraphQL at URL/xtrem/api)")
-    au.add_argument("--folder", default="SEED")
-    au.add_argument("--client-id", required=True)
-    au.add_argument("--client-secret-stdin", action="store_true")
+    au.add_argument("--folder", default="SEED", help="X3 folder (endpoint), default SEED")
+    au.add_argument("--client-id", required=True,
+                    help="the application's client id registered with Sage")
+    au.add_argument("--client-secret-stdin", action="store_true",
+                    help="read the client secret from the first line of standard input "
+                         "(required)")
     au.add_argument("--token-url", required=True, help="OAuth2 token endpoint")
     au.add_argument("--authorize-url", help="the authorisation page (not needed with --code)")
     au.add_argument("--redirect-uri", required=True,
                     help="registered redirect URI; listened on: http://127.0.0.1:PORT/PATH")
-    au.add_argument("--scope", default="api.graphQL")
+    au.add_argument("--scope", default="api.graphQL",
+                    help="OAuth2 scope to ask for (default api.graphQL)")
     au.add_argument("--customer", help="X3 customer URL in the request (default: --url)")
     au.add_argument("--code", help="the code from a callback received elsewhere (no "
                     "listener); '-' reads it from standard input after the client secret")
     au.add_argument("--endpoint", help="with --code: the regional endpoint the callback named")
     au.add_argument("--timeout", type=float, default=300.0,
                     help="seconds to wait for the callback (default 300)")
-    au.add_argument("--ca-bundle")
+    au.add_argument("--ca-bundle", help="CA certificates (PEM) to trust for X3 and the token "
+                    "endpoint (a private CA)")
     au.set_defaults(func=cmd_x3_authorize)
 
 
@@ -595,60 +602,71 @@ def build_parser() -> argparse.ArgumentParser:
     conn = sub.add_parser("connection", help="endpoints and their encrypted credentials")
     csub = conn.add_subparsers(dest="conn_cmd", required=True)
     cset = csub.add_parser("set", help="create or replace a connection")
-    cset.add_argument("name", choices=["stampli", "x3"])
-    cset.add_argument("--host")
-    cset.add_argument("--port", type=int)
-    cset.add_argument("--username")
-    cset.add_argument("--remote-dir", default=".")
-    cset.add_argument("--host-key", help="pinned key: 'ssh-ed25519 AAAA...'")
-    cset.add_argument("--password-stdin", action="store_true")
-    cset.add_argument("--key-file")
-    cset.add_argument("--key-passphrase-stdin", action="store_true")
-    cset.add_argument("--transport", choices=["rest", "graphql"], default="rest")
-    cset.add_argument("--url")
+    cset.add_argument("name", choices=["stampli", "x3"],
+                      help="stampli: the SFTP export; x3: the Sage X3 API")
+    cset.add_argument("--host", help="stampli: SFTP host name or address")
+    cset.add_argument("--port", type=int, help="stampli: SFTP port (default 22)")
+    cset.add_argument("--username", help="stampli: SFTP user; x3 (rest): X3 user")
+    cset.add_argument("--remote-dir", default=".",
+                      help="stampli: the export directory on the server (default: login dir)")
+    cset.add_argument("--host-key", help="stampli: the server's pinned public key, "
+                      "'ssh-ed25519 AAAA...' (a changed key is refused)")
+    cset.add_argument("--password-stdin", action="store_true",
+                      help="read the password (SFTP, or X3 rest) from standard input")
+    cset.add_argument("--key-file", help="stampli: private key file for SFTP key login "
+                      "(stored encrypted; the file is read once)")
+    cset.add_argument("--key-passphrase-stdin", action="store_true",
+                      help="stampli: read the key's passphrase from standard input")
+    cset.add_argument("--transport", choices=["rest", "graphql"], default="rest",
+                      help="x3: rest (api1, HTTP Basic) or graphql (OAuth2 or JWT)")
+    cset.add_argument("--url", help="x3: the X3 base URL (https)")
     cset.add_argument("--allow-plain-http", action="store_true",
                       help="accept an http:// X3 URL off loopback (credentials in clear)")
-    cset.add_argument("--folder", default="SEED")
-    cset.add_argument("--ca-bundle")
+    cset.add_argument("--folder", default="SEED", help="x3: X3 folder (endpoint), default SEED")
+    cset.add_argument("--ca-bundle", help="x3: CA certificates (PEM) to trust (a private CA)")
     _add_x3_graphql_args(cset)
     cset.set_defaults(func=cmd_connection_set)
     csub.add_parser("show", help="list connections (never secrets)").set_defaults(
         func=cmd_connection_show)
     ctest = csub.add_parser("test", help="connect to the SFTP export and list it")
-    ctest.add_argument("name", nargs="?", default="stampli")
+    ctest.add_argument("name", nargs="?", default="stampli",
+                       help="the SFTP connection to test (default stampli)")
     ctest.set_defaults(func=cmd_connection_test)
 
     _add_x3_commands(sub)
 
-    sec = sub.add_parser("secrets").add_subparsers(dest="sec_cmd", required=True)
+    sec = sub.add_parser("secrets", help="encrypted secrets of the connections").add_subparsers(
+        dest="sec_cmd", required=True)
     sec.add_parser("rotate", help="re-encrypt every secret with the newest key").set_defaults(
         func=cmd_secrets_rotate)
 
-    mp = sub.add_parser("mapping").add_subparsers(dest="map_cmd", required=True)
+    mp = sub.add_parser("mapping", help="Stampli codes to X3 accounts, dimensions and "
+                        "company/site routes").add_subparsers(dest="map_cmd", required=True)
     mi = mp.add_parser("import", help="load a mapping CSV (gl: stampli_code,x3_account; "
                        "cost-centers: stampli_code,dimension_type,dimension_value)")
-    mi.add_argument("kind", choices=["gl", "cost-centers", "dimension", "route"])
+    mi.add_argument("kind", choices=["gl", "cost-centers", "dimension", "route"],
+                    help="which mapping the file holds")
     mi.add_argument("args", nargs="+", metavar="[TYPE] FILE",
                     help="dimension: TYPE FILE (stampli_code,dimension_value); "
                          "route: FILE (location,company,site)")
     mi.set_defaults(func=cmd_mapping_import)
     ml = mp.add_parser("list", help="show the mappings")
-    ml.add_argument("--json", action="store_true")
+    ml.add_argument("--json", action="store_true", help="JSON instead of text")
     ml.set_defaults(func=cmd_mapping_list)
 
     sub.add_parser("poll", help="queue one fetch now").set_defaults(func=cmd_poll)
     sub.add_parser("run-once", help="poll and process in this process, without Celery"
                    ).set_defaults(func=cmd_run_once)
     st = sub.add_parser("status", help="files, invoices, vendors, last poll")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="JSON instead of text")
     st.set_defaults(func=cmd_status)
     fl = sub.add_parser("failed", help="failed / needs-review invoices and rejected rows")
-    fl.add_argument("--json", action="store_true")
+    fl.add_argument("--json", action="store_true", help="JSON instead of tables")
     fl.set_defaults(func=cmd_failed)
     au = sub.add_parser("audit", help="the chronological trail of an invoice or a file")
-    au.add_argument("what", choices=["invoice", "file"])
+    au.add_argument("what", choices=["invoice", "file"], help="an invoice or a file")
     au.add_argument("key", nargs="+", help="VENDOR_ID INVOICE_NUMBER, or a file NAME")
-    au.add_argument("--json", action="store_true")
+    au.add_argument("--json", action="store_true", help="JSON instead of tables")
     au.set_defaults(func=cmd_audit)
     rep = sub.add_parser("report", help="reconciliation per file: received, posted, failed")
     rep.add_argument("--since", required=True, type=iso_date,
@@ -661,44 +679,55 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
     rp = sub.add_parser("replay", help="re-enqueue failed invoices from what Postgres holds")
     target = rp.add_mutually_exclusive_group(required=True)
-    target.add_argument("--invoice", nargs=2, metavar=("VENDOR_ID", "INVOICE_NUMBER"))
+    target.add_argument("--invoice", nargs=2, metavar=("VENDOR_ID", "INVOICE_NUMBER"),
+                        help="one invoice, by Stampli vendor id and invoice number")
     target.add_argument("--id", type=int, help="the ledger id of one invoice")
-    target.add_argument("--failed", action="store_true")
-    target.add_argument("--file", metavar="NAME")
+    target.add_argument("--failed", action="store_true",
+                        help="every failed invoice (not those needing review)")
+    target.add_argument("--file", metavar="NAME",
+                        help="the unfinished invoices of one export file")
     rp.add_argument("--since", type=iso_date,
                     help="with --failed: failed on or after YYYY-MM-DD")
     rp.add_argument("--reason", help="why, for the audit trail")
-    rp.add_argument("--dry-run", action="store_true")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="list what would be replayed; change nothing")
     rp.set_defaults(func=cmd_replay)
 
     hp = sub.add_parser("health", help="check Postgres, Redis, migrations, SFTP and X3")
     hp.add_argument("--local", action="store_true",
                     help="only what this container needs: Postgres, migrations, Redis")
-    hp.add_argument("--json", action="store_true")
+    hp.add_argument("--json", action="store_true", help="JSON instead of text")
     hp.set_defaults(func=cmd_health)
 
     mt = sub.add_parser("metrics", help="Prometheus metrics of files and invoices")
     mt.add_argument("--serve", action="store_true", help="serve /metrics instead of printing")
-    mt.add_argument("--host", default="127.0.0.1")
-    mt.add_argument("--port", type=int, default=9808)
+    mt.add_argument("--host", default="127.0.0.1",
+                    help="with --serve: address to listen on (default 127.0.0.1)")
+    mt.add_argument("--port", type=int, default=9808,
+                    help="with --serve: port to listen on (default 9808)")
     mt.set_defaults(func=cmd_metrics)
 
     sb = sub.add_parser("sandbox", help="local simulators").add_subparsers(
         dest="sb_cmd", required=True)
     x3 = sb.add_parser("x3", help="run the X3 simulator")
-    x3.add_argument("--host", default="127.0.0.1")
-    x3.add_argument("--port", type=int, default=8124)
-    x3.add_argument("--seed")
+    x3.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    x3.add_argument("--port", type=int, default=8124, help="port to listen on (8124)")
+    x3.add_argument("--seed", metavar="FILE.json",
+                    help="master data: suppliers, accounts, dimensions (default: demo seed)")
     x3.set_defaults(func=cmd_sandbox_x3)
     sf = sb.add_parser("sftp", help="run a local SFTP export (OpenSSH sshd)")
-    sf.add_argument("--host", default="127.0.0.1")
-    sf.add_argument("--port", type=int, default=2222)
-    sf.add_argument("--dir", required=True)
-    sf.add_argument("--state-dir")
+    sf.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    sf.add_argument("--port", type=int, default=2222, help="port to listen on (2222)")
+    sf.add_argument("--dir", required=True, help="the export directory to serve")
+    sf.add_argument("--state-dir", help="where sshd keeps its keys and config; keep it across "
+                    "restarts so the pinned host key stays the same (default: a temporary dir)")
     sf.set_defaults(func=cmd_sandbox_sftp)
 
     demo = sub.add_parser("demo", help="run the whole pipeline on the sample export")
-    demo.add_argument("--keep", action="store_true", help="keep the demo database")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the work directory (logs of the simulator, worker and beat, "
+                           "the SFTP export, sshd state) instead of removing it; the database "
+                           "mlc_demo is always left for inspection (the next demo recreates it)")
     demo.set_defaults(func=cmd_demo)
     return p
 

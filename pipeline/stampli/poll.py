@@ -249,6 +249,12 @@ def quarantine(ctx: TaskContext, file_id: int, connection_name: str = connection
         conn = connections.load(cur, connection_name)
     if not row or not row["remote_path"]:
         return None  # deleted after download: nothing left to move
+    if settings().after_failure == "leave":  # MLC_AFTER_FAILURE=leave
+        with db.transaction() as cur:
+            audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
+                         left_in_place=row["remote_path"],
+                         reason="unparseable file left in place (MLC_AFTER_FAILURE=leave)")
+        return None
     try:
         with sftp_mod.open_sftp(conn) as sftp:
             # failed/ sits beside the original file, even when it already went to processed/.

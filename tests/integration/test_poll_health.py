@@ -126,3 +126,23 @@ def test_run_once_lists_waiting_files(connected):
     assert r.returncode == 0, r.stderr
     assert "waiting for stability (1):" in r.stdout
     assert "vendors_20261103101500.csv" in r.stdout and "first seen" in r.stdout
+
+
+def test_after_failure_leave_keeps_a_refused_file_in_place(connected, monkeypatch):
+    from pipeline import ledger
+    from pipeline.config import settings
+
+    monkeypatch.setenv("MLC_AFTER_FAILURE", "leave")
+    settings.cache_clear()
+    export = connected["sftp"].export_dir
+    bad = export / "invoices_20261105000000.csv"
+    bad.write_bytes(b"\xff\xfe garbage \x00\x81\n")
+    poll.poll(CTX)
+    (file_id,) = poll.poll(CTX).new_file_ids
+    assert ledger.parse_file(CTX, file_id).status == "rejected"
+    assert poll.quarantine(CTX, file_id) is None
+    assert bad.exists() and not (export / "failed").exists()
+    with db.transaction() as cur:
+        cur.execute("SELECT detail FROM audit_events WHERE stage = 'file_parse'"
+                    " AND detail ? 'left_in_place'")
+        assert cur.fetchall(), "the refusal left in place is on the audit trail"

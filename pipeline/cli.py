@@ -533,6 +533,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     settings()  # invalid settings are one line and exit 2, not five DOWN checks
     names = health.LOCAL if args.local else tuple(health.CHECKS)
     results = health.run(names)
+    if args.beat_schedule:
+        results.append(health.beat_schedule(args.beat_schedule))
     if args.json:
         print(tables.to_json([r.__dict__ for r in results]))
     else:
@@ -697,6 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--local", action="store_true",
                     help="only what this container needs: Postgres, migrations, Redis")
     hp.add_argument("--json", action="store_true", help="JSON instead of text")
+    hp.add_argument("--beat-schedule", metavar="PATH",
+                    help="also check that beat rewrote its schedule file (celery beat "
+                         "--schedule=PATH) within two poll intervals: beat's healthcheck")
     hp.set_defaults(func=cmd_health)
 
     mt = sub.add_parser("metrics", help="Prometheus metrics of files and invoices")

@@ -88,6 +88,25 @@ def _poll() -> str:
                        f"(two intervals: {2 * interval} s){why}")
 
 
+def beat_schedule(path: str) -> Check:
+    """Beat is alive: it rewrites its schedule file at least every few minutes (a sync every
+    3 min, a tick at least every 5) and whenever the poll entry runs."""
+    import glob
+    import os
+    import time
+
+    limit = 2 * max(settings().poll_interval, 300) + 60
+    files = glob.glob(glob.escape(path) + "*")
+    if not files:
+        return Check("beat", False, f"no schedule file {path}* (is beat running with "
+                                    f"--schedule={path}?)")
+    age = time.time() - max(os.path.getmtime(f) for f in files)
+    if age > limit:
+        return Check("beat", False, f"schedule file {path} not written for {age:.0f} s "
+                                    f"(limit {limit} s): beat is stuck or stopped")
+    return Check("beat", True, f"schedule file written {age:.0f} s ago")
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "postgres": _postgres, "migrations": _migrations, "redis": _redis, "sftp": _sftp, "x3": _x3,
     "poll": _poll,

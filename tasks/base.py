@@ -10,7 +10,7 @@ from celery import Task
 
 from pipeline import logs
 from pipeline.audit import TaskContext
-from pipeline.config import settings
+from pipeline.config import ConfigError, settings
 from pipeline.db import TRANSIENT_DB_ERRORS
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,16 @@ _FIRST_ARG = {"mlc.parse_file": "file_id", "mlc.resolve_vendor": "invoice_id",
 _STAGE = {"mlc.fetch_exports": "poll", "mlc.parse_file": "file_parse",
           "mlc.resolve_vendor": "vendor_lookup", "mlc.post_invoice": "invoice_post",
           "mlc.replay": "replay"}
+
+
+def _setting(name: str, default: int) -> int:
+    """Celery reads these when it registers the tasks, Flower included: Flower runs without the
+    database URL and the Fernet keys, so without Settings (a worker with bad settings has
+    already stopped, in workers.app)."""
+    try:
+        return getattr(settings(), name)
+    except ConfigError:
+        return default
 
 
 class MlcTask(Task):
@@ -32,11 +42,11 @@ class MlcTask(Task):
 
     @property
     def max_retries(self) -> int:  # type: ignore[override]
-        return settings().max_retries
+        return _setting("max_retries", 8)
 
     @property
     def retry_backoff_max(self) -> int:  # type: ignore[override]
-        return settings().retry_backoff_max
+        return _setting("retry_backoff_max", 1800)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Every log line of the task carries its id, name and the ids it works on.

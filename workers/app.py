@@ -12,7 +12,7 @@ from pathlib import Path
 from celery import Celery, signals
 
 from pipeline.config import ConfigError, settings
-from workers.settings import celery_config
+from workers.settings import celery_config, monitor_config
 
 log = logging.getLogger(__name__)
 app = Celery("mlc", include=["tasks.fetch", "tasks.parse", "tasks.invoice", "tasks.replay"])
@@ -25,6 +25,12 @@ def _celery_process() -> bool:
     return bool(spec and spec.name.startswith("celery")) or Path(sys.argv[0]).name == "celery"
 
 
+def _role() -> str:
+    if not _celery_process():
+        return "client"
+    return next((a for a in sys.argv[1:] if a in ("worker", "beat", "flower")), "celery")
+
+
 def _stop(exc: BaseException) -> None:
     """In a Celery process, a known start-up failure is one line and exit 2; elsewhere the
     caller (mlc's handler, a test) gets the exception."""
@@ -33,13 +39,15 @@ def _stop(exc: BaseException) -> None:
     line = cli_errors.describe(exc)
     if line is None or not _celery_process():
         raise exc
-    role = next((a for a in sys.argv[1:] if a in ("worker", "beat", "flower")), "celery")
-    print(f"mlc {role}: {line}", file=sys.stderr, flush=True)
+    print(f"mlc {_role()}: {line}", file=sys.stderr, flush=True)
     os._exit(cli_errors.BAD_INPUT)  # Celery turns a SystemExit here into a traceback
 
 
 @app.on_configure.connect
 def _configure(sender: Celery, **_: object) -> None:
+    if _role() == "flower":
+        sender.conf.update(monitor_config(os.environ))
+        return
     try:
         sender.conf.update(celery_config(settings()))
     except ConfigError as exc:
@@ -52,7 +60,8 @@ def _logging(**_: object) -> None:
     # Our own handler, with the redaction filter; Celery does not take over the root logger.
     from pipeline.logs import configure
 
-    configure(settings().log_level)
+    configure(os.environ.get("MLC_LOG_LEVEL") or "INFO" if _role() == "flower"
+              else settings().log_level)
 
 
 def _preflight() -> None:

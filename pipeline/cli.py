@@ -327,12 +327,19 @@ def cmd_run_once(args: argparse.Namespace) -> int:
 
     with db.transaction() as cur:
         client = open_client(cur)
-    report = run_once(client)
+    from collections import Counter
+
+    from pipeline.progress import Progress
     from pipeline.status import render_waiting
 
+    with Progress("run-once") as progress:
+        report = run_once(client, progress=progress)
     print(f"files fetched: {len(report.files)}")
     for invoice_id, outcome in sorted(report.outcomes.items()):
         print(f"  invoice {invoice_id}: {outcome}")
+    counts = Counter(report.outcomes.values())
+    print(f"invoices: {len(report.outcomes)}"
+          + "".join(f", {n} {state}" for state, n in sorted(counts.items())))
     for line in render_waiting(report.waiting_files):
         print(line)
     if report.error:
@@ -363,8 +370,11 @@ def cmd_mapping_import(args: argparse.Namespace) -> int:
         raise SystemExit(f"mlc: mapping import {args.kind} needs FILE.csv")
     else:
         dim_type, path = None, args.args[0]
-    with db.transaction() as cur:
-        n = mapping.import_csv(cur, kind, path, dimension_type=dim_type)
+    from pipeline.progress import Progress
+
+    with Progress(f"mapping import {args.kind}") as progress, db.transaction() as cur:
+        n = mapping.import_csv(cur, kind, path, dimension_type=dim_type,
+                               on_row=lambda done, total: progress.count(done, total, "rows"))
     print(f"{args.kind}{' ' + dim_type if dim_type else ''}: {n} row(s) mapped from {path}")
     return 0
 
@@ -507,6 +517,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sel = replay_mod.Selection(invoice_id=args.id, vendor_id=vendor, invoice_number=number,
                                failed=args.failed, file=args.file,
                                since=args.since)
+    from pipeline.config import settings
+    from pipeline.progress import Progress
+    from workers.send import broker_ping, send_many
+
+    if not args.dry_run:
+        broker_ping(settings().broker_url)  # Redis down: say so before any row is reset
     try:
         chosen = replay_mod.select_for_replay(CLI_CTX, sel, reason=args.reason,
                                               dry_run=args.dry_run)
@@ -514,10 +530,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"mlc: replay refused: {exc}", file=sys.stderr)
         return 1
     if not args.dry_run and chosen:
-        from workers.send import send
-
-        for row in chosen:
-            send("mlc.resolve_vendor", args=[row["id"]])
+        with Progress("replay: enqueued") as progress:
+            send_many("mlc.resolve_vendor", [[row["id"]] for row in chosen],
+                      lambda done: progress.count(done, len(chosen), "invoices"))
     verb = "would replay" if args.dry_run else "replaying"
     print(f"{verb} {len(chosen)} invoice(s): {sel.describe()}")
     for row in chosen:

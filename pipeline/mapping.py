@@ -6,6 +6,7 @@ An unmapped code passes through unchanged and is validated against X3 like any o
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 from psycopg2.extensions import cursor as Cursor
@@ -84,8 +85,8 @@ def route(cur: Cursor, location: str | None) -> tuple[str, str]:
     return row["company"], row["site"]
 
 
-def import_csv(cur: Cursor, kind: str, path: str | Path, dimension_type: str | None = None
-               ) -> int:
+def import_csv(cur: Cursor, kind: str, path: str | Path, dimension_type: str | None = None,
+               on_row: Callable[[int, int], None] | None = None) -> int:
     """Load a mapping file; existing codes are replaced. Columns per kind:
     gl: stampli_code,x3_account; cost_centers: stampli_code,dimension_type,dimension_value;
     dimension (with dimension_type): stampli_code,dimension_value;
@@ -105,7 +106,9 @@ def import_csv(cur: Cursor, kind: str, path: str | Path, dimension_type: str | N
                 raise MappingFileError(f"{path}, line {line}: every row needs "
                                        f"{', '.join(COLUMNS[kind])}; nothing imported")
             rows.append(row)
-    for row in rows:
+    for done, row in enumerate(rows, start=1):
+        if on_row:
+            on_row(done, len(rows))
         if kind == "dimension":
             cur.execute("INSERT INTO dimension_map VALUES (%s,%s,%s) ON CONFLICT"
                         " (dimension_type, stampli_code) DO UPDATE"

@@ -239,3 +239,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_poll_with_redis_up_queues_one_fetch(env):
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(env["CELERY_BROKER_URL"])
+    client.delete("celery")
+    r, _ = run("poll", env=env)
+    assert r.returncode == 0 and r.stdout.startswith("poll queued: task "), r.stderr
+    (message,) = client.lrange("celery", 0, -1)
+    assert json.loads(message)["headers"]["task"] == "mlc.fetch_exports"
+    client.delete("celery")

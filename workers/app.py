@@ -65,11 +65,14 @@ def _logging(**_: object) -> None:
 
 
 def _preflight() -> None:
-    """The database answers and is migrated, or the process stops now (not at its first task)."""
+    """The database answers and is migrated, and Redis answers, or the process stops now with
+    one line (not after minutes of retries, nor at its first task)."""
     from pipeline import cli_errors, migrate
+    from workers.send import broker_ping
 
     cli_errors.fail_fast_defaults()
     try:
+        broker_ping(settings().broker_url)
         pending = sorted({p.name for p in migrate.available()}
                          - set(migrate.applied(settings().database_url)))
     except Exception as exc:  # noqa: BLE001 - a known failure is one line, others re-raised

@@ -253,3 +253,12 @@ def test_poll_with_redis_up_queues_one_fetch(env):
     (message,) = client.lrange("celery", 0, -1)
     assert json.loads(message)["headers"]["task"] == "mlc.fetch_exports"
     client.delete("celery")
+
+
+@pytest.mark.parametrize("role", ["worker", "beat"])
+def test_celery_process_with_redis_down(env, role, tmp_path):
+    argv = ["-A", "workers", role] + ([f"--schedule={tmp_path / 's'}"] if role == "beat" else [])
+    r, t = run(*argv, program=("-m", "celery"), env={**env, "CELERY_BROKER_URL": DEAD_REDIS})
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert f"mlc {role}: cannot reach Redis" in r.stderr and "Traceback" not in r.stderr
+    assert t < 10, r.stderr[-2000:]

@@ -18,6 +18,7 @@ import paramiko
 from pipeline import audit, blobs, connections, db
 from pipeline.audit import TaskContext
 from pipeline.config import settings
+from pipeline.secrets import SecretError
 from pipeline.stampli import sftp as sftp_mod
 from pipeline.stampli.sftp import FileTooLarge, RemoteFile
 
@@ -68,9 +69,17 @@ def poll(ctx: TaskContext, connection_name: str = connections.STAMPLI) -> PollRe
 def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
     result = PollResult()
     with db.transaction() as cur:
-        conn = connections.load(cur, connection_name)
         cur.execute("INSERT INTO polls DEFAULT VALUES RETURNING id")
         poll_id = cur.fetchone()["id"]
+    try:
+        with db.transaction() as cur:
+            conn = connections.load(cur, connection_name)
+    except (connections.ConnectionMissing, SecretError) as exc:
+        # Not configured (or keys that cannot read it): a failed poll an operator sees in
+        # mlc status and health, not only a traceback in a worker log.
+        result.error = str(exc)
+        _finish(ctx, poll_id, result)
+        return result
     directory = conn.settings.get("remote_dir", ".")
     patterns = settings().vendor_patterns + settings().invoice_patterns
     try:
@@ -96,6 +105,11 @@ def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
         with db.transaction() as cur:
             audit.record(cur, "file_fetch", "error", ctx=ctx, connection=connection_name,
                          error=str(exc))
+    _finish(ctx, poll_id, result)
+    return result
+
+
+def _finish(ctx: TaskContext, poll_id: int, result: PollResult) -> None:
     with db.transaction() as cur:
         cur.execute(
             "UPDATE polls SET finished_at = now(), outcome = %s, fetched = %s, detail = %s"
@@ -107,7 +121,6 @@ def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
         audit.record(cur, "poll", "error" if result.error else "ok", ctx=ctx, poll_id=poll_id,
                      fetched=len(result.new_file_ids), waiting=result.waiting,
                      skipped=result.skipped, error=result.error)
-    return result
 
 
 def _file_error(ctx: TaskContext, remote: RemoteFile, exc: BaseException) -> None:

@@ -146,3 +146,11 @@ def test_after_failure_leave_keeps_a_refused_file_in_place(connected, monkeypatc
         cur.execute("SELECT detail FROM audit_events WHERE stage = 'file_parse'"
                     " AND detail ? 'left_in_place'")
         assert cur.fetchall(), "the refusal left in place is on the audit trail"
+
+
+def test_a_poll_without_a_stampli_connection_is_a_visible_failed_poll(db_env):
+    result = poll.poll(CTX)
+    assert result.error and "mlc connection set stampli" in result.error
+    data = summary()
+    assert data["last_poll_outcome"] == "error" and data["last_successful_poll_at"] is None
+    assert "no connection named 'stampli'" in data["last_error"]["error"]

@@ -63,10 +63,10 @@ def _postgres(exc: BaseException) -> str:
     reason = fatal.group(1) if fatal else _first_line(exc)
     hint = "check DATABASE_URL and that PostgreSQL runs"
     if "does not exist" in reason and "database" in reason:
-        hint = "create it (createdb) and run `mlc db upgrade`, or fix DATABASE_URL"
+        hint = "create it and run `mlc db upgrade`, or fix DATABASE_URL"
     elif "password authentication" in reason or "role" in reason:
         hint = "check the user and password in DATABASE_URL"
-    return f"cannot use the database at {where}: {reason} ({hint})"
+    return f"cannot use the database at {where}: {reason.rstrip('.')}; {hint}"
 
 
 def _missing_table(exc: BaseException) -> str:
@@ -77,14 +77,14 @@ def _missing_table(exc: BaseException) -> str:
 
 def _redis(exc: BaseException) -> str:
     where = _url(_setting("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"))
-    return (f"cannot reach Redis (the Celery broker) at {where}: {_first_line(exc)} "
-            "(check CELERY_BROKER_URL and that Redis runs)")
+    return (f"cannot reach Redis (the Celery broker) at {where}: "
+            f"{_first_line(exc).rstrip('.')}; check CELERY_BROKER_URL and that Redis runs")
 
 
 def _os_error(exc: OSError) -> str:
     what = exc.strerror or _first_line(exc) or type(exc).__name__
     if exc.filename:
-        return f"cannot read {exc.filename}: {what} (check the path)"
+        return f"cannot read {exc.filename}: {what}; check the path"
     return f"{what}"
 
 
@@ -92,8 +92,9 @@ def _config(exc: BaseException) -> str:
     # "invalid configuration:\n  NAME: problem\n  ..." -> one line
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     head, problems = (lines[0].rstrip(":"), lines[1:]) if lines else ("invalid configuration", [])
-    return (f"{head}: {'; '.join(problems)} (fix the environment; see README, "
-            "Configuration)" if problems else head)
+    problems = [p.rstrip(".") for p in problems]
+    return (f"{head}: {'; '.join(problems)}; fix the environment (README: Configuration)"
+            if problems else head)
 
 
 def describe(exc: BaseException) -> str | None:

@@ -154,3 +154,6 @@ def test_metrics(ran):
     assert metrics["mlc_suppliers_created_total"] == 2 + 4
     assert 0 < metrics['mlc_x3_post_latency_seconds{quantile="0.5"}'] < 5
     assert metrics["mlc_last_poll_timestamp_seconds"] > 1.7e9
+    assert metrics["mlc_last_successful_poll_timestamp_seconds"] > 1.7e9
+    assert metrics["mlc_poll_errors_total"] == 0
+    assert metrics["mlc_retries_total"] == 0  # nothing was retried in this run

@@ -64,7 +64,8 @@ def test_failed_lists_reasons(ran):
 def test_audit_invoice_and_file(ran):
     text = mlc(ran, "audit", "invoice", "V-1001", "INV-88121").stdout
     assert text.splitlines()[0].startswith("invoice INV-88121 of vendor V-1001: posted as SIV")
-    stages = [ln.split()[2] for ln in text.splitlines()[3:] if ln.startswith("20")]
+    trail = text.split("\n\nX3 calls\n")[0]  # the X3 calls table follows the trail
+    stages = [ln.split()[2] for ln in trail.splitlines()[3:] if ln.startswith("20")]
     assert stages == ["vendor_lookup", "gl_validate", "invoice_post"]
     data = json.loads(mlc(ran, "audit", "file", "invoices_20261103101500.csv", "--json").stdout)
     seen = [(e["stage"], e["outcome"]) for e in data["events"]]

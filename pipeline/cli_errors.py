@@ -131,6 +131,12 @@ def describe(exc: BaseException) -> str | None:
         (X3Error, lambda e: f"X3: {_first_line(e)}"),
         (OSError, _os_error),
     ]
+    try:
+        from sandbox.sftp import SandboxError  # mlc sandbox sftp without sshd installed
+
+        known.append((SandboxError, _first_line))
+    except ImportError:  # pragma: no cover - the sandbox ships with the package
+        pass
     for types, render in known:
         if isinstance(exc, types):
             return render(exc)

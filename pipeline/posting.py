@@ -318,7 +318,7 @@ def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted:
 
 
 def fail(ctx: TaskContext, invoice_id: int, reason: str, *, settled: bool = False,
-         **detail: Any) -> None:
+         **detail: Any) -> str | None:
     """Terminal failure: the row says why, a replay can pick it up. A row whose last create
     may still be in X3 (outcome unknown, not `settled` by an answer) is never marked failed:
     it stays `outcome_unknown` and the poll's sweep looks it up again."""
@@ -333,6 +333,7 @@ def fail(ctx: TaskContext, invoice_id: int, reason: str, *, settled: bool = Fals
         unknown = row is not None and row["status"] == "outcome_unknown"
         audit.record(cur, "invoice_post", "error", ctx=ctx, invoice_id=invoice_id,
                      reason=reason, terminal=not unknown, outcome_unknown=unknown, **detail)
+    return row["status"] if row else None
 
 
 def count_try(invoice_id: int) -> int:

@@ -12,6 +12,7 @@ from pipeline.audit import TaskContext
 from pipeline.stampli import poll
 from pipeline.x3 import attempts
 from pipeline.x3.client import X3Client
+from pipeline.x3.errors import X3CreateInFlight, X3Error
 
 CLI_CTX = TaskContext(task_id="run-once", attempt=1)
 
@@ -31,6 +32,11 @@ def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CT
         return posting.post(ctx, invoice_id, client).status
     except posting.InvoiceRejectedByValidation:
         return "failed"
+    except X3CreateInFlight:
+        return "outcome_unknown"  # looked up again by the next run, created only after the window
+    except X3Error as exc:
+        # No retries here: the row says why; an unknown outcome stays outcome_unknown.
+        return posting.fail(ctx, invoice_id, f"{type(exc).__name__}: {exc}") or "failed"
 
 
 def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> dict[int, str]:

@@ -186,3 +186,18 @@ def test_every_x3_call_for_an_invoice_leaves_an_attempt_record(parsed, connected
                          env=os.environ.copy(), check=True).stdout
     shown = json.loads(out)["x3_calls"]
     assert [c["call"] for c in shown] == names
+
+
+def test_run_once_reports_an_unknown_outcome_and_goes_on(parsed, slow_x3):
+    """Without Celery there is no retry: the invoice stays outcome_unknown (never failed),
+    the next invoices of the run are still posted."""
+    from pipeline.run_once import process_invoice
+
+    url, c = slow_x3, client()
+    first, second = parsed["BO-7731"], parsed["INV-88121"]
+    vendors.resolve(CTX, first, c)
+    _slow_next(url)
+    assert process_invoice(first, c, CTX) == "outcome_unknown"
+    assert process_invoice(first, c, CTX) == "outcome_unknown"  # inside the window
+    assert process_invoice(second, c, CTX) == "posted"
+    assert _row(first)["status"] == "outcome_unknown"

@@ -19,7 +19,8 @@ def failed(cur: Cursor) -> list[dict[str, Any]]:
         " i.payload->>'invoice_number' AS invoice_number, i.status, i.attempts,"
         " i.updated_at AS last_try, coalesce(i.review_reason, i.last_error) AS reason,"
         " f.path AS file FROM invoices i JOIN source_files f ON f.id = i.source_file_id"
-        " WHERE i.status IN ('failed', 'needs_review') ORDER BY i.updated_at, i.id")
+        " WHERE i.status IN ('failed', 'needs_review', 'outcome_unknown')"
+        " ORDER BY i.updated_at, i.id")
     return list(cur.fetchall())
 
 

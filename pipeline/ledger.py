@@ -230,9 +230,11 @@ def store_invoice(cur: Cursor, ctx: TaskContext, file_id: int, inv: parse.Parsed
     if changes:
         reason += ": " + "; ".join(f"{c['field']} {c['was']!r} -> {c['now']!r}"
                                    for c in changes[:10])
-    # Never re-posted, never deleted: a person decides. A row mid-post keeps its status so the
-    # poster can finish; the reason is kept for review all the same.
-    cur.execute("UPDATE invoices SET status = CASE WHEN status = 'posting' THEN status"
+    # Never re-posted, never deleted: a person decides. A row mid-post, or whose outcome is
+    # unknown, keeps its status so the poster can settle it (adopt what X3 holds); the reason is
+    # kept for review all the same, and the row goes to review once settled.
+    cur.execute("UPDATE invoices SET status = CASE WHEN status IN ('posting', 'outcome_unknown')"
+                " THEN status"
                 " ELSE 'needs_review' END, review_reason = %s, updated_at = now() WHERE id = %s",
                 (reason, invoice_id))
     audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,

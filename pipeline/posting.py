@@ -146,14 +146,19 @@ def _settle_earlier_attempt(ctx: TaskContext, inv: dict[str, Any], client: X3Cli
                          inflight_window=window)
         raise X3CreateInFlight(reason, retry_after=min(left, LOOK_AGAIN_EVERY) + 0.5)
     with db.transaction() as cur:
-        # Settled: the earlier create can no longer commit and X3 does not hold it.
-        cur.execute("UPDATE invoices SET attempt_started_at = NULL, updated_at = now()"
-                    " WHERE id = %s", (invoice_id,))
+        # Settled: the earlier create can no longer commit and X3 does not hold it. A re-export
+        # or cancellation that arrived meanwhile now goes to a person.
+        cur.execute("UPDATE invoices SET attempt_started_at = NULL, updated_at = now(),"
+                    " status = CASE WHEN review_reason IS NULL THEN status"
+                    " ELSE 'needs_review' END WHERE id = %s RETURNING status", (invoice_id,))
+        review = cur.fetchone()["status"] == "needs_review"
         audit.record(cur, "invoice_post", "ok", ctx=ctx, invoice_id=invoice_id,
                      settled="not in X3", looked_up=tried, attempt_started_at=started,
                      inflight_window=window,
                      reason=f"the create sent at {started} is not in X3 {age:.0f} s later"
                             " (past the in-flight window): it may be sent again")
+    if review:
+        return PostOutcome(invoice_id, "skipped", reason="changed or cancelled: needs review")
     if inv["tries"] >= settings().max_retries:
         reason = (f"not in X3 after {inv['tries']} tries (MLC_MAX_RETRIES): replay to post it")
         fail(ctx, invoice_id, reason)

@@ -201,3 +201,22 @@ def test_run_once_reports_an_unknown_outcome_and_goes_on(parsed, slow_x3):
     assert process_invoice(first, c, CTX) == "outcome_unknown"  # inside the window
     assert process_invoice(second, c, CTX) == "posted"
     assert _row(first)["status"] == "outcome_unknown"
+
+
+def test_reexport_while_unknown_goes_to_review_once_settled(parsed, slow_x3):
+    """A changed re-export lands while the outcome is unknown: the row keeps being settled by
+    look-ups (never created again with the old content), then a person decides."""
+    url = slow_x3
+    c = _LosesFirstCreate(client())
+    invoice_id = parsed["BO-7731"]
+    vendors.resolve(CTX, invoice_id, c)
+    with pytest.raises(X3OutcomeUnknown):
+        posting.post(CTX, invoice_id, c)
+    with db.transaction() as cur:
+        cur.execute("UPDATE invoices SET review_reason = 'changed re-export',"
+                    " attempt_started_at = now() - interval '4 seconds' WHERE id = %s",
+                    (invoice_id,))
+    outcome = posting.post(CTX, invoice_id, c)
+    assert outcome.status == "skipped"
+    assert _row(invoice_id)["status"] == "needs_review"
+    assert _invoices(url, "BO-7731") == []

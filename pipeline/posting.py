@@ -15,14 +15,13 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pipeline import audit, db, logs, mapping, validation
+from pipeline import audit, db, locks, logs, mapping, validation
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.x3.client import NewInvoice, NewInvoiceLine, X3Client
 from pipeline.x3.errors import X3Error, X3ValidationError
 
 log = logging.getLogger(__name__)
-POST_LOCK_NS = 0x4D4C_0004
 POSTABLE = ("vendor_resolved", "posting", "failed")
 
 
@@ -43,18 +42,11 @@ class PostOutcome:
 
 
 def post(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOutcome:
-    with db.connection() as lock_conn:
-        lock_conn.autocommit = True
-        with lock_conn.cursor() as lock:
-            lock.execute("SELECT pg_try_advisory_lock(%s, %s) AS ok", (POST_LOCK_NS, invoice_id))
-            if not lock.fetchone()["ok"]:
-                _audit(ctx, invoice_id, "skipped", reason="another worker is posting it now")
-                return PostOutcome(invoice_id, "skipped", reason="in flight elsewhere")
-            try:
-                return _post_locked(ctx, invoice_id, client)
-            finally:
-                lock.execute("SELECT pg_advisory_unlock(%s, %s)", (POST_LOCK_NS, invoice_id))
-                lock_conn.autocommit = False
+    with locks.try_held(locks.invoice_post(invoice_id)) as ours:
+        if not ours:
+            _audit(ctx, invoice_id, "skipped", reason="another worker is posting it now")
+            return PostOutcome(invoice_id, "skipped", reason="in flight elsewhere")
+        return _post_locked(ctx, invoice_id, client)
 
 
 def _audit(ctx: TaskContext, invoice_id: int, outcome: str, stage: str = "invoice_post",

@@ -112,7 +112,7 @@ def _pooled_connections_come_back_clean(request: pytest.FixtureRequest) -> Itera
 def pool_problems(admin_dsn: str) -> list[str]:
     from psycopg2 import extensions
 
-    from pipeline import db
+    from pipeline import db, locks
 
     problems, pids = [], {}
     for (pid, _dsn), pool in list(db._pools.items()):
@@ -138,8 +138,8 @@ def pool_problems(admin_dsn: str) -> list[str]:
                 cur.execute("SELECT pid, classid, objid, objsubid FROM pg_locks"
                             " WHERE locktype = 'advisory' AND pid = ANY(%s)", (list(pids),))
                 for pid, classid, objid, objsubid in cur.fetchall():
-                    key = (classid << 32 | objid) if objsubid == 1 else (classid, objid)  # 1: bigint
-                    problems.append(f"connection {pid} holds advisory lock {key}")
+                    problems.append(f"connection {pid} holds advisory lock "
+                                    f"{locks.describe(classid, objid, objsubid)}")
         finally:
             held.close()
     return problems

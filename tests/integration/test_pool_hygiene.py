@@ -20,7 +20,7 @@ import psycopg2.extras
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
-from pipeline import blobs, db, posting, vendors
+from pipeline import blobs, db, locks, posting, vendors
 from pipeline.audit import TaskContext
 from pipeline.stampli import poll
 from pipeline.x3.errors import X3Unavailable
@@ -167,3 +167,54 @@ def test_exception_right_after_the_lock_is_granted_leaves_no_lock_held(db_env,
     assert calls, "the lock statement was never run"
     _no_advisory_lock_left(db_env["DATABASE_URL"])
     _read_large_object_like_a_parse()
+
+
+def test_a_connection_left_dirty_by_hand_is_reset_before_reuse(db_env):
+    with db.connection() as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT pg_advisory_lock(1, 2)")
+    with pytest.raises(RuntimeError):
+        with db.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(1, 3)")
+            raise RuntimeError("the block fails with a lock and a transaction open")
+    _read_large_object_like_a_parse()
+    _no_advisory_lock_left(db_env["DATABASE_URL"])
+
+
+def test_a_held_lock_excludes_others_on_an_idle_connection_and_is_released_on_error(db_env):
+    with pytest.raises(RuntimeError):
+        with locks.held(locks.vendor("ACME01")):
+            with locks.try_held(locks.vendor("ACME01")) as ours:
+                assert not ours
+            with locks.try_held(locks.vendor("OTHER")) as ours:
+                assert ours
+            with psycopg2.connect(db_env["DATABASE_URL"]) as watcher, watcher.cursor() as cur:
+                cur.execute("SELECT a.state FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                            " WHERE l.locktype = 'advisory' AND l.classid = %s",
+                            (locks.VENDOR_NS,))
+                # Held between transactions: not "idle in transaction", so the idle timeout
+                # never ends a long post, and no snapshot is pinned meanwhile.
+                assert [r[0] for r in cur.fetchall()] == ["idle"]
+            watcher.close()
+            raise RuntimeError("X3 said 503")
+    with locks.try_held(locks.vendor("ACME01")) as ours:
+        assert ours
+
+
+def test_a_release_that_fails_discards_the_connection_and_so_the_lock(db_env, monkeypatch):
+    real = psycopg2.extras.RealDictCursor.execute
+
+    def execute(self, query, vars=None):  # noqa: A002
+        if "pg_advisory_unlock(" in str(query):
+            raise psycopg2.OperationalError("network hiccup during the unlock")
+        return real(self, query, vars)
+
+    monkeypatch.setattr(psycopg2.extras.RealDictCursor, "execute", execute)
+    with locks.held(locks.invoice_post(9)):
+        pass
+    monkeypatch.undo()
+    _no_advisory_lock_left(db_env["DATABASE_URL"])
+    with locks.try_held(locks.invoice_post(9)) as ours:
+        assert ours

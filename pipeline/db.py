@@ -81,24 +81,23 @@ def connection(dsn: str | None = None) -> Iterator[psycopg2.extensions.connectio
 
     Whatever the block did to it (autocommit, an open or failed transaction, session advisory
     locks), it is reset before it goes back, or closed if it cannot be."""
-    pool = _pool(dsn or settings().database_url)
+    pool, conn, clean = None, None, False
     try:
+        # Taken inside the try: nothing can land between the checkout and the finally.
+        pool = _pool(dsn or settings().database_url)
         conn = pool.getconn()
-    except psycopg2.OperationalError as exc:
-        raise _clearer(exc) from exc
-    clean = False
-    try:
         yield conn
     except psycopg2.Error as exc:
-        clearer = _clearer(exc, lost=bool(conn.closed))
+        clearer = _clearer(exc, lost=conn is not None and bool(conn.closed))
         if clearer is exc:
             raise
         raise clearer from exc
     finally:
-        try:
-            clean = _reset(conn)
-        finally:
-            pool.putconn(conn, close=not clean)
+        if pool is not None and conn is not None:
+            try:
+                clean = _reset(conn)
+            finally:
+                pool.putconn(conn, close=not clean)
 
 
 def _reset(conn: psycopg2.extensions.connection) -> bool:

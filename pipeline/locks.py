@@ -114,7 +114,7 @@ def session_lock(conn: psycopg2.extensions.connection, key: Key, *, wait: bool,
             state = "free"
             where = f" ({setting})" if setting else ""
             raise LockTimeout(f"advisory lock {key} not granted within {timeout:g} s{where}:"
-                              " another worker holds it; retried later") from None
+                              " another session holds it") from None
         yield state == "held"
     finally:
         if state != "free":

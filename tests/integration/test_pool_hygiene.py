@@ -191,12 +191,14 @@ def test_a_held_lock_excludes_others_on_an_idle_connection_and_is_released_on_er
             with locks.try_held(locks.vendor("OTHER")) as ours:
                 assert ours
             with psycopg2.connect(db_env["DATABASE_URL"]) as watcher, watcher.cursor() as cur:
-                cur.execute("SELECT a.state FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-                            " WHERE l.locktype = 'advisory' AND l.classid = %s",
-                            (locks.VENDOR_NS,))
+                cur.execute("SELECT a.state, l.objid FROM pg_locks l"
+                            " JOIN pg_stat_activity a USING (pid)"
+                            " WHERE l.locktype = 'advisory' AND l.classid = %s"
+                            " AND a.datname = current_database()", (locks.VENDOR_NS,))
                 # Held between transactions: not "idle in transaction", so the idle timeout
                 # never ends a long post, and no snapshot is pinned meanwhile.
-                assert [r[0] for r in cur.fetchall()] == ["idle"]
+                rows = cur.fetchall()
+                assert [r[0] for r in rows] == ["idle"], rows
             watcher.close()
             raise RuntimeError("X3 said 503")
     with locks.try_held(locks.vendor("ACME01")) as ours:

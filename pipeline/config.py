@@ -78,6 +78,20 @@ class _SettingsSchema(Schema):
     # time limit, so a message legitimately waiting for its retry is not doubled.
     MLC_REQUEUE_AFTER = mf.Int(load_default=None, allow_none=True,
                                validate=validate.Range(min=1))
+    # Every wait on Postgres and Redis is bounded: a timeout is a retryable error naming the
+    # setting. Seconds; 0 turns a Postgres one off (Postgres's own meaning).
+    MLC_PG_CONNECT_TIMEOUT = mf.Int(load_default=10, validate=validate.Range(min=1, max=600))
+    MLC_PG_STATEMENT_TIMEOUT = mf.Float(load_default=300.0,
+                                        validate=validate.Range(min=0, max=86400))
+    # Row locks and advisory locks alike (a resolver waiting for the one creating its supplier).
+    MLC_PG_LOCK_TIMEOUT = mf.Float(load_default=120.0, validate=validate.Range(min=0, max=86400))
+    # A token refresh holds its row lock through an HTTP call: above MLC_X3_TIMEOUT.
+    MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT = mf.Float(load_default=900.0,
+                                                  validate=validate.Range(min=0, max=86400))
+    MLC_REDIS_SOCKET_TIMEOUT = mf.Float(load_default=5.0,
+                                        validate=validate.Range(min=0.05, max=600))
+    MLC_REDIS_CONNECT_TIMEOUT = mf.Float(load_default=3.0,
+                                         validate=validate.Range(min=0.05, max=600))
     MLC_LOG_LEVEL = mf.Str(
         load_default="INFO", validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
     )
@@ -96,6 +110,11 @@ class _SettingsSchema(Schema):
         if window is not None and timeout is not None and window <= timeout:
             problems["MLC_X3_INFLIGHT_WINDOW"] = [
                 "must be above MLC_X3_TIMEOUT (a create may commit after its client gave up)"]
+        idle = data.get("MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT")
+        if idle and timeout is not None and idle <= timeout:
+            problems["MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT"] = [
+                "must be above MLC_X3_TIMEOUT (a token refresh keeps its transaction open"
+                " through the call), or 0"]
         if data.get("MLC_RETRY_BACKOFF_MAX", 0) >= vt:
             problems["MLC_RETRY_BACKOFF_MAX"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
         if problems:
@@ -135,6 +154,12 @@ class Settings:
     max_retries: int
     log_level: str
     requeue_after: int = 2400
+    pg_connect_timeout: int = 10
+    pg_statement_timeout: float = 300.0
+    pg_lock_timeout: float = 120.0
+    pg_idle_in_transaction_timeout: float = 900.0
+    redis_socket_timeout: float = 5.0
+    redis_connect_timeout: float = 3.0
 
     def __repr__(self) -> str:
         # Keys and the database password stay out of reprs that end up in logs.
@@ -207,6 +232,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=data["MLC_LOG_LEVEL"],
         requeue_after=data["MLC_REQUEUE_AFTER"]
         or data["MLC_RETRY_BACKOFF_MAX"] + data["MLC_TASK_TIME_LIMIT"],
+        pg_connect_timeout=data["MLC_PG_CONNECT_TIMEOUT"],
+        pg_statement_timeout=data["MLC_PG_STATEMENT_TIMEOUT"],
+        pg_lock_timeout=data["MLC_PG_LOCK_TIMEOUT"],
+        pg_idle_in_transaction_timeout=data["MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT"],
+        redis_socket_timeout=data["MLC_REDIS_SOCKET_TIMEOUT"],
+        redis_connect_timeout=data["MLC_REDIS_CONNECT_TIMEOUT"],
     )
 
 

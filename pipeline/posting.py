@@ -19,7 +19,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pipeline import audit, db, logs, mapping, validation
+from pipeline import audit, db, locks, logs, mapping, validation
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.x3.attempts import RecordingClient, recording
@@ -27,7 +27,6 @@ from pipeline.x3.client import NewInvoice, NewInvoiceLine, X3Client
 from pipeline.x3.errors import X3CreateInFlight, X3Error, X3OutcomeUnknown, X3ValidationError
 
 log = logging.getLogger(__name__)
-POST_LOCK_NS = 0x4D4C_0004
 POSTABLE = ("vendor_resolved", "posting", "outcome_unknown", "failed")
 # While the window is open, look again this often (found earlier = adopted earlier).
 LOOK_AGAIN_EVERY = 60.0
@@ -50,19 +49,12 @@ class PostOutcome:
 
 
 def post(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOutcome:
-    with db.connection() as lock_conn:
-        lock_conn.autocommit = True
-        with lock_conn.cursor() as lock:
-            lock.execute("SELECT pg_try_advisory_lock(%s, %s) AS ok", (POST_LOCK_NS, invoice_id))
-            if not lock.fetchone()["ok"]:
-                _audit(ctx, invoice_id, "skipped", reason="another worker is posting it now")
-                return PostOutcome(invoice_id, "skipped", reason="in flight elsewhere")
-            try:
-                with recording(invoice_id=invoice_id, task_id=ctx.task_id):
-                    return _post_locked(ctx, invoice_id, RecordingClient(client))
-            finally:
-                lock.execute("SELECT pg_advisory_unlock(%s, %s)", (POST_LOCK_NS, invoice_id))
-                lock_conn.autocommit = False
+    with locks.try_held(locks.invoice_post(invoice_id)) as ours:
+        if not ours:
+            _audit(ctx, invoice_id, "skipped", reason="another worker is posting it now")
+            return PostOutcome(invoice_id, "skipped", reason="in flight elsewhere")
+        with recording(invoice_id=invoice_id, task_id=ctx.task_id):
+            return _post_locked(ctx, invoice_id, RecordingClient(client))
 
 
 def _audit(ctx: TaskContext, invoice_id: int, outcome: str, stage: str = "invoice_post",

@@ -13,13 +13,12 @@ from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 
-from pipeline import audit, db
+from pipeline import audit, db, locks
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.x3.client import NewSupplier, Supplier, X3Client
 from pipeline.x3.errors import X3ValidationError
 
-VENDOR_LOCK_NS = 0x4D4C_0003
 RESOLVABLE = ("received", "vendor_resolved", "failed", "posting", "outcome_unknown")
 
 
@@ -74,16 +73,8 @@ def resolve(ctx: TaskContext, invoice_id: int, client: X3Client) -> str | None:
             _link_invoice_in(cur, ctx, invoice_id, link["x3_supplier_code"], "linked",
                              vendor_id)
             return link["x3_supplier_code"]
-    with db.connection() as lock_conn:
-        lock_conn.autocommit = True
-        with lock_conn.cursor() as lock:
-            lock.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (VENDOR_LOCK_NS, key))
-            try:
-                code = _resolve_locked(ctx, invoice_id, vendor_id, inv["payload"], client)
-            finally:
-                lock.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
-                             (VENDOR_LOCK_NS, key))
-        lock_conn.autocommit = False
+    with locks.held(locks.vendor(key)):
+        code = _resolve_locked(ctx, invoice_id, vendor_id, inv["payload"], client)
     return code
 
 

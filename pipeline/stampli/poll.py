@@ -15,14 +15,13 @@ from typing import Any
 
 import paramiko
 
-from pipeline import audit, blobs, connections, db
+from pipeline import audit, blobs, connections, db, locks
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.stampli import sftp as sftp_mod
 from pipeline.stampli.sftp import FileTooLarge, RemoteFile
 
 log = logging.getLogger(__name__)
-POLL_LOCK = 0x4D4C43_02
 
 
 @dataclass
@@ -46,21 +45,12 @@ def _kind(name: str) -> str | None:
 
 def poll(ctx: TaskContext, connection_name: str = connections.STAMPLI) -> PollResult:
     """List, check stability, download new files; vendor files get the lower ids."""
-    with db.connection() as lock_conn:
-        lock_conn.autocommit = True
-        with lock_conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s) AS ok", (POLL_LOCK,))
-            if not cur.fetchone()["ok"]:
-                with db.transaction() as tx:
-                    audit.record(tx, "poll", "skipped", ctx=ctx,
-                                 reason="another poll holds the lock")
-                return PollResult(locked_out=True)
-        try:
-            return _poll_locked(ctx, connection_name)
-        finally:
-            with lock_conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (POLL_LOCK,))
-            lock_conn.autocommit = False
+    with locks.try_held(locks.poll()) as ours:
+        if not ours:
+            with db.transaction() as tx:
+                audit.record(tx, "poll", "skipped", ctx=ctx, reason="another poll holds the lock")
+            return PollResult(locked_out=True)
+        return _poll_locked(ctx, connection_name)
 
 
 def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:

@@ -25,10 +25,15 @@ _redis: dict[tuple[int, str], redis.Redis] = {}
 def limiter_for(url: str, folder: str) -> RedisLimiter:
     """The cross-process call cap of one X3 server and folder (the licence's unit)."""
     # Keyed by pid: a client inherited through fork shares its sockets with the parent.
-    key = (os.getpid(), settings().broker_url)
+    s = settings()
+    key = (os.getpid(), s.broker_url)
     client = _redis.get(key)
     if client is None:
-        client = _redis[key] = redis.Redis.from_url(settings().broker_url)
+        # Bounded: a Redis that accepts and never answers (failover, dead NAT entry) makes the
+        # call fail as X3Unavailable, retried later, instead of hanging the worker.
+        client = _redis[key] = redis.Redis.from_url(
+            s.broker_url, socket_timeout=s.redis_socket_timeout,
+            socket_connect_timeout=s.redis_connect_timeout)
     digest = hashlib.sha256(f"{url.rstrip('/')}|{folder}".encode()).hexdigest()[:16]
     # A lease outlives the longest call it guards, so only a dead holder's slot ever expires.
     lease = settings().x3_timeout + CONNECT_TIMEOUT + 5

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline import connections, db
+from pipeline import connections, db, locks
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.stampli import poll
@@ -53,15 +53,8 @@ def test_changed_host_key_is_refused_and_audited(connected):
 
 
 def test_a_second_poll_is_locked_out_while_one_runs(connected):
-    with db.connection() as holder:
-        holder.autocommit = True
-        with holder.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", (poll.POLL_LOCK,))
-            try:
-                assert poll.poll(CTX).locked_out
-            finally:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (poll.POLL_LOCK,))
-        holder.autocommit = False
+    with locks.held(locks.poll()):
+        assert poll.poll(CTX).locked_out
 
 
 def _statuses():

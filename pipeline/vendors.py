@@ -53,9 +53,11 @@ class SupplierCreateInFlight(X3Error):
 
     transient = True
 
-    def __init__(self, message: str, retry_after: float) -> None:
+    def __init__(self, message: str, retry_after: float,
+                 stale: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.retry_after = max(retry_after, 1.0)
+        self.stale = stale  # another vendor's create, open past its window
 
 
 def vendor_key(vendor_id: str) -> str:
@@ -239,7 +241,7 @@ def _create(ctx: TaskContext, invoice_id: int, vendor: _Vendor, seen: list[Suppl
     if sequence:
         # Same-named suppliers X3 holds now are not the one this create makes.
         known = sorted({s.code for s in seen if s.name == vendor.name})
-        create_id = _reserve(vendor, None, known)
+        create_id = _reserve(vendor, None, known, client)
     else:
         code, create_id = _free_code(vendor, seen, client, reserve=True)
     # Another Stampli vendor with this tax id may have created the supplier since we looked.
@@ -298,7 +300,7 @@ def _free_code(vendor: _Vendor, seen: list[Supplier], client: X3Client, *,
         if not reserve:
             return code, 0
         try:
-            return code, _reserve(vendor, code, [])
+            return code, _reserve(vendor, code, [], client)
         except _CodeTaken:
             continue
     raise X3ValidationError(f"no free X3 supplier code derived from {vendor.id!r}")
@@ -308,8 +310,18 @@ class _CodeTaken(Exception):
     pass
 
 
-def _reserve(vendor: _Vendor, code: str | None, known: list[str]) -> int:
+def _reserve(vendor: _Vendor, code: str | None, known: list[str], client: X3Client) -> int:
     """Record the create before it is sent; the unique indexes make this the reservation."""
+    try:
+        return _insert_create(vendor, code, known)
+    except SupplierCreateInFlight as exc:
+        if exc.stale is None:
+            raise
+        _settle_stale(exc.stale, client)
+        return _insert_create(vendor, code, known)
+
+
+def _insert_create(vendor: _Vendor, code: str | None, known: list[str]) -> int:
     try:
         with db.transaction() as cur:
             cur.execute("INSERT INTO supplier_creates (stampli_vendor_id, code, name, tax_id,"
@@ -325,7 +337,7 @@ def _reserve(vendor: _Vendor, code: str | None, known: list[str]) -> int:
             raise _CodeTaken(code) from None
         # Another Stampli vendor with this tax id (or, unlocked, this vendor) is creating it.
         with db.transaction() as cur:
-            cur.execute("SELECT stampli_vendor_id, GREATEST(0, %s - EXTRACT(EPOCH FROM now() -"
+            cur.execute("SELECT *, GREATEST(0, %s - EXTRACT(EPOCH FROM now() -"
                         " started_at))::float AS left FROM supplier_creates WHERE state IN"
                         " ('sending', 'unknown') AND (tax_key = %s OR stampli_vendor_id = %s)"
                         " LIMIT 1", (settings().x3_inflight_window, vendor.tax_key,
@@ -335,7 +347,8 @@ def _reserve(vendor: _Vendor, code: str | None, known: list[str]) -> int:
         raise SupplierCreateInFlight(
             f"a supplier with tax id {vendor.tax_id} is being created for Stampli vendor"
             f" {other['stampli_vendor_id'] if other else '?'}: look again once it is settled",
-            min(left, settings().x3_timeout + 1)) from None
+            min(left, settings().x3_timeout + 1),
+            stale=other if other and left <= 0 else None) from None
 
 
 def _settle(cur: Cursor, create_id: int, state: str, code: str | None,
@@ -355,18 +368,7 @@ def _settle_open_create(ctx: TaskContext, invoice_id: int, vendor: _Vendor,
                         pending: dict[str, Any], client: X3Client) -> Any:
     """An earlier create of this vendor's supplier whose outcome is unknown: adopt what X3
     holds, wait while it may still commit, or let a new create go once it cannot."""
-    if pending["code"]:
-        found = client.find_supplier_by_code(pending["code"])
-        hits = [found] if found else []
-    else:  # X3 numbered it: the supplier with this tax id and name that was not there before
-        seen = client.find_suppliers(
-            tax_ids=taxid.spellings(pending["tax_id"], vendor.country),
-            names=[pending["name"]])
-        hits = _unique(
-            s for s in seen if s.name == pending["name"] and s.code not in pending["known_codes"]
-            and (any(taxid.same_tax_id(pending["tax_id"], t) for t in (s.tax_id, s.eu_vat_id))
-                 if pending["tax_id"] else not (s.tax_id or s.eu_vat_id))
-            and not _taken(s.code, vendor.key))
+    hits = _made_by(pending, client, vendor.country)
     if len(hits) > 1:
         return _needs_review(ctx, invoice_id, vendor.id, [s.code for s in hits],
                              f"tax id {pending['tax_id']} and name {pending['name']!r} after a"
@@ -396,6 +398,35 @@ def _settle_open_create(ctx: TaskContext, invoice_id: int, vendor: _Vendor,
     with db.transaction() as cur:  # it can no longer commit: it never will
         _settle(cur, pending["id"], "lost", None, "not in X3 after the in-flight window")
     return _CONTINUE
+
+
+def _made_by(pending: dict[str, Any], client: X3Client, country: str | None) -> list[Supplier]:
+    """What X3 holds that this recorded create made: the supplier with its code, or, when X3
+    numbered it, with its tax id and name and not among the same-named ones seen before."""
+    if pending["code"]:
+        found = client.find_supplier_by_code(pending["code"])
+        return [found] if found else []
+    seen = client.find_suppliers(tax_ids=taxid.spellings(pending["tax_id"], country),
+                                 names=[pending["name"]])
+    return _unique(
+        s for s in seen if s.name == pending["name"] and s.code not in pending["known_codes"]
+        and (any(taxid.same_tax_id(pending["tax_id"], t) for t in (s.tax_id, s.eu_vat_id))
+             if pending["tax_id"] else not (s.tax_id or s.eu_vat_id))
+        and not _taken(s.code, pending["stampli_vendor_id"]))
+
+
+def _settle_stale(other: dict[str, Any], client: X3Client) -> None:
+    """Another vendor's create, open past its in-flight window (its invoices stopped trying):
+    settle it as that vendor's next resolution would, so it blocks nobody for ever."""
+    hits = _made_by(other, client, None)
+    with db.transaction() as cur:
+        if len(hits) == 1:
+            _settle(cur, other["id"], "adopted", hits[0].code)
+            cur.execute("INSERT INTO vendor_links (stampli_vendor_id, x3_supplier_code,"
+                        " matched_by) VALUES (%s, %s, 'adopted') ON CONFLICT DO NOTHING",
+                        (other["stampli_vendor_id"], hits[0].code))
+        elif not hits:
+            _settle(cur, other["id"], "lost", None, "not in X3 after the in-flight window")
 
 
 # --- links and review ----------------------------------------------------------------------------

@@ -367,3 +367,45 @@ def test_sequence_numbering_lost_answer_is_found_by_tax_id_and_name(x3, sim, tax
     assert sim.state()["stats"]["creates"]["BPSUPPLIER"] == 1
     assert link("V-4004") == {"x3_supplier_code": code, "matched_by": "adopted"}
     assert events("vendor_create", invoice_id)[-1]["detail"]["adopted"] is True
+
+
+def test_another_vendors_create_open_past_its_window_blocks_nobody(x3, sim, monkeypatch):
+    """Vendor A's create never reached X3 and A's invoices stopped trying: vendor B with the
+    same tax id waits while A's create may be in flight, then goes ahead once it cannot be."""
+    a = invoice("V-91", tax_id="12-3456789", name="Shared Tax Co")
+    monkeypatch.setattr(x3, "create_supplier", lambda new: (_ for _ in ()).throw(
+        X3OutcomeUnknown("supplier create sent, connection lost before the answer")))
+    with pytest.raises(X3OutcomeUnknown):
+        vendors.resolve(CTX, a, x3)
+    monkeypatch.undo()
+    b = invoice("V-92", tax_id="123456789", name="Shared Tax Co")
+    with pytest.raises(X3Error) as waiting:
+        vendors.resolve(CTX, b, x3)
+    assert waiting.value.transient and waiting.value.retry_after >= 1
+    with db.transaction() as cur:
+        cur.execute("UPDATE supplier_creates SET started_at = started_at - interval '2 hours'")
+    code = vendors.resolve(CTX, b, x3)
+    assert code == "V92" and link("V-92")["matched_by"] == "created"
+    assert vendors.resolve(CTX, a, x3) == "V92"  # A's lost create is not made again
+    assert link("V-91")["matched_by"] == "tax_id"
+    assert sim.state()["stats"]["creates"]["BPSUPPLIER"] == 1
+
+
+# --- the client look-up both transports share ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["rest", "graphql", "graphql-jwt"], indirect=True)
+def test_find_suppliers_is_one_call_over_tax_ids_codes_and_names(x3, sim):
+    sim.seed_suppliers({"BPSNUM": "T1", "BPSNAM": "a", "CRN": "94-1234567"},
+                       {"BPSNUM": "T2", "BPSNAM": "b", "EECNUM": "941234567"},
+                       {"BPSNUM": "A/P-7", "BPSNAM": "c"},
+                       {"BPSNUM": "O'NEIL", "BPSNAM": "O'Neil & Sons"},
+                       {"BPSNUM": "NOPE", "BPSNAM": "d", "CRN": "94 1234567"})
+    assert x3.find_suppliers() == []
+    before = sim.state()["stats"]["requests"]
+    found = x3.find_suppliers(tax_ids=["94-1234567", "941234567"], codes=["A/P-7"],
+                              names=["O'Neil & Sons"])
+    assert sim.state()["stats"]["requests"] - before == 1
+    assert sorted(s.code for s in found) == ["A/P-7", "O'NEIL", "T1", "T2"]
+    t2 = next(s for s in found if s.code == "T2")
+    assert t2.eu_vat_id == "941234567" and t2.tax_id == "941234567"

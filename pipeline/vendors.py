@@ -353,8 +353,10 @@ def _insert_create(vendor: _Vendor, code: str | None, known: list[str]) -> int:
 
 def _settle(cur: Cursor, create_id: int, state: str, code: str | None,
             error: str | None = None) -> None:
+    # Only an open create is settled: two resolutions settling one agree, the first one wins.
     cur.execute("UPDATE supplier_creates SET state = %s, supplier_code = %s, settled_at = now(),"
-                " error = COALESCE(%s, error) WHERE id = %s", (state, code, error, create_id))
+                " error = COALESCE(%s, error) WHERE id = %s AND state IN ('sending', 'unknown')",
+                (state, code, error, create_id))
 
 
 def _open_create(cur: Cursor, key: str) -> dict[str, Any] | None:

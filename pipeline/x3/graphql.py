@@ -117,8 +117,12 @@ class GraphQLClient:
 
     def create_supplier(self, supplier: NewSupplier) -> Supplier:
         data = self._call(SUPPLIER_CREATE, {"data": supplier_input(supplier)}, mutation=True)
-        code = created_key(_dig(data, "x3MasterData", "supplier", "create"), "code",
-                           "supplier create")
+        node = ((data.get("x3MasterData") or {}).get("supplier") or {}).get("create")
+        if not isinstance(node, dict):
+            # A success we cannot read: the supplier may exist. Look it up, never assume.
+            raise X3OutcomeUnknown("supplier create answered without x3MasterData.supplier."
+                                   "create: the supplier may exist")
+        code = created_key(node, "code", "supplier create")
         return Supplier(code=code, name=supplier.name,
                         tax_id=supplier.tax_id or supplier.eu_vat_id or None,
                         eu_vat_id=supplier.eu_vat_id or None)

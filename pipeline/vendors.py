@@ -41,6 +41,7 @@ NAME_MAX = 35
 _X3_CODE = re.compile(r"[A-Z0-9_./-]{1,15}")
 SEQUENCE_PLACEHOLDER = "(X3 numbers it)"  # dry run in sequence mode: no code known yet
 _CONTINUE = object()
+REVIEW_PREFIX = "vendor match:"
 
 
 class InvoiceNotResolvable(Exception):
@@ -461,9 +462,8 @@ def _link_vendor_in(cur: Cursor, vendor: _Vendor, code: str, matched_by: str) ->
 def _needs_review(ctx: TaskContext, invoice_id: int, vendor_id: str, codes: list[str],
                   by: str, detail: dict[str, Any]) -> None:
     codes = sorted(codes)
-    reason = (f"vendor {vendor_id} matches {len(codes)} X3 suppliers by {by}: "
-              f"{', '.join(codes)}; link the right one by hand (vendor_links, matched_by"
-              " 'manual') or merge them in X3")
+    reason = (f"{REVIEW_PREFIX} vendor {vendor_id} matches {len(codes)} X3 suppliers by {by}:"
+              f" {', '.join(codes)}; link the right one: mlc vendor link {vendor_id} CODE")
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET status = 'needs_review', review_reason = %s,"
                     " updated_at = now() WHERE id = %s AND status IN"
@@ -472,6 +472,27 @@ def _needs_review(ctx: TaskContext, invoice_id: int, vendor_id: str, codes: list
                      **{**detail, "vendor_id": vendor_id, "candidates": codes,
                         "reason": reason})
     return None
+
+
+def link_by_hand(ctx: TaskContext, vendor_id: str, code: str, *, by: str,
+                 reason: str | None = None) -> list[int]:
+    """A person's decision: the vendor is this X3 supplier (matched_by 'manual'). Invoices held
+    for review because the vendor matched several suppliers go back to be posted; returns
+    their ids (the caller enqueues them)."""
+    key = vendor_key(vendor_id)
+    with db.transaction() as cur:
+        cur.execute("INSERT INTO vendor_links (stampli_vendor_id, x3_supplier_code, matched_by)"
+                    " VALUES (%s, %s, 'manual') ON CONFLICT (stampli_vendor_id) DO UPDATE SET"
+                    " x3_supplier_code = EXCLUDED.x3_supplier_code, matched_by = 'manual'",
+                    (key, code))
+        cur.execute("UPDATE invoices SET status = 'received', review_reason = NULL,"
+                    " x3_supplier_code = NULL, updated_at = now() WHERE stampli_vendor_id = %s"
+                    " AND status = 'needs_review' AND x3_document_number IS NULL"
+                    " AND review_reason LIKE %s RETURNING id", (key, REVIEW_PREFIX + "%"))
+        released = sorted(r["id"] for r in cur.fetchall())
+        audit.record(cur, "vendor_lookup", "ok", ctx=ctx, vendor_id=vendor_id, code=code,
+                     matched_by="manual", by=by, reason=reason, released=released)
+    return released
 
 
 def _link_invoice(ctx: TaskContext, invoice_id: int, code: str, how: str, vendor_id: str) -> None:

@@ -232,6 +232,13 @@ def test_two_suppliers_matching_one_vendor_go_to_review_naming_both(x3, sim):
     # a second try (redelivery) changes nothing
     assert vendors.resolve(CTX, invoice_id, x3) is None
     assert set(sim.suppliers()) == {"DUP1", "DUP2"}
+    # a person decides: the invoice goes on with that supplier
+    assert vendors.link_by_hand(CTX, "V-80", "DUP2", by="ops", reason="DUP1 is old") == [
+        invoice_id]
+    assert row(invoice_id)["status"] == "received" and row(invoice_id)["review_reason"] is None
+    assert vendors.resolve(CTX, invoice_id, x3) == "DUP2"
+    assert link("V-80") == {"x3_supplier_code": "DUP2", "matched_by": "manual"}
+    assert events("vendor_lookup")[-2]["detail"]["by"] == "ops"
 
 
 def test_two_vendors_with_one_tax_id_racing_create_one_supplier(x3, sim):

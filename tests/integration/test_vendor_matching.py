@@ -289,6 +289,30 @@ def test_lost_supplier_create_is_adopted_not_made_twice(x3, sim):
     assert creates[-1]["outcome"] == "ok" and creates[-1]["detail"]["adopted"] is True
 
 
+class WorkerKilled(BaseException):
+    """What a SIGKILL looks like to the code after it: nothing more runs."""
+
+
+def test_worker_killed_after_sending_the_create_is_adopted(x3, sim, monkeypatch):
+    invoice_id = invoice("K-1", tax_id="31-3131313", name="Killed Co")
+    real = x3.create_supplier
+
+    def create_then_die(new):
+        real(new)
+        raise WorkerKilled
+
+    monkeypatch.setattr(x3, "create_supplier", create_then_die)
+    with pytest.raises(WorkerKilled):
+        vendors.resolve(CTX, invoice_id, x3)
+    monkeypatch.undo()
+    with db.transaction() as cur:
+        cur.execute("SELECT state FROM supplier_creates")
+        assert [r["state"] for r in cur.fetchall()] == ["sending"]
+    assert vendors.resolve(CTX, invoice_id, x3) == "K1"
+    assert link("K-1")["matched_by"] == "adopted"
+    assert sim.state()["stats"]["creates"]["BPSUPPLIER"] == 1
+
+
 def test_slow_supplier_create_waits_for_the_window_then_adopts(x3, sim, monkeypatch):
     """X3 commits after the client gave up (latency above MLC_X3_TIMEOUT): a look-up too early
     finds nothing, and must not create again inside the in-flight window."""

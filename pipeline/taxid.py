@@ -52,12 +52,17 @@ def spellings(tax_id: str | None, country: str | None = None) -> list[str]:
     prefix, rest = split_prefix(tax_id)
     prefixes = {None, prefix, vat_prefix(country) if prefix is None else prefix}
     bodies = {rest}
-    if rest.isdigit() and len(rest) == 9:
+    if prefixes == {None} and rest.isdigit() and len(rest) == 9:
         bodies.add(f"{rest[:2]}-{rest[2:]}")  # US EIN
     if rest.isdigit() and len(rest) > 4:
         bodies.add(" ".join(rest[i:i + 3] for i in range(0, len(rest), 3)))
     out = [(tax_id or "").strip(), (tax_id or "").strip().upper()]
     for p in sorted(prefixes, key=lambda x: x or ""):
         for body in sorted(bodies):
-            out.extend([f"{p}{body}", f"{p} {body}"] if p else [body])
+            if not p:
+                out.append(body)
+                continue
+            if " " not in body:  # "DE999 888 777": nobody types it
+                out.append(f"{p}{body}")
+            out.append(f"{p} {body}")
     return list(dict.fromkeys(s for s in out if s))

@@ -511,5 +511,6 @@ def _link_invoice_in(cur: Cursor, ctx: TaskContext, invoice_id: int, code: str, 
 
 
 def created_count(cur: Cursor) -> int:
-    cur.execute("SELECT count(*) AS n FROM vendor_links WHERE matched_by = 'created'")
+    """Suppliers the connector created in X3, including those whose answer was lost (adopted)."""
+    cur.execute("SELECT count(*) AS n FROM vendor_links WHERE matched_by IN ('created', 'adopted')")
     return cur.fetchone()["n"]

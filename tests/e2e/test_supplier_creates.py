@@ -39,3 +39,4 @@ def test_lost_supplier_create_answers_adopted_once(quick_retries, stack):
     assert links.get("created", 0) + links.get("adopted", 0) == 6
     assert links.get("adopted", 0) >= 1 and adopted == links["adopted"]
     assert still_open == 0
+    assert s["vendors_created"] == 6  # adopted ones were created by us too

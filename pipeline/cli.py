@@ -505,6 +505,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vendor_link(args: argparse.Namespace) -> int:
+    import getpass
+
+    from pipeline import vendors
+    from pipeline.run_once import CLI_CTX
+
+    released = vendors.link_by_hand(CLI_CTX, args.vendor_id, args.code.strip().upper(),
+                                    by=getpass.getuser(), reason=args.reason)
+    if released:
+        from workers import app
+
+        for invoice_id in released:
+            app.send_task("mlc.resolve_vendor", args=[invoice_id])
+    print(f"vendor {args.vendor_id} linked to X3 supplier {args.code.strip().upper()};"
+          f" {len(released)} invoice(s) held for review re-queued")
+    return 0
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     from pipeline import health, tables
 
@@ -648,6 +666,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--reason", help="why, for the audit trail")
     rp.add_argument("--dry-run", action="store_true")
     rp.set_defaults(func=cmd_replay)
+
+    vp = sub.add_parser("vendor", help="Stampli vendors and their X3 suppliers").add_subparsers(
+        dest="vendor_cmd", required=True)
+    vl = vp.add_parser("link", help="link a vendor to an X3 supplier by hand (e.g. after two"
+                       " suppliers matched it) and re-queue its invoices held for review")
+    vl.add_argument("vendor_id")
+    vl.add_argument("code", help="the X3 supplier code")
+    vl.add_argument("--reason", help="why, for the audit trail")
+    vl.set_defaults(func=cmd_vendor_link)
 
     hp = sub.add_parser("health", help="check Postgres, Redis, migrations, SFTP and X3")
     hp.add_argument("--local", action="store_true",

@@ -67,6 +67,10 @@ class _SettingsSchema(Schema):
     # that queues requests for longer.
     MLC_X3_INFLIGHT_WINDOW = mf.Float(load_default=600.0,
                                       validate=validate.Range(min=1, max=86400))
+    # code: the connector gives a new supplier its code (the vendor id made a valid X3 code);
+    # sequence: X3 numbers suppliers itself, the connector links the number it answers.
+    MLC_X3_SUPPLIER_NUMBERING = mf.Str(load_default="code",
+                                       validate=validate.OneOf(["code", "sequence"]))
     MLC_X3_GRAPHQL_INVOICE_PACKAGE = mf.Str(load_default="x3Accounting")
     MLC_X3_GRAPHQL_INVOICE_NODE = mf.Str(load_default="supplierBpInvoice")
     MLC_TASK_TIME_LIMIT = mf.Int(load_default=600, validate=validate.Range(min=2))
@@ -146,6 +150,7 @@ class Settings:
     x3_timeout: float
     x3_max_concurrency: int
     x3_inflight_window: float
+    x3_supplier_numbering: str
     x3_graphql_invoice_package: str
     x3_graphql_invoice_node: str
     task_time_limit: int
@@ -223,6 +228,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         x3_timeout=data["MLC_X3_TIMEOUT"],
         x3_max_concurrency=data["MLC_X3_MAX_CONCURRENCY"],
         x3_inflight_window=data["MLC_X3_INFLIGHT_WINDOW"],
+        x3_supplier_numbering=data["MLC_X3_SUPPLIER_NUMBERING"],
         x3_graphql_invoice_package=data["MLC_X3_GRAPHQL_INVOICE_PACKAGE"],
         x3_graphql_invoice_node=data["MLC_X3_GRAPHQL_INVOICE_NODE"],
         task_time_limit=data["MLC_TASK_TIME_LIMIT"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -100,12 +101,31 @@ class GraphQLClient:
         nodes = self._suppliers(mongo_filter(code=code))
         return _supplier(nodes[0]) if nodes else None
 
+    def find_suppliers(self, *, tax_ids: Sequence[str] = (), codes: Sequence[str] = (),
+                       names: Sequence[str] = ()) -> list[Supplier]:
+        """Every supplier with any of these tax ids (either field), codes or names: one filter
+        (`_or` of `_in`s), literal comparisons; the caller decides what matches."""
+        tax, any_of = list(dict.fromkeys(tax_ids)), []
+        for field, values in (("taxIdNumber", tax), ("europeanUnionVatNumber", tax),
+                              ("code", list(dict.fromkeys(codes))),
+                              ("companyName1", list(dict.fromkeys(names)))):
+            if values:
+                any_of.append({field: {"_in": values}})
+        if not any_of:
+            return []
+        return [_supplier(n) for n in self._suppliers(json.dumps({"_or": any_of}))]
+
     def create_supplier(self, supplier: NewSupplier) -> Supplier:
         data = self._call(SUPPLIER_CREATE, {"data": supplier_input(supplier)}, mutation=True)
-        code = created_key(_dig(data, "x3MasterData", "supplier", "create"), "code",
-                           "supplier create")
+        node = ((data.get("x3MasterData") or {}).get("supplier") or {}).get("create")
+        if not isinstance(node, dict):
+            # A success we cannot read: the supplier may exist. Look it up, never assume.
+            raise X3OutcomeUnknown("supplier create answered without x3MasterData.supplier."
+                                   "create: the supplier may exist")
+        code = created_key(node, "code", "supplier create")
         return Supplier(code=code, name=supplier.name,
-                        tax_id=supplier.tax_id or supplier.eu_vat_id or None)
+                        tax_id=supplier.tax_id or supplier.eu_vat_id or None,
+                        eu_vat_id=supplier.eu_vat_id or None)
 
     def account_exists(self, chart: str, account: str) -> bool:
         data = self._call(ACCOUNT_QUERY, {"filter": mongo_filter(chartOfAccounts=chart,
@@ -218,7 +238,8 @@ def invoice_input(inv: NewInvoice, chart: str) -> dict[str, Any]:
 
 def _supplier(node: dict[str, Any]) -> Supplier:
     return Supplier(code=str(node["code"]), name=node.get("companyName1") or "",
-                    tax_id=node.get("taxIdNumber") or node.get("europeanUnionVatNumber") or None)
+                    tax_id=node.get("taxIdNumber") or node.get("europeanUnionVatNumber") or None,
+                    eu_vat_id=node.get("europeanUnionVatNumber") or None)
 
 
 # -- answers ----------------------------------------------------------------------------------

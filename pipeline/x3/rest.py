@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -49,15 +50,29 @@ class RestClient:
         rows = self._query("BPSUPPLIER", f"BPSNUM eq {sdata_literal(code)}")
         return _supplier(rows[0]) if rows else None
 
+    def find_suppliers(self, *, tax_ids: Sequence[str] = (), codes: Sequence[str] = (),
+                       names: Sequence[str] = ()) -> list[Supplier]:
+        """Every supplier with any of these tax ids (CRN or EECNUM), codes or names: one query
+        (SData `or`), literal comparisons; the caller decides what matches."""
+        terms = [f"{f} eq {sdata_literal(v)}" for v in dict.fromkeys(tax_ids)
+                 for f in ("CRN", "EECNUM")]
+        terms += [f"BPSNUM eq {sdata_literal(v)}" for v in dict.fromkeys(codes)]
+        terms += [f"BPSNAM eq {sdata_literal(v)}" for v in dict.fromkeys(names)]
+        if not terms:
+            return []
+        return [_supplier(r) for r in self._query("BPSUPPLIER", " or ".join(terms), count=100)]
+
     def create_supplier(self, supplier: NewSupplier) -> Supplier:
         lines = list(supplier.address_lines[:3])
         body: dict[str, Any] = {
-            "BPSNUM": supplier.code, "BPSNAM": supplier.name, "CUR": supplier.currency,
+            "BPSNAM": supplier.name, "CUR": supplier.currency,
             "BPAADD": "A01",
             "BPADDRESS": [{"BPAADD": "A01", "BPAADDLIG": lines + [""] * (3 - len(lines)),
                            "POSCOD": supplier.postal_code, "CTY": supplier.city,
                            "SAT": supplier.state, "CRY": supplier.country}],
         }
+        if supplier.code:  # else X3 numbers it (sequence numbering)
+            body["BPSNUM"] = supplier.code
         if supplier.tax_id:
             body["CRN"] = supplier.tax_id
         if supplier.eu_vat_id:
@@ -145,4 +160,5 @@ def _answer(resp: requests.Response) -> dict[str, Any]:
 
 def _supplier(row: dict[str, Any]) -> Supplier:
     return Supplier(code=str(row.get("BPSNUM") or row.get("$key")), name=row.get("BPSNAM", ""),
-                    tax_id=row.get("CRN") or row.get("EECNUM") or None)
+                    tax_id=row.get("CRN") or row.get("EECNUM") or None,
+                    eu_vat_id=row.get("EECNUM") or None)

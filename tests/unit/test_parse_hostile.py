@@ -1,0 +1,156 @@
+"""The hostile export corpus (issue 12): values that slip through int()/Decimal()/strptime,
+invisible characters in keys and names, X3 field lengths, zero invoices, and the size bounds
+(line, field, columns, XML tokens, deadline). Each case names its exact refusal (file, line,
+limit) and the invoices of the same file that still parse. Static cases are files in
+tests/unit/hostile/; `generate` cases are built here with small limits (bench/parse.py runs the
+50 MB ones)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.stampli import parse
+from pipeline.stampli.layout import Layout
+from pipeline.stampli.limits import Limits
+
+HOSTILE = Path(__file__).parent / "hostile"
+EXPECTED: dict[str, Any] = json.loads((HOSTILE / "expected.json").read_text(encoding="utf-8"))
+CASES = sorted(k for k in EXPECTED if not k.startswith("_"))
+TODAY = date(2026, 12, 3)
+
+H = ("invoice_number,vendor_id,vendor_name,invoice_date,due_date,currency,invoice_total,"
+     "line_number,line_description,line_amount,gl_account,approval_status")
+OK1 = "OK-1,V-1,Acme Supply,2026-11-01,,USD,100.00,1,Hoses,100.00,6100,Approved"
+OK2 = "OK-2,V-2,Bright Office,2026-11-01,,USD,50.00,1,Hoses,50.00,6100,Approved"
+
+
+def bad(desc: str = "Hoses", line: str = "1", amount: str = "100.00", total: str = "100.00"
+        ) -> str:
+    return f"BAD-1,V-1,Acme Supply,2026-11-01,,USD,{total},{line},{desc},{amount},6100,Approved"
+
+
+def _xml(first_desc: str = "Hoses", attr: str = "", comment: str = "") -> bytes:
+    def invoice(num: str, vendor: str, total: str, desc: str) -> str:
+        return f"""  <Invoice>
+    <invoice_number>{num}</invoice_number><vendor_id>{vendor}</vendor_id>
+    <vendor_name>Acme</vendor_name><invoice_date>2026-11-01</invoice_date>
+    <currency>USD</currency><invoice_total>{total}</invoice_total>
+    <approval_status>Approved</approval_status>
+    <Lines>
+      <Line><line_number>1</line_number><line_description>{desc}</line_description><line_amount>{total}</line_amount><gl_account>6100</gl_account></Line>
+    </Lines>
+  </Invoice>
+"""
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<StampliExport type="invoices">\n'
+            + (f'  <Note text="{attr}"/>\n' if attr else "")
+            + (f"  <!-- {comment} -->\n" if comment else "")
+            + invoice("OK-1", "V-1", "100.00", "Hoses") + invoice("BAD-1", "V-1", "100.00",
+                                                                   first_desc)
+            + invoice("OK-2", "V-2", "50.00", "Paper") + "</StampliExport>\n").encode()
+
+
+def generated(kind: str) -> bytes:
+    rows = {
+        "long_row": [H, OK1, bad(desc="x" * 3000), OK2],
+        "commas": [H, OK1, "," * 3000, OK2],
+        # A quoted description of 40 lines of 40 characters: each line is short, the cell is not.
+        "multiline_field": [H, OK1, bad(desc='"' + "\n".join(["y" * 40] * 40) + '"'), OK2],
+        # Many short cells, each with a quoted newline: short lines, a long record.
+        "multiline_record": [H, OK1, bad(desc='"a\nb"') + ',"\n"' * 400, OK2],
+        "long_row_two_lines": [H, OK1, bad(desc="x" * 3000, amount="60.00"),
+                               bad(line="2", amount="40.00"), OK2],
+        "plain": [H, OK1, OK2],
+    }
+    if kind in rows:
+        return ("\n".join(rows[kind]) + "\n").encode()
+    if kind == "xml_attribute":
+        return _xml(attr="a" * 200_000)
+    if kind == "xml_comment":
+        return _xml(comment="c" * 200_000)
+    if kind == "xml_text":
+        return _xml(first_desc="t" * 200_000)
+    if kind == "xml_plain":
+        return _xml()
+    raise AssertionError(kind)
+
+
+def content(name: str) -> bytes:
+    want = EXPECTED[name]
+    if "generate" in want:
+        return generated(want["generate"])
+    return (HOSTILE / name).read_bytes()
+
+
+def limits_for(name: str) -> Limits:
+    return Limits(today=TODAY, **EXPECTED[name].get("limits", {}))
+
+
+def outcome(name: str, data: bytes, limits: Limits
+            ) -> tuple[list[Any], list[parse.Rejection], int]:
+    layout = dataclasses.replace(Layout(), limits=limits)
+    kind = EXPECTED[name].get("kind", "invoices")
+    rows = parse.read_rows(name, io.BytesIO(data), layout)
+    stream = (parse.parse_vendors(rows, layout) if kind == "vendors"
+              else parse.parse_invoices(rows, layout))
+    items = list(stream)
+    accepted = [i for i in items if not isinstance(i, parse.Rejection)]
+    rejected = [i for i in items if isinstance(i, parse.Rejection)]
+    return accepted, rejected, stream.rows
+
+
+def test_the_corpus_is_complete():
+    files = sorted(p.name for p in HOSTILE.iterdir() if p.name != "expected.json")
+    assert files == sorted(k for k in CASES if "generate" not in EXPECTED[k])
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_hostile_case(name: str):
+    want = EXPECTED[name]
+    if "unreadable" in want:
+        with pytest.raises(parse.FileUnreadable) as refused:
+            outcome(name, content(name), limits_for(name))
+        assert want["unreadable"] in str(refused.value)
+        assert "\n" not in str(refused.value)
+        return
+    accepted, rejected, rows = outcome(name, content(name), limits_for(name))
+    got_rejected = [(r.vendor_id, r.invoice_number, r.field, list(r.line_numbers), r.reason)
+                    for r in rejected]
+    for got, expected in zip(got_rejected, want["rejected"], strict=False):
+        assert expected["reason"] in got[4], got
+    assert [g[:4] for g in got_rejected] == [
+        (r["vendor"], r["number"], r["field"], r["lines"]) for r in want["rejected"]]
+    if want.get("kind") == "vendors":
+        assert [(v["vendor_id"], [v["line"]]) for v in accepted] == [
+            (a["vendor"], a["lines"]) for a in want["accepted"]]
+    else:
+        assert [(i.header["vendor_id"], i.header["invoice_number"],
+                 str(i.header["invoice_total"]), i.header["document_type"],
+                 list(i.source_lines)) for i in accepted] == [
+            (a["vendor"], a["number"], a["total"], a["type"], a["lines"])
+            for a in want["accepted"]]
+        if "key" in want:
+            assert [list(i.key) for i in accepted] == [want["key"]]
+    assert rows == want["rows"]
+
+
+def test_zero_invoices_pass_when_the_setting_allows_them():
+    data = (HOSTILE / "total_negative_zero.csv").read_bytes()
+    accepted, rejected, _ = outcome("total_negative_zero.csv", data,
+                                    Limits(today=TODAY, allow_zero_invoices=True))
+    assert rejected == [] and [str(i.header["invoice_total"]) for i in accepted] == [
+        "100.00", "0.00", "50.00"]
+
+
+def test_the_date_window_follows_the_settings():
+    data = (HOSTILE / "due_date_far_future.csv").read_bytes()
+    _, rejected, _ = outcome("due_date_far_future.csv", data,
+                             Limits(today=TODAY, date_years_ahead=1000))
+    assert rejected == []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from functools import partial
 from itertools import chain
 from operator import itemgetter, methodcaller
 from typing import IO
@@ -15,6 +17,7 @@ from pipeline.stampli.layout import DELIMITERS, Layout
 from pipeline.stampli.rows import FileUnreadable, Record, RowSource, line_of_offset
 
 _UTF8_BOM = b"\xef\xbb\xbf"
+_nfkc = partial(unicodedata.normalize, "NFKC")  # ASCII: returned as is, in C
 
 
 class CsvRows(RowSource):
@@ -138,9 +141,9 @@ class CsvRows(RowSource):
             reader = records.reader
             self._skip_header(records)
             while True:
-                cells = map(str.casefold, map(str.strip, map(
+                cells = map(str.casefold, map(str.strip, map(_nfkc, map(
                     methodcaller("replace", "\r\n", "\n"),
-                    chain.from_iterable(map(pick, reader)))))
+                    chain.from_iterable(map(pick, reader))))))
                 try:
                     counts.update(map(hash, zip(*[cells] * width, strict=False)))
                     return counts

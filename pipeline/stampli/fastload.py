@@ -21,7 +21,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, missing, validate
 
 from pipeline.stampli.rows import Record
-from pipeline.stampli.schema import DecimalAmount, LayoutDate
+from pipeline.stampli.schema import AsciiInt, CleanText, DecimalAmount, LayoutDate
 
 _CACHE_LIMIT = 4096  # distinct values kept per field: dates, statuses, line numbers repeat
 
@@ -126,6 +126,10 @@ def _steps(f: fields.Field, v: str, i: str, env: dict[str, Any]) -> list[str]:
     """Code turning the text in `v` into the field's value, or raising ValidationError."""
     if type(f) is fields.String:  # the text itself, then the validators
         return _checks(f.validators, v, i, env)
+    if isinstance(f, CleanText):  # printable ASCII: two C calls; else the field's cleaning
+        env[f"n{i}"] = f.clean
+        return [f"if not ({v}.isascii() and {v}.isprintable()): {v} = n{i}({v})",
+                *_checks(f.validators, v, i, env)]
     if isinstance(f, DecimalAmount):
         # Not cached: amounts are mostly distinct. The common shapes are inlined (the field says
         # which text is `Decimal(text without thousands separators)`); the rest goes through
@@ -139,7 +143,7 @@ def _steps(f: fields.Field, v: str, i: str, env: dict[str, Any]) -> list[str]:
             convert = [f"if p{i}({v}):", f"    {v} = Decimal({text})",
                        f"    if not {v}: {v} = {v}.copy_abs()", "else:", f"    {v} = c{i}({v})"]
         return [*convert, *_checks(f.validators, v, i, env)]
-    if isinstance(f, LayoutDate | fields.Integer):
+    if isinstance(f, LayoutDate | fields.Integer | AsciiInt):
         # Deterministic in the value and repeated across rows (dates, line numbers): remember
         # results; deserialize runs marshmallow's own conversion and validators on a miss.
         cache: dict[str, Any] = {}

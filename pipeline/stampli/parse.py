@@ -29,6 +29,7 @@ from pipeline.stampli.rows import (
     Record,
     RowError,
     RowSource,
+    normalised_key,
     seekable,
     sniff_format,
 )
@@ -96,7 +97,9 @@ class VendorFileResult:
 
 
 def dedup_key(vendor_id: str, invoice_number: str) -> tuple[str, str]:
-    return vendor_id.strip().casefold(), invoice_number.strip().casefold()
+    """NFKC, stripped, case-folded: `INV-７` and `inv-7` are one invoice."""
+    vendor, number = normalised_key((vendor_id, invoice_number))
+    return vendor, number
 
 
 def _jsonable(value: Any) -> Any:
@@ -217,7 +220,8 @@ class InvoiceStream(_Stream):
                                     f"line {line_no}: {missing} is required")
                     continue
                 current_text = text
-                key = (text[0].casefold(), text[1].casefold())  # = normalised_key: stripped
+                key = ((text[0].casefold(), text[1].casefold())  # = normalised_key: stripped
+                       if text[0].isascii() and text[1].isascii() else normalised_key(text))
                 if key != current_key:
                     if current_key is not None:  # interleaved invoices: park the open one
                         open_groups[current_key] = (current, left)
@@ -254,6 +258,7 @@ class _InvoiceBuilder:
 
     def __init__(self, schema: InvoiceRowSchema, layout: Layout) -> None:
         self.schema = schema
+        self.allow_zero = layout.limits.allow_zero_invoices
         # Records: INVOICE_FIELDS, then the layout's dimension columns that are not among them.
         columns = [name for name, _ in layout.dimensions]
         self.fields = (*INVOICE_FIELDS, *(n for n in columns if n not in INVOICE_FIELDS))
@@ -279,7 +284,7 @@ class _InvoiceBuilder:
             header, lines = outcome
         if self.dimensions:
             self._gather_dimensions(lines)
-        return _finish_invoice(rows, header, lines)
+        return _finish_invoice(rows, header, lines, self.allow_zero)
 
     def _gather_dimensions(self, lines: list[dict[str, Any]]) -> None:
         """{"PRJ": "P-100", ...} from the temporary keys; no `dimensions` key when empty."""
@@ -338,8 +343,13 @@ def _rejecter(rows: _Group) -> Any:
     return reject
 
 
-def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, Any]]
-                    ) -> ParsedInvoice | Rejection:
+_TOTAL = INVOICE_FIELDS.index("invoice_total")
+_ZERO_INVOICE = ("a zero total is refused as a zero invoice (MLC_ALLOW_ZERO_INVOICES=1 accepts"
+                 " it)")
+
+
+def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, Any]],
+                    allow_zero: bool = False) -> ParsedInvoice | Rejection:
     """Checks across the rows of one invoice (`lines` in row order): status, line numbers,
     totals. Runs for every invoice, so the common case is kept to a few C-level calls."""
     status = header["approval_status"].casefold()
@@ -358,6 +368,9 @@ def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, 
             seen[n] = line_no
 
     total, tax = header["invoice_total"], header["tax_amount"]
+    if not total and not allow_zero:  # -0.00 too: it loaded as 0.00
+        return _rejecter(rows)("invoice_total",
+                               f"invoice_total: {rows[0][1][_TOTAL]}: {_ZERO_INVOICE}")
     line_sum = sum(map(_AMOUNT, lines), _ZERO)
     if line_sum + tax != total:
         return _rejecter(rows)("invoice_total",

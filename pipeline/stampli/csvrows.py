@@ -1,4 +1,14 @@
-"""Stampli CSV exports as numbered rows: RFC 4180 quoting, encoding and delimiter per layout."""
+"""Stampli CSV exports as numbered rows: RFC 4180 quoting, encoding and delimiter per layout.
+
+Size bounds (`Limits`): a pre-scan of the bytes (the pass that already looks for NUL) finds, in
+C, whether any physical line is longer than the row or cell cap, or holds an odd number of
+quotes (a quoted newline: a row spanning lines). Most files have neither: csv.reader then reads
+the file directly, and each row is one line within both caps. Otherwise the file is read through
+`_Guard`, which hands csv.reader one bounded line at a time, follows the quoting across lines, and
+replaces the lines of a row over the cap so that csv.reader never holds it: that row is refused
+with its line and the limit, and the rows after it go on. csv.field_size_limit holds cells to the
+cell cap; a cell over it is refused the same way.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +21,16 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from itertools import chain
 from operator import itemgetter, methodcaller
+from time import monotonic
 from typing import IO
 
 from pipeline.stampli.layout import DELIMITERS, Layout
-from pipeline.stampli.rows import FileUnreadable, Record, RowSource, line_of_offset
+from pipeline.stampli.rows import FileUnreadable, Record, RowError, RowSource, line_of_offset
 
 _UTF8_BOM = b"\xef\xbb\xbf"
+_FIELD_LIMIT = "field larger than field limit"
+_quotes_in = methodcaller("count", b'"')
+_odd = (1).__and__
 _nfkc = partial(unicodedata.normalize, "NFKC")  # ASCII: returned as is, in C
 
 
@@ -28,8 +42,11 @@ class CsvRows(RowSource):
 
     def __init__(self, stream: IO[bytes], layout: Layout, name: str = "") -> None:
         self.stream, self.layout, self.name = stream, layout, name
+        self.limits = layout.limits
+        self.deadline = monotonic() + self.limits.parse_deadline
         self.encoding = self._encoding()
-        self._refuse_binary()
+        self._guarded = self._scan()
+        self._guard: _Guard | None = None
         header = self._header()
         self.fields: list[str | None] = [layout.field_for(h) for h in header]
         self._check_header(header)
@@ -44,11 +61,14 @@ class CsvRows(RowSource):
             return "utf-8-sig"
         return self.layout.encoding
 
-    def _refuse_binary(self) -> None:
-        """NUL never occurs in a utf-8/cp1252 text file: it is UTF-16, a spreadsheet, or broken.
-        Checked on the bytes (fast), and Postgres could not store it anyway."""
+    def _scan(self) -> bool:
+        """NUL never occurs in a utf-8/cp1252 text file: it is UTF-16, a spreadsheet, or broken
+        (and Postgres could not store it). Checked on the bytes, with the cheap test of whether
+        the file needs `_Guard`: a line over the row or cell cap, or a line with an odd number
+        of quotes (a row spanning lines). Returns that."""
+        cap = min(self.limits.max_line, self.limits.max_field)
         self.stream.seek(0)
-        offset = 0
+        offset, carried, quotes, guarded = 0, 0, 0, False
         while chunk := self.stream.read(1 << 20):
             at = chunk.find(b"\0")
             if at >= 0:
@@ -56,12 +76,34 @@ class CsvRows(RowSource):
                 raise FileUnreadable(f"NUL byte at line {line}: not a {_shown(self.encoding)}"
                                      " text file (UTF-16 or a spreadsheet?)")
             offset += len(chunk)
+            if guarded:
+                continue
+            lines = chunk.split(b"\n")  # the first continues the previous chunk's last line
+            if len(lines) == 1:
+                carried += len(chunk)
+                quotes += chunk.count(b'"')
+                guarded = carried > cap
+                continue
+            counts = list(map(_quotes_in, lines)) if b'"' in chunk else None
+            guarded = (carried + len(lines[0]) > cap or max(map(len, lines)) > cap
+                       or (counts is not None and (_odd(quotes + counts[0])
+                                                   or any(map(_odd, counts[1:-1])))))
+            carried, quotes = len(lines[-1]), counts[-1] if counts else 0
+        return guarded or _odd(quotes) or carried > cap
 
     def _header(self) -> list[str]:
         with self._records() as records:
             for record in records.reader:
+                refused = records.guard and records.guard.marks.get(records.guard.record_start)
+                if refused:
+                    raise FileUnreadable(f"the header row (line {records.guard.record_start}):"
+                                         f" {refused}")
                 if any(cell.strip() for cell in record):
                     self._header_line = records.reader.line_num
+                    if len(record) > self.limits.max_columns:
+                        raise FileUnreadable(f"the header has {len(record)} columns, more than"
+                                             f" the {self.limits.max_columns} allowed"
+                                             " (MLC_MAX_COLUMNS)")
                     return record
         raise FileUnreadable("the file is empty: no header row")
 
@@ -91,8 +133,17 @@ class CsvRows(RowSource):
     def _records(self) -> _Records:
         return _Records(self)
 
+    def _check_deadline(self, line: int) -> None:
+        if monotonic() > self.deadline:
+            raise FileUnreadable(f"parsing took longer than the {self.limits.parse_deadline:g} s"
+                                 f" deadline (MLC_PARSE_DEADLINE), at line {line}")
+
     def records(self, fields: Sequence[str]) -> Iterator[Record]:
-        width, strip = self._width, str.strip
+        self._check_deadline(0)
+        if self._guarded:
+            yield from self._guarded_records(fields)
+            return
+        width, strip, deadline = self._width, str.strip, self._check_deadline
         index = {f: i for i, f in enumerate(self.fields) if f}
         # A field the header lacks reads the "" appended past the last column.
         absent = any(f not in index for f in fields)
@@ -104,6 +155,8 @@ class CsvRows(RowSource):
             line = self._skip_header(records)
             for record in reader:  # the hot loop: one turn per data row, kept lean
                 start, line = line, reader.line_num + 1
+                if not line & 4095:
+                    deadline(line)
                 if line - start == 1 and len(record) == width:  # the common case
                     if absent:
                         record.append("")
@@ -116,11 +169,8 @@ class CsvRows(RowSource):
                     continue  # a blank line
                 if line - start > 1:  # a quoted newline: values as XML would give them
                     record = [c.replace("\r\n", "\n") for c in record]
-                error = None
-                if len(record) != width:
-                    if len(record) > width and any(map(strip, record[width:])):
-                        error = (None, "more cells than header columns")
-                    record = (record + [""] * width)[:width]  # short rows: missing cells empty
+                error = self._width_error(record)
+                record = (record + [""] * width)[:width]  # short rows: missing cells empty
                 if absent:
                     record.append("")
                 values = tuple(map(strip, pick(record)))
@@ -128,10 +178,69 @@ class CsvRows(RowSource):
                     continue  # only delimiters and spaces: a blank line
                 yield start, values, error
 
+    def _width_error(self, record: list[str]) -> RowError | None:
+        width, cells = self._width, len(record)
+        if cells > self.limits.max_columns:
+            return None, (f"{cells} cells, more than the {self.limits.max_columns} columns"
+                          " allowed (MLC_MAX_COLUMNS)")
+        if cells > width and any(map(str.strip, record[width:])):
+            return None, "more cells than header columns"
+        return None
+
+    def _guarded_records(self, fields: Sequence[str]) -> Iterator[Record]:
+        """`records` through `_Guard`: every row takes the general path, and rows the guard
+        refused (or csv.reader found a cell over the cap in) come out as errors with whatever
+        key cells could be read."""
+        width, strip = self._width, str.strip
+        index = {f: i for i, f in enumerate(self.fields) if f}
+        positions = [index.get(f, width) for f in fields]
+
+        def pick(record: list[str]) -> tuple[str, ...]:
+            record = (record + [""] * width)[:width] + [""]
+            return tuple(strip(record[p]) for p in positions)
+
+        with self._records() as records:
+            reader, guard = records.reader, records.guard
+            assert guard is not None
+            self._skip_header(records)
+            while True:
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    if _FIELD_LIMIT not in str(exc):
+                        raise
+                    # csv.reader dropped the row and starts afresh at the next line: the
+                    # guard drops what is left of the row, the row is refused from its head.
+                    start = guard.record_start
+                    guard.refuse(f"a cell longer than {self.limits.max_field_kb} KB"
+                                 " (MLC_MAX_FIELD_KB)")
+                    guard.marks.pop(start)
+                    yield start, pick(guard.head_cells(start, self.layout.delimiter)), (
+                        None, f"a cell longer than {self.limits.max_field_kb} KB"
+                              " (MLC_MAX_FIELD_KB)")
+                    continue
+                start = guard.record_start
+                refused = guard.marks.pop(start, None)
+                if refused is not None:
+                    cells = record or guard.head_cells(start, self.layout.delimiter)
+                    yield start, pick(cells), (None, refused)
+                    continue
+                if not record:
+                    continue  # a blank line (or a line of a refused row)
+                if guard.line > start:
+                    record = [c.replace("\r\n", "\n") for c in record]
+                error = self._width_error(record)
+                values = pick(record)
+                if error is None and not any(values) and not any(map(strip, record)):
+                    continue
+                yield start, values, error
+
     def count_keys(self, names: Sequence[str]) -> Counter[int]:
         index = {f: i for i, f in enumerate(self.fields) if f}
         wanted = [index.get(n) for n in names]
-        if None in wanted or len(wanted) < 2:  # the general path covers the odd cases
+        if None in wanted or len(wanted) < 2 or self._guarded:  # the general path: odd cases
             return super().count_keys(names)
         # The whole pass in C: pick the key cells, normalise them as records() + normalised_key
         # do (line ends of quoted newlines, strip, casefold), pair them again, hash, count.
@@ -166,16 +275,24 @@ class _Records:
         self.owner = owner
         owner.stream.seek(0)
         self.text = io.TextIOWrapper(owner.stream, encoding=owner.encoding, newline="")
-        self.reader = csv.reader(self.text, delimiter=owner.layout.delimiter, strict=True)
+        self.guard = _Guard(self.text, owner) if owner._guarded else None
+        lines = self.guard.lines() if self.guard else self.text
+        # Process-wide in the csv module: set for this reading, restored after it.
+        self.field_limit = csv.field_size_limit(owner.limits.max_field)
+        self.reader = csv.reader(lines, delimiter=owner.layout.delimiter, strict=True)
 
     def __enter__(self) -> _Records:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: object) -> None:
+        csv.field_size_limit(self.field_limit)
         self.text.detach()  # closing the wrapper would close the caller's stream
         if isinstance(exc, UnicodeDecodeError):
             raise FileUnreadable(self._decode_error()) from None
+        if isinstance(exc, csv.Error) and _FIELD_LIMIT in str(exc):
+            raise FileUnreadable(f"a cell longer than {self.owner.limits.max_field_kb} KB"
+                                 f" (MLC_MAX_FIELD_KB) at line {self.reader.line_num}") from None
         if isinstance(exc, csv.Error):
             raise FileUnreadable(f"CSV syntax error at line {self.reader.line_num}: {exc}"
                                  " (unbalanced quotes?)") from None
@@ -201,6 +318,71 @@ class _Records:
             if not chunk:
                 return f"not valid {shown}"
             offset += len(chunk)
+
+
+class _Guard:
+    """Physical lines for csv.reader, each read with a bounded readline, for files the pre-scan
+    found a long line or a quoted newline in. Follows the quoting (the parity of `"` per line)
+    to know where each row starts (`record_start`, `line`: line numbers come from here, not from
+    csv.reader); a row that grows past the row cap is refused: its start line is marked,
+    csv.reader gets one stand-in line (`"` ending the quoted cell it is in, or a blank line) and
+    the rest of the row is read and dropped here. The first line of the current row is kept
+    (bounded) so that its key cells can name the refused row."""
+
+    def __init__(self, text: io.TextIOWrapper, owner: CsvRows) -> None:
+        self.text, self.owner = text, owner
+        self.cap = owner.limits.max_line
+        self.marks: dict[int, str] = {}  # first line of a refused row -> reason
+        self.heads: dict[int, str] = {}  # its first line, cut to the cap
+        self.line = 0  # physical lines handed out
+        self.in_quote = False  # at the end of the last line handed out
+        self.record_start, self.record_len, self.record_head = 1, 0, ""
+        self.dropping = False  # the rest of a refused row
+
+    def refuse(self, reason: str) -> None:
+        self.marks[self.record_start] = reason
+        self.heads[self.record_start] = self.record_head
+        self.dropping = self.in_quote  # more lines of the row to come
+
+    def head_cells(self, start: int, delimiter: str) -> list[str]:
+        """The complete cells of a refused row's first line (the last may be cut)."""
+        head = self.heads.pop(start, "")
+        try:
+            cells = next(csv.reader([head.rstrip("\r\n")], delimiter=delimiter), [])
+        except csv.Error:
+            return []
+        return cells[:-1] if len(head) >= self.cap or not head.endswith(("\n", "\r")) \
+            else cells
+
+    def lines(self) -> Iterator[str]:
+        cap, readline = self.cap, self.text.readline
+        too_long = f"row longer than {self.owner.limits.max_line_kb} KB (MLC_MAX_LINE_KB)"
+        while piece := readline(cap + 1):
+            self.line += 1
+            if not self.line & 1023:
+                self.owner._check_deadline(self.line)
+            quotes, length = piece.count('"'), len(piece)
+            if length > cap and piece[-1] not in "\r\n":  # over the cap: read the rest, bounded
+                while more := readline(1 << 16):
+                    quotes, length = quotes + more.count('"'), length + len(more)
+                    if more[-1] in "\r\n":
+                        break
+                    if not self.line & 1023:
+                        self.owner._check_deadline(self.line)
+            was_quoted = self.in_quote
+            if not was_quoted:  # a row starts on this line
+                self.record_start, self.record_len = self.line, 0
+                self.record_head, self.dropping = piece, False
+            self.record_len += length - (piece[-1] == "\n")
+            self.in_quote = was_quoted ^ bool(quotes & 1)
+            if self.dropping:  # not handed to csv.reader: rows take their lines from here
+                continue
+            if self.record_len > cap:
+                self.refuse(too_long)
+                # Inside a quoted cell of a row csv.reader began: close it, ending the row.
+                yield '"\n' if was_quoted else "\n"
+            else:
+                yield piece
 
 
 def _shown(encoding: str) -> str:

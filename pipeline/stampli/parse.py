@@ -216,8 +216,12 @@ class InvoiceStream(_Stream):
                 if not text[0] or not text[1]:
                     line_no, missing = record[0], "vendor_id" if not text[0] else "invoice_number"
                     self.rows = rows
+                    if record[2] is not None:  # what the reader found (a row over a cap) first
+                        missing, reason = record[2]
+                    else:
+                        reason = f"{missing} is required"
                     yield Rejection(text[0] or None, text[1] or None, (line_no,), missing,
-                                    f"line {line_no}: {missing} is required")
+                                    f"line {line_no}: {reason}")
                     continue
                 current_text = text
                 key = ((text[0].casefold(), text[1].casefold())  # = normalised_key: stripped

@@ -78,6 +78,17 @@ class _SettingsSchema(Schema):
     # time limit, so a message legitimately waiting for its retry is not doubled.
     MLC_REQUEUE_AFTER = mf.Int(load_default=None, allow_none=True,
                                validate=validate.Range(min=1))
+    # Export parsing bounds (pipeline/stampli/limits.py): a refused row names its line and the
+    # setting; the deadline (default 80% of MLC_TASK_TIME_LIMIT) must leave the task time to
+    # record the refusal.
+    MLC_MAX_LINE_KB = mf.Int(load_default=64, validate=validate.Range(min=1, max=65536))
+    MLC_MAX_FIELD_KB = mf.Int(load_default=16, validate=validate.Range(min=1, max=65536))
+    MLC_MAX_COLUMNS = mf.Int(load_default=256, validate=validate.Range(min=8, max=100_000))
+    MLC_PARSE_DEADLINE = mf.Float(load_default=None, allow_none=True,
+                                  validate=validate.Range(min=1))
+    MLC_DATE_YEARS_BACK = mf.Int(load_default=10, validate=validate.Range(min=0, max=200))
+    MLC_DATE_YEARS_AHEAD = mf.Int(load_default=1, validate=validate.Range(min=0, max=200))
+    MLC_ALLOW_ZERO_INVOICES = mf.Bool(load_default=False)
     MLC_LOG_LEVEL = mf.Str(
         load_default="INFO", validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
     )
@@ -96,6 +107,10 @@ class _SettingsSchema(Schema):
         if window is not None and timeout is not None and window <= timeout:
             problems["MLC_X3_INFLIGHT_WINDOW"] = [
                 "must be above MLC_X3_TIMEOUT (a create may commit after its client gave up)"]
+        deadline = data.get("MLC_PARSE_DEADLINE")
+        if deadline is not None and deadline >= data.get("MLC_TASK_TIME_LIMIT", 600):
+            problems["MLC_PARSE_DEADLINE"] = ["must be lower than MLC_TASK_TIME_LIMIT (the parse"
+                                              " task must outlive it to record the refusal)"]
         if data.get("MLC_RETRY_BACKOFF_MAX", 0) >= vt:
             problems["MLC_RETRY_BACKOFF_MAX"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
         if problems:
@@ -135,6 +150,13 @@ class Settings:
     max_retries: int
     log_level: str
     requeue_after: int = 2400
+    max_line_kb: int = 64
+    max_field_kb: int = 16
+    max_columns: int = 256
+    parse_deadline: float = 480.0
+    date_years_back: int = 10
+    date_years_ahead: int = 1
+    allow_zero_invoices: bool = False
 
     def __repr__(self) -> str:
         # Keys and the database password stay out of reprs that end up in logs.
@@ -207,6 +229,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=data["MLC_LOG_LEVEL"],
         requeue_after=data["MLC_REQUEUE_AFTER"]
         or data["MLC_RETRY_BACKOFF_MAX"] + data["MLC_TASK_TIME_LIMIT"],
+        max_line_kb=data["MLC_MAX_LINE_KB"],
+        max_field_kb=data["MLC_MAX_FIELD_KB"],
+        max_columns=data["MLC_MAX_COLUMNS"],
+        parse_deadline=data["MLC_PARSE_DEADLINE"] or data["MLC_TASK_TIME_LIMIT"] * 0.8,
+        date_years_back=data["MLC_DATE_YEARS_BACK"],
+        date_years_ahead=data["MLC_DATE_YEARS_AHEAD"],
+        allow_zero_invoices=data["MLC_ALLOW_ZERO_INVOICES"],
     )
 
 

@@ -6,6 +6,7 @@ does nothing; one that changed after posting is flagged for a person, never re-p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -20,6 +21,7 @@ from pipeline import audit, blobs, db
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.stampli import parse
+from pipeline.stampli.limits import Limits
 from pipeline.stampli.schema import Layout, LayoutError
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ class ParseOutcome:
 def layout() -> Layout:
     path = settings().stampli_layout
     found = Layout.from_file(path) if path else Layout()
+    # Bounds come from the environment, never from the customer's layout file.
+    found = dataclasses.replace(found, limits=Limits.from_settings(settings()))
     types = dict(found.dimensions)
     cost_center_type = settings().x3_dimension_type
     if "cost_center" not in types and cost_center_type in types.values():

@@ -284,7 +284,7 @@ def cmd_connection_test(args: argparse.Namespace) -> int:
     try:
         with sftp.open_sftp(conn) as client:
             files = sftp.list_files(client, directory, patterns)
-            total = len(client.listdir(directory))
+            total = len(sftp.names_in(client, directory))
     except sftp.SftpError as exc:
         with db.transaction() as cur:
             audit.record(cur, "file_fetch", "error", connection=args.name, error=str(exc),

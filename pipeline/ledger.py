@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import psycopg2
 from psycopg2.extensions import cursor as Cursor
 
 from pipeline import audit, blobs, db
@@ -89,12 +90,21 @@ def parse_file(ctx: TaskContext, file_id: int) -> ParseOutcome:
                 outcome = _store_vendors(cur, ctx, f, parse.parse_vendors(rows, layout()))
             else:
                 outcome = _store_invoices(cur, ctx, f, parse.parse_invoices(rows, layout()))
-        except parse.FileUnreadable as exc:
+        except psycopg2.Error:
+            raise  # the database's trouble, not the file's: the task retries
+        except Exception as exc:  # noqa: BLE001 - any parser failure rejects the file
+            # A file the parser cannot get through (refused, or a bug it trips) is rejected
+            # with its reason: left `fetched`, it would come back with every poll.
+            if isinstance(exc, parse.FileUnreadable):
+                reason = str(exc)
+            else:
+                log.exception("parsing file %s failed", file_id)
+                reason = f"the parser failed: {type(exc).__name__}: {str(exc)[:200]}"
             cur.execute("ROLLBACK TO SAVEPOINT parse_file")
             cur.execute("UPDATE source_files SET status = 'rejected', error = %s,"
-                        " parsed_at = now() WHERE id = %s", (str(exc), file_id))
+                        " parsed_at = now() WHERE id = %s", (reason, file_id))
             audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
-                         path=f["path"], reason=str(exc))
+                         path=f["path"], reason=reason)
             return ParseOutcome(file_id, "rejected")
     return outcome
 

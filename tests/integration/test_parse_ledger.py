@@ -184,3 +184,16 @@ def test_an_xml_export_with_a_huge_attribute_is_refused_quickly_with_its_line(db
     assert f["error"] == ("an XML tag, attribute, comment or processing instruction longer than"
                           " 16 KB (MLC_MAX_FIELD_KB) at line 3")
     assert one("SELECT count(*) AS n FROM invoices")["n"] == 0
+
+
+def test_a_file_the_parser_trips_on_is_rejected_not_left_for_every_poll(db_env, monkeypatch):
+    from pipeline.stampli import parse
+
+    def broken(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(parse, "parse_invoices", broken)
+    file_id = add_file("/export/invoices_trip.csv", "invoices", b"invoice_number\n1\n")
+    assert ledger.parse_file(CTX, file_id).status == "rejected"
+    f = one("SELECT status, error FROM source_files WHERE id = %s", file_id)
+    assert f["error"] == "the parser failed: RecursionError: maximum recursion depth exceeded"

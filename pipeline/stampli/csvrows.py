@@ -29,9 +29,10 @@ from pipeline.stampli.rows import FileUnreadable, Record, RowError, RowSource, l
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _FIELD_LIMIT = "field larger than field limit"
-_quotes_in = methodcaller("count", b'"')
 _odd = (1).__and__
+_NOT_QUOTE_OR_NL = bytes(b for b in range(256) if b not in b'"\n')
 _nfkc = partial(unicodedata.normalize, "NFKC")  # ASCII: returned as is, in C
+_same = str  # str(a str) is that str: the identity, in C
 
 
 class CsvRows(RowSource):
@@ -65,11 +66,13 @@ class CsvRows(RowSource):
         """NUL never occurs in a utf-8/cp1252 text file: it is UTF-16, a spreadsheet, or broken
         (and Postgres could not store it). Checked on the bytes, with the cheap test of whether
         the file needs `_Guard`: a line over the row or cell cap, or a line with an odd number
-        of quotes (a row spanning lines). Returns that."""
+        of quotes (a row spanning lines). Returns that. All in C, a few calls per MB."""
         cap = min(self.limits.max_line, self.limits.max_field)
         self.stream.seek(0)
         offset, carried, quotes, guarded = 0, 0, 0, False
+        self.ascii = True  # then keys need no NFKC
         while chunk := self.stream.read(1 << 20):
+            self.ascii = self.ascii and chunk.isascii()
             at = chunk.find(b"\0")
             if at >= 0:
                 line = line_of_offset(self.stream, offset + at)
@@ -78,17 +81,24 @@ class CsvRows(RowSource):
             offset += len(chunk)
             if guarded:
                 continue
-            lines = chunk.split(b"\n")  # the first continues the previous chunk's last line
-            if len(lines) == 1:
+            first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
+            if first < 0:
                 carried += len(chunk)
                 quotes += chunk.count(b'"')
                 guarded = carried > cap
                 continue
-            counts = list(map(_quotes_in, lines)) if b'"' in chunk else None
-            guarded = (carried + len(lines[0]) > cap or max(map(len, lines)) > cap
-                       or (counts is not None and (_odd(quotes + counts[0])
-                                                   or any(map(_odd, counts[1:-1])))))
-            carried, quotes = len(lines[-1]), counts[-1] if counts else 0
+            guarded = carried + first > cap or _long_line_in(chunk, first, last, cap)
+            carried = len(chunk) - last - 1
+            if b'"' in chunk:
+                # Quotes and line ends only: the complete lines are those between the first
+                # and last line end; without their `""` pairs, a quote left is an odd line.
+                marks = chunk.translate(None, _NOT_QUOTE_OR_NL)
+                head, tail = marks.find(b"\n"), marks.rfind(b"\n")
+                guarded = guarded or _odd(quotes + head) or b'"' in marks[head:tail].replace(
+                    b'""', b"")
+                quotes = len(marks) - tail - 1
+            else:
+                quotes = 0
         return guarded or _odd(quotes) or carried > cap
 
     def _header(self) -> list[str]:
@@ -249,8 +259,9 @@ class CsvRows(RowSource):
         with self._records() as records:
             reader = records.reader
             self._skip_header(records)
+            nfkc = _same if self.ascii else _nfkc
             while True:
-                cells = map(str.casefold, map(str.strip, map(_nfkc, map(
+                cells = map(str.casefold, map(str.strip, map(nfkc, map(
                     methodcaller("replace", "\r\n", "\n"),
                     chain.from_iterable(map(pick, reader))))))
                 try:
@@ -265,6 +276,18 @@ class CsvRows(RowSource):
             if reader.line_num >= self._header_line:
                 break
         return reader.line_num + 1
+
+
+def _long_line_in(chunk: bytes, first: int, last: int, cap: int) -> bool:
+    """Whether a line wholly inside chunk[first:last] is longer than `cap` bytes. Any such line
+    covers an aligned window of cap/2 bytes without a line end: one memchr per window finds the
+    candidates, and only then are the lines measured."""
+    window = max(cap // 2, 1)
+    find = chunk.find
+    for start in range(first, last - window + 1, window):
+        if find(b"\n", start, start + window) < 0:
+            return max(map(len, chunk[first:last].split(b"\n"))) > cap
+    return False
 
 
 class _Records:

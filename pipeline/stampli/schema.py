@@ -251,9 +251,11 @@ class InvoiceRowSchema(_LayoutSchema):
     line_description = _text(max_len=TEXT_MAX, clean=None)
     line_quantity = DecimalAmount(load_default=Decimal("1"), **QUANTITY)
     line_amount = DecimalAmount(required=True, **MONEY)
-    gl_account = _text(required=True, max_len=CODE_MAX)
-    cost_center = _text(max_len=CODE_MAX)
-    location = _text(max_len=CODE_MAX)
+    # Line-level codes: checked per row, so left plain (every row pays for a check); each is
+    # mapped and validated against X3 before posting, and bounded by MLC_MAX_FIELD_KB here.
+    gl_account = _text(required=True, clean=None)
+    cost_center = _text(clean=None)
+    location = _text(clean=None)
 
 
 def invoice_row_schema(layout: Layout) -> type[InvoiceRowSchema]:

@@ -154,3 +154,27 @@ def test_the_date_window_follows_the_settings():
     _, rejected, _ = outcome("due_date_far_future.csv", data,
                              Limits(today=TODAY, date_years_ahead=1000))
     assert rejected == []
+
+
+def _reference_needs_guard(data: bytes, cap: int) -> bool:
+    """The pre-scan's question, answered line by line in Python."""
+    lines = data.split(b"\n")
+    return any(len(ln) > cap or ln.count(b'"') % 2 for ln in lines)
+
+
+@pytest.mark.parametrize("at", [(1 << 20) - 5000, (1 << 20) - 1, 1 << 20, (1 << 20) + 1,
+                                (2 << 20) - 3])
+@pytest.mark.parametrize("hostile", ["long", "odd_quote", "none"])
+def test_the_pre_scan_sees_lines_across_chunk_boundaries(at: int, hostile: str):
+    from pipeline.stampli.csvrows import CsvRows
+
+    filler = (OK1 + "\n").encode()
+    body = filler * (at // len(filler))
+    pad = at - len(body)
+    body += b"x" * pad  # the hostile line starts `at` bytes in (mid-line when padded)
+    tail = {"long": b"y" * 20_000, "odd_quote": b'a,"b', "none": b"z"}[hostile]
+    data = (H + "\n").encode() + body + tail + b"\n" + filler * 3
+    cap = Limits().max_field
+    scanner = CsvRows.__new__(CsvRows)
+    scanner.stream, scanner.limits, scanner.encoding = io.BytesIO(data), Limits(), "utf-8"
+    assert scanner._scan() == _reference_needs_guard(data, cap) == (hostile != "none")

@@ -290,6 +290,12 @@ def _long_line_in(chunk: bytes, first: int, last: int, cap: int) -> bool:
     return False
 
 
+def _line_ends(text: str, start: int, end: int) -> int:
+    """Line ends (\\n, \\r\\n or \\r, as csv reads them) in text[start:end]."""
+    return (text.count("\n", start, end) + text.count("\r", start, end)
+            - text.count("\r\n", start, end))
+
+
 class _Records:
     """csv.reader over the decoded stream, as a context: decoding and syntax errors leave it as
     one-line `FileUnreadable` reasons with the line number; the caller's stream stays open."""
@@ -361,6 +367,7 @@ class _Guard:
         self.in_quote = False  # at the end of the last line handed out
         self.record_start, self.record_len, self.record_head = 1, 0, ""
         self.dropping = False  # the rest of a refused row
+        self.pending = ""  # text read past a dropped row's end, read before the stream
 
     def refuse(self, reason: str) -> None:
         self.marks[self.record_start] = reason
@@ -370,17 +377,82 @@ class _Guard:
     def head_cells(self, start: int, delimiter: str) -> list[str]:
         """The complete cells of a refused row's first line (the last may be cut)."""
         head = self.heads.pop(start, "")
-        try:
-            cells = next(csv.reader([head.rstrip("\r\n")], delimiter=delimiter), [])
-        except csv.Error:
-            return []
-        return cells[:-1] if len(head) >= self.cap or not head.endswith(("\n", "\r")) \
-            else cells
+        text = head.rstrip("\r\n")[:self.owner.limits.max_field]  # within csv's cell limit
+        cut = len(head) >= self.cap or not head.endswith(("\n", "\r")) or len(text) < len(
+            head.rstrip("\r\n"))
+        for attempt in (text, text + '"'):  # cut inside a quoted cell: close it
+            try:
+                cells = next(csv.reader([attempt], delimiter=delimiter, strict=True), [])
+                break
+            except csv.Error:
+                cells = []
+        return cells[:-1] if cut else cells
+
+    def _readline(self, limit: int) -> str:
+        if not self.pending:
+            return self.text.readline(limit)
+        text = self.pending
+        ends = [i for i in (text.find("\n", 0, limit), text.find("\r", 0, limit)) if i >= 0]
+        if ends:
+            end = min(ends) + 1
+            if text[end - 1] == "\r" and text[end:end + 1] == "\n":
+                end += 1
+            end = min(end, limit)
+        elif len(text) >= limit:
+            end = limit
+        else:
+            self.pending = ""
+            return text + self.text.readline(limit - len(text))
+        self.pending = text[end:]
+        return text[:end]
+
+    def _drop_row(self) -> None:
+        """Read past the rest of a refused row, which is inside a quoted cell now: in chunks,
+        with str.find (a 50 MB cell of short lines is not 26 million readline calls)."""
+        read, text, at, quoted = self.text.read, self.pending or self.text.read(1 << 16), 0, True
+        self.pending = ""
+        while text:
+            self.owner._check_deadline(self.line)
+            if quoted:
+                q = text.find('"', at)
+                if q < 0 or q + 1 == len(text):  # no quote, or one whose next char is unread
+                    keep = text[q:] if q >= 0 else ""
+                    self.line += _line_ends(text, at, len(text) - len(keep))
+                    more = read(1 << 16)
+                    if not more:
+                        break
+                    text, at = keep + more, 0
+                    continue
+                self.line += _line_ends(text, at, q)
+                if text[q + 1] == '"':  # an escaped quote: still inside
+                    at = q + 2
+                else:
+                    at, quoted = q + 1, False
+                continue
+            ends = [i for i in (text.find("\n", at), text.find("\r", at)) if i >= 0]
+            q = text.find('"', at)
+            if ends and (q < 0 or min(ends) < q):  # the row ends at this line end
+                end = min(ends) + 1
+                if text[end - 1] == "\r" and text[end:end + 1] == "\n":
+                    end += 1
+                self.line += 1  # the row's last line
+                self.pending = text[end:]
+                break
+            if q >= 0:
+                at, quoted = q + 1, True
+                continue
+            text, at = read(1 << 16), 0
+        self.in_quote = self.dropping = False
 
     def lines(self) -> Iterator[str]:
-        cap, readline = self.cap, self.text.readline
+        cap, readline = self.cap, self._readline
         too_long = f"row longer than {self.owner.limits.max_line_kb} KB (MLC_MAX_LINE_KB)"
-        while piece := readline(cap + 1):
+        while True:
+            if self.dropping:
+                self._drop_row()
+            piece = readline(cap + 1)
+            if not piece:
+                return
             self.line += 1
             if not self.line & 1023:
                 self.owner._check_deadline(self.line)
@@ -398,8 +470,6 @@ class _Guard:
                 self.record_head, self.dropping = piece, False
             self.record_len += length - (piece[-1] == "\n")
             self.in_quote = was_quoted ^ bool(quotes & 1)
-            if self.dropping:  # not handed to csv.reader: rows take their lines from here
-                continue
             if self.record_len > cap:
                 self.refuse(too_long)
                 # Inside a quoted cell of a row csv.reader began: close it, ending the row.

@@ -178,3 +178,33 @@ def test_the_pre_scan_sees_lines_across_chunk_boundaries(at: int, hostile: str):
     scanner = CsvRows.__new__(CsvRows)
     scanner.stream, scanner.limits, scanner.encoding = io.BytesIO(data), Limits(), "utf-8"
     assert scanner._scan() == _reference_needs_guard(data, cap) == (hostile != "none")
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("cell", [
+    '"' + "\n".join(["y" * 40] * 60) + '"',                 # many short lines in one cell
+    '"a ""quoted"" word\n' + 'z""\n' * 600 + 'end"',         # escaped quotes across lines
+    '"' + "w" * 3000 + '\n' + "v" * 3000 + '"',              # long lines inside the cell
+])
+def test_refusing_a_row_never_moves_the_lines_of_the_others(newline: str, cell: str):
+    rows = [H, OK1, bad(desc=cell), 'OK-3,V-3,C,2026-11-01,,USD,5.00,1,"x\ny",5.00,6100,Approved',
+            OK2]
+    data = "\n".join(rows).replace("\n", newline).encode() + newline.encode()
+    roomy = Limits(today=TODAY, max_line_kb=1024, max_field_kb=1024)
+    tight = Limits(today=TODAY, max_line_kb=2, max_field_kb=1)
+    wide, _, _ = _parse(data, roomy)
+    kept, refused, _ = _parse(data, tight)
+    # Roomy: BAD-1 is read whole (then refused for its 1000+ character description).
+    assert [i.header["invoice_number"] for i in wide] == ["OK-1", "OK-3", "OK-2"]
+    assert [(i.header["invoice_number"], i.source_lines) for i in kept] == [
+        (i.header["invoice_number"], i.source_lines) for i in wide]
+    assert [(r.invoice_number, r.line_numbers) for r in refused] == [("BAD-1", (3,))]
+    assert "KB (MLC_MAX_" in refused[0].reason
+
+
+def _parse(data: bytes, limits: Limits) -> tuple[list[Any], list[parse.Rejection], int]:
+    layout = dataclasses.replace(Layout(), limits=limits)
+    items = list(parse.parse_invoices(parse.read_rows("x.csv", io.BytesIO(data), layout),
+                                      layout))
+    return ([i for i in items if not isinstance(i, parse.Rejection)],
+            [i for i in items if isinstance(i, parse.Rejection)], 0)

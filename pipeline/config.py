@@ -84,6 +84,8 @@ class _SettingsSchema(Schema):
     MLC_MAX_LINE_KB = mf.Int(load_default=64, validate=validate.Range(min=1, max=65536))
     MLC_MAX_FIELD_KB = mf.Int(load_default=16, validate=validate.Range(min=1, max=65536))
     MLC_MAX_COLUMNS = mf.Int(load_default=256, validate=validate.Range(min=8, max=100_000))
+    MLC_MAX_INVOICE_LINES = mf.Int(load_default=10_000,
+                                   validate=validate.Range(min=1, max=1_000_000))
     MLC_PARSE_DEADLINE = mf.Float(load_default=None, allow_none=True,
                                   validate=validate.Range(min=1))
     MLC_DATE_YEARS_BACK = mf.Int(load_default=10, validate=validate.Range(min=0, max=200))
@@ -153,6 +155,7 @@ class Settings:
     max_line_kb: int = 64
     max_field_kb: int = 16
     max_columns: int = 256
+    max_invoice_lines: int = 10_000
     parse_deadline: float = 480.0
     date_years_back: int = 10
     date_years_ahead: int = 1
@@ -232,6 +235,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_line_kb=data["MLC_MAX_LINE_KB"],
         max_field_kb=data["MLC_MAX_FIELD_KB"],
         max_columns=data["MLC_MAX_COLUMNS"],
+        max_invoice_lines=data["MLC_MAX_INVOICE_LINES"],
         parse_deadline=data["MLC_PARSE_DEADLINE"] or data["MLC_TASK_TIME_LIMIT"] * 0.8,
         date_years_back=data["MLC_DATE_YEARS_BACK"],
         date_years_ahead=data["MLC_DATE_YEARS_AHEAD"],

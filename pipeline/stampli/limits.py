@@ -18,6 +18,7 @@ class Limits:
     max_line_kb: int = 64  # one CSV row, quoted newlines included
     max_field_kb: int = 16  # one CSV cell; one XML text, tag, attribute, comment or PI
     max_columns: int = 256  # cells of a CSV row (and header)
+    max_invoice_lines: int = 10_000  # rows (lines) of one invoice: all are held to build it
     parse_deadline: float = 480.0  # seconds for a whole file; below the task time limit
     date_years_back: int = 10
     date_years_ahead: int = 1
@@ -39,7 +40,8 @@ class Limits:
     @classmethod
     def from_settings(cls, s: Any) -> Limits:
         return cls(max_line_kb=s.max_line_kb, max_field_kb=s.max_field_kb,
-                   max_columns=s.max_columns, parse_deadline=s.parse_deadline,
+                   max_columns=s.max_columns, max_invoice_lines=s.max_invoice_lines,
+                   parse_deadline=s.parse_deadline,
                    date_years_back=s.date_years_back, date_years_ahead=s.date_years_ahead,
                    allow_zero_invoices=s.allow_zero_invoices)
 

@@ -196,6 +196,7 @@ class InvoiceStream(_Stream):
         schema = invoice_row_schema(self.layout)(self.layout, unknown=EXCLUDE)
         self._check_columns(schema, "invoices")
         remaining = _count_rows_per_invoice(source)
+        max_rows = self.layout.limits.max_invoice_lines
         builder = _InvoiceBuilder(schema, self.layout)
         build = builder.build
         open_groups: dict[tuple[str, str], tuple[_Group, int]] = {}
@@ -230,7 +231,15 @@ class InvoiceStream(_Stream):
                     if current_key is not None:  # interleaved invoices: park the open one
                         open_groups[current_key] = (current, left)
                     current_key = key
-                    current, left = open_groups.pop(key, None) or ([], remaining.pop(hash(key), -1))
+                    found = open_groups.pop(key, None)
+                    if found is not None:
+                        current, left = found
+                    else:
+                        current, left = [], remaining.pop(hash(key), -1)
+                        if left > max_rows:  # refused whole, its rows never held
+                            self.rows = rows
+                            yield _too_many_rows(record, left, max_rows)
+                            current, left = _SKIP, -1
             current.append(record)
             left -= 1
             if left == 0:  # negative: a key pass 1 did not see (cannot happen); held to the end
@@ -241,7 +250,25 @@ class InvoiceStream(_Stream):
         if current_key is not None:
             open_groups[current_key] = (current, left)
         for group, _ in open_groups.values():
-            yield build(group)
+            if group is not _SKIP:
+                yield build(group)
+
+
+class _Skip(list):  # type: ignore[type-arg]
+    """The group of a refused invoice: takes its rows and keeps none."""
+
+    def append(self, record: object) -> None:
+        pass
+
+
+_SKIP = _Skip()
+
+
+def _too_many_rows(record: Record, count: int, limit: int) -> Rejection:
+    vendor, number = record[1][_VENDOR], record[1][_NUMBER]
+    return Rejection(vendor, number, (record[0],), None,
+                     f"invoice {number} of vendor {vendor} (line {record[0]}): {count} rows,"
+                     f" more than the {limit} allowed (MLC_MAX_INVOICE_LINES)")
 
 
 def _count_rows_per_invoice(source: RowSource) -> dict[int, int]:

@@ -181,6 +181,7 @@ class _Handler:
         self.buffered = 0  # characters in buffer
         self.error: tuple[str | None, str] | None = None
         self.max_field = source.layout.limits.max_field
+        self.max_lines = source.layout.limits.max_invoice_lines
         self.max_field_kb = source.layout.limits.max_field_kb
 
     def too_long(self) -> None:
@@ -225,7 +226,11 @@ class _Handler:
             if name != "Line":
                 raise FileUnreadable(f"unexpected <{name}> in <Lines> at line {self._line()}")
             self.target = {}
-            self.lines.append((self._line(), self.target))
+            if len(self.lines) < self.max_lines:
+                self.lines.append((self._line(), self.target))
+            elif self.error is None:  # the rest are read and dropped: the invoice is refused
+                self.error = (None, f"more than {self.max_lines} lines, the limit"
+                                    " (MLC_MAX_INVOICE_LINES)")
         elif depth == 2:
             self._start_record(name)
         elif depth == 1:

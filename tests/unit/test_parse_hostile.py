@@ -67,6 +67,7 @@ def generated(kind: str) -> bytes:
         "long_row_two_lines": [H, OK1, bad(desc="x" * 3000, amount="60.00"),
                                bad(line="2", amount="40.00"), OK2],
         "plain": [H, OK1, OK2],
+        "many_lines": [H, OK1, *(bad(line=str(n), amount="25.00") for n in range(1, 5)), OK2],
     }
     if kind in rows:
         return ("\n".join(rows[kind]) + "\n").encode()
@@ -78,6 +79,15 @@ def generated(kind: str) -> bytes:
         return _xml(first_desc="t" * 200_000)
     if kind == "xml_plain":
         return _xml()
+    if kind == "xml_many_lines":  # BAD-1 gets lines 2 to 4 after its first
+        line = ("<Line><line_number>{n}</line_number><line_amount>25.00</line_amount>"
+                "<gl_account>6100</gl_account></Line>")
+        many = "".join(line.format(n=n) for n in range(2, 5)).encode()
+        first_of_bad = b"<line_description>Hoses</line_description>"
+        data = _xml()
+        at = data.index(first_of_bad, data.index(b"BAD-1"))
+        at = data.index(b"</Line>", at) + len(b"</Line>")
+        return data[:at] + many + data[at:]
     raise AssertionError(kind)
 
 

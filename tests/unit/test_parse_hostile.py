@@ -218,3 +218,15 @@ def _parse(data: bytes, limits: Limits) -> tuple[list[Any], list[parse.Rejection
                                       layout))
     return ([i for i in items if not isinstance(i, parse.Rejection)],
             [i for i in items if isinstance(i, parse.Rejection)], 0)
+
+
+@pytest.mark.parametrize(("data", "line"), [
+    (b"invoice_number,vendor_id," + b"x" * 3000 + b"\nA,B\n", 1),
+    (b'\n\n"invoice_number\n' + b"y\n" * 2000 + b'",vendor_id\n', 3),
+])
+def test_a_header_over_the_row_cap_refuses_the_file(data: bytes, line: int):
+    layout = dataclasses.replace(Layout(), limits=Limits(max_line_kb=1))
+    with pytest.raises(parse.FileUnreadable) as refused:
+        parse.read_rows("x.csv", io.BytesIO(data), layout)
+    assert str(refused.value) == (f"the header row (line {line}): row longer than 1 KB"
+                                  " (MLC_MAX_LINE_KB)")

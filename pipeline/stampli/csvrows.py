@@ -203,11 +203,16 @@ class CsvRows(RowSource):
         key cells could be read."""
         width, strip = self._width, str.strip
         index = {f: i for i, f in enumerate(self.fields) if f}
-        positions = [index.get(f, width) for f in fields]
+        positions = [index.get(f, width) for f in fields]  # width: the "" appended below
+        getter = itemgetter(*positions) if len(positions) > 1 else (
+            lambda record: (record[positions[0]],))
+        pad = [""] * width
 
         def pick(record: list[str]) -> tuple[str, ...]:
-            record = (record + [""] * width)[:width] + [""]
-            return tuple(strip(record[p]) for p in positions)
+            if len(record) != width:
+                record = (record + pad)[:width]
+            record.append("")
+            return tuple(map(strip, getter(record)))
 
         with self._records() as records:
             reader, guard = records.reader, records.guard
@@ -250,7 +255,13 @@ class CsvRows(RowSource):
     def count_keys(self, names: Sequence[str]) -> Counter[int]:
         index = {f: i for i, f in enumerate(self.fields) if f}
         wanted = [index.get(n) for n in names]
-        if None in wanted or len(wanted) < 2 or self._guarded:  # the general path: odd cases
+        if self._guarded:  # rows as `records` gives them (refused ones too), keyed alike
+            nfkc = _same if self.ascii else _nfkc
+
+            def key(values: tuple[str, ...]) -> tuple[str, ...]:  # = normalised_key
+                return tuple(map(str.casefold, map(str.strip, map(nfkc, values))))
+            return Counter(map(hash, map(key, map(itemgetter(1), self.records(names)))))
+        if None in wanted or len(wanted) < 2:  # the general path covers the odd cases
             return super().count_keys(names)
         # The whole pass in C: pick the key cells, normalise them as records() + normalised_key
         # do (line ends of quoted newlines, strip, casefold), pair them again, hash, count.
@@ -365,7 +376,7 @@ class _Guard:
         self.heads: dict[int, str] = {}  # its first line, cut to the cap
         self.line = 0  # physical lines handed out
         self.in_quote = False  # at the end of the last line handed out
-        self.record_start, self.record_len, self.record_head = 1, 0, ""
+        self.record_start, self.record_head = 1, ""
         self.dropping = False  # the rest of a refused row
         self.pending = ""  # text read past a dropped row's end, read before the stream
 
@@ -445,32 +456,36 @@ class _Guard:
         self.in_quote = self.dropping = False
 
     def lines(self) -> Iterator[str]:
-        cap, readline = self.cap, self._readline
+        # Per line: state in locals, written back to the guard before each yield (the reader
+        # of rows, and `refuse`, read it between lines).
+        cap, text_readline = self.cap, self.text.readline
         too_long = f"row longer than {self.owner.limits.max_line_kb} KB (MLC_MAX_LINE_KB)"
+        line, in_quote, record_len = self.line, self.in_quote, 0
         while True:
             if self.dropping:
                 self._drop_row()
-            piece = readline(cap + 1)
+                line, in_quote = self.line, False
+            piece = self._readline(cap + 1) if self.pending else text_readline(cap + 1)
             if not piece:
                 return
-            self.line += 1
-            if not self.line & 1023:
-                self.owner._check_deadline(self.line)
+            line += 1
+            if not line & 1023:
+                self.owner._check_deadline(line)
             quotes, length = piece.count('"'), len(piece)
             if length > cap and piece[-1] not in "\r\n":  # over the cap: read the rest, bounded
-                while more := readline(1 << 16):
+                while more := self._readline(1 << 16):
                     quotes, length = quotes + more.count('"'), length + len(more)
                     if more[-1] in "\r\n":
                         break
-                    if not self.line & 1023:
-                        self.owner._check_deadline(self.line)
-            was_quoted = self.in_quote
+                    self.owner._check_deadline(line)
+            was_quoted = in_quote
             if not was_quoted:  # a row starts on this line
-                self.record_start, self.record_len = self.line, 0
-                self.record_head, self.dropping = piece, False
-            self.record_len += length - (piece[-1] == "\n")
-            self.in_quote = was_quoted ^ bool(quotes & 1)
-            if self.record_len > cap:
+                self.record_start, self.record_head, record_len = line, piece, 0
+            record_len += length - (piece[-1] == "\n")
+            if quotes & 1:
+                in_quote = not in_quote
+            self.line, self.in_quote = line, in_quote
+            if record_len > cap:
                 self.refuse(too_long)
                 # Inside a quoted cell of a row csv.reader began: close it, ending the row.
                 yield '"\n' if was_quoted else "\n"

@@ -399,7 +399,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     with db.transaction() as cur:
         data = status.summary(cur, poll_interval=settings().poll_interval,
                               broker_url=settings().broker_url)
-    tables.emit(tables.to_json(data) if args.json else status.render(data))
+    text = status.render(data)  # holds an invoice number and vendor id: escaped per line
+    tables.emit(tables.to_json(data) if args.json else
+                "\n".join(map(tables.safe, text.split("\n"))))
     return 0
 
 

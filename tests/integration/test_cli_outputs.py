@@ -90,3 +90,10 @@ def test_run_once_exits_non_zero_when_the_host_key_is_refused(connected, capsys)
     assert cli.main(["run-once"]) != 0
     err = capsys.readouterr().err
     assert "refusing to connect" in err and "\n" == err[-1] and err.count("\n") == 1
+
+
+def test_status_escapes_the_oldest_unsettled_invoice_names(db_env, capsys):
+    add_invoice(add_file("/export/invoices_s.csv"), "V-\x1b[2J", "INV\u202e9", status="received")
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out and "V-\\x1b[2J" in out

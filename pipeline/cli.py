@@ -270,7 +270,7 @@ def cmd_connection_show(args: argparse.Namespace) -> int:
 
 
 def cmd_connection_test(args: argparse.Namespace) -> int:
-    from pipeline import audit, connections, db
+    from pipeline import audit, connections, db, tables
     from pipeline.config import settings
     from pipeline.stampli import sftp
 
@@ -284,7 +284,7 @@ def cmd_connection_test(args: argparse.Namespace) -> int:
     try:
         with sftp.open_sftp(conn) as client:
             files = sftp.list_files(client, directory, patterns)
-            total = len(client.listdir(directory))
+            total = len(sftp.names_in(client, directory))
     except sftp.SftpError as exc:
         with db.transaction() as cur:
             audit.record(cur, "file_fetch", "error", connection=args.name, error=str(exc),
@@ -293,9 +293,9 @@ def cmd_connection_test(args: argparse.Namespace) -> int:
         return 1
     print(f"connected to {conn.settings['host']}:{conn.settings.get('port', 22)} as "
           f"{conn.settings['username']}; host key verified")
-    print(f"{directory}: {total} entries, {len(files)} matching export files")
+    print(f"{tables.safe(directory)}: {total} entries, {len(files)} matching export files")
     for f in files[:50]:
-        print(f"  {f.name}  {f.size} bytes")
+        print(f"  {tables.safe(f.name)}  {f.size} bytes")
     return 0
 
 
@@ -306,10 +306,18 @@ def cmd_run_once(args: argparse.Namespace) -> int:
 
     with db.transaction() as cur:
         client = open_client(cur)
+    from pipeline.tables import safe
+
     report = run_once(client)
+    if report.locked_out:
+        print("another poll is running: nothing fetched by this one")
     print(f"files fetched: {len(report.files)}")
     for invoice_id, outcome in sorted(report.outcomes.items()):
         print(f"  invoice {invoice_id}: {outcome}")
+    if report.poll_error:  # a refused host key, refused credentials, an unreachable server
+        print(f"mlc: run-once: the export could not be polled: {safe(report.poll_error)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -359,18 +367,20 @@ def cmd_mapping_list(args: argparse.Namespace) -> int:
         print(json.dumps({"gl": gl, "cost_centers": cc, "dimensions": dims, "routes": routes},
                          indent=2))
         return 0
+    from pipeline.tables import safe
+
     print("GL accounts (unmapped codes pass through unchanged):")
     for r in gl:
-        print(f"  {r['stampli_code']:<20} -> {r['x3_account']}")
+        print(safe(f"  {r['stampli_code']:<20} -> {r['x3_account']}"))
     print("cost centers:")
     for r in cc:
-        print(f"  {r['stampli_code']:<20} -> {r['dimension_type']}={r['dimension_value']}")
+        print(safe(f"  {r['stampli_code']:<20} -> {r['dimension_type']}={r['dimension_value']}"))
     print("other dimensions (unmapped values pass through):")
     for r in dims:
-        print(f"  {r['dimension_type']} {r['stampli_code']:<17} -> {r['dimension_value']}")
+        print(safe(f"  {r['dimension_type']} {r['stampli_code']:<17} -> {r['dimension_value']}"))
     print("routes (location -> company/site; no location: the default route):")
     for r in routes:
-        print(f"  {r['location']:<20} -> {r['company']}/{r['site']}")
+        print(safe(f"  {r['location']:<20} -> {r['company']}/{r['site']}"))
     return 0
 
 
@@ -389,7 +399,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     with db.transaction() as cur:
         data = status.summary(cur, poll_interval=settings().poll_interval,
                               broker_url=settings().broker_url)
-    tables.emit(tables.to_json(data) if args.json else status.render(data))
+    text = status.render(data)  # holds an invoice number and vendor id: escaped per line
+    tables.emit(tables.to_json(data) if args.json else
+                "\n".join(map(tables.safe, text.split("\n"))))
     return 0
 
 
@@ -429,7 +441,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 raise SystemExit("mlc: audit invoice needs VENDOR_ID INVOICE_NUMBER")
             inv = reports.find_invoice(cur, *args.key)
             if inv is None:
-                print(f"no invoice {args.key[1]} of vendor {args.key[0]}", file=sys.stderr)
+                print(tables.safe(f"no invoice {args.key[1]} of vendor {args.key[0]}"),
+                      file=sys.stderr)
                 return 1
             events = reports.trail(cur, invoice_id=inv["id"])
             calls = attempts.for_invoice(cur, inv["id"])
@@ -439,7 +452,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         else:
             files = reports.find_files(cur, args.key[0])
             if not files:
-                print(f"no file named {args.key[0]}", file=sys.stderr)
+                print(tables.safe(f"no file named {args.key[0]}"), file=sys.stderr)
                 return 1
             events = reports.trail(cur, file_ids=[f["id"] for f in files])
             calls = []
@@ -447,7 +460,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         tables.emit(tables.to_json({"subject": title, "events": events, "x3_calls": calls}))
     else:
-        text = title + "\n" + tables.table(events, TRAIL_COLUMNS)
+        text = tables.safe(title) + "\n" + tables.table(events, TRAIL_COLUMNS)
         if calls:
             text += "\n\nX3 calls\n" + tables.table(calls, CALL_COLUMNS)
         tables.emit(text)
@@ -469,7 +482,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         short = [c for c in reports.REPORT_COLUMNS if c not in ("documents", "reasons")]
         text = tables.table(rows, short)
-        notes = [f"{r['file']}: {reason}" for r in rows for reason in r["reasons"]]
+        notes = [tables.safe(f"{r['file']}: {reason}") for r in rows for reason in r["reasons"]]
         if notes:
             text += "\n\nreasons:\n" + "\n".join(notes)
         tables.emit(text or f"no invoice files since {since}")
@@ -481,6 +494,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     from pipeline import replay as replay_mod
     from pipeline.run_once import CLI_CTX
+    from pipeline.tables import safe
 
     vendor, number = args.invoice if args.invoice else (None, None)
     sel = replay_mod.Selection(invoice_id=args.id, vendor_id=vendor, invoice_number=number,
@@ -490,7 +504,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         chosen = replay_mod.select_for_replay(CLI_CTX, sel, reason=args.reason,
                                               dry_run=args.dry_run)
     except replay_mod.ReplayRefused as exc:
-        print(f"mlc: replay refused: {exc}", file=sys.stderr)
+        print(safe(f"mlc: replay refused: {exc}"), file=sys.stderr)
         return 1
     if not args.dry_run and chosen:
         from workers import app
@@ -498,10 +512,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for row in chosen:
             app.send_task("mlc.resolve_vendor", args=[row["id"]])
     verb = "would replay" if args.dry_run else "replaying"
-    print(f"{verb} {len(chosen)} invoice(s): {sel.describe()}")
+    print(safe(f"{verb} {len(chosen)} invoice(s): {sel.describe()}"))
     for row in chosen:
-        print(f"  {row['vendor_id']} {row['invoice_number']} ({row['status']}): "
-              f"{row['last_error'] or ''}")
+        print(safe(f"  {row['vendor_id']} {row['invoice_number']} ({row['status']}): "
+                   f"{row['last_error'] or ''}"))
     return 0
 
 

@@ -96,6 +96,19 @@ class _SettingsSchema(Schema):
                                         validate=validate.Range(min=0.05, max=600))
     MLC_REDIS_CONNECT_TIMEOUT = mf.Float(load_default=3.0,
                                          validate=validate.Range(min=0.05, max=600))
+    # Export parsing bounds (pipeline/stampli/limits.py): a refused row names its line and the
+    # setting; the deadline (default 80% of MLC_TASK_TIME_LIMIT) must leave the task time to
+    # record the refusal.
+    MLC_MAX_LINE_KB = mf.Int(load_default=64, validate=validate.Range(min=1, max=65536))
+    MLC_MAX_FIELD_KB = mf.Int(load_default=16, validate=validate.Range(min=1, max=65536))
+    MLC_MAX_COLUMNS = mf.Int(load_default=256, validate=validate.Range(min=8, max=100_000))
+    MLC_MAX_INVOICE_LINES = mf.Int(load_default=10_000,
+                                   validate=validate.Range(min=1, max=1_000_000))
+    MLC_PARSE_DEADLINE = mf.Float(load_default=None, allow_none=True,
+                                  validate=validate.Range(min=1))
+    MLC_DATE_YEARS_BACK = mf.Int(load_default=10, validate=validate.Range(min=0, max=200))
+    MLC_DATE_YEARS_AHEAD = mf.Int(load_default=1, validate=validate.Range(min=0, max=200))
+    MLC_ALLOW_ZERO_INVOICES = mf.Bool(load_default=False)
     MLC_LOG_LEVEL = mf.Str(
         load_default="INFO", validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
     )
@@ -119,6 +132,10 @@ class _SettingsSchema(Schema):
             problems["MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT"] = [
                 "must be above MLC_X3_TIMEOUT (a token refresh keeps its transaction open"
                 " through the call), or 0"]
+        deadline = data.get("MLC_PARSE_DEADLINE")
+        if deadline is not None and deadline >= data.get("MLC_TASK_TIME_LIMIT", 600):
+            problems["MLC_PARSE_DEADLINE"] = ["must be lower than MLC_TASK_TIME_LIMIT (the parse"
+                                              " task must outlive it to record the refusal)"]
         if data.get("MLC_RETRY_BACKOFF_MAX", 0) >= vt:
             problems["MLC_RETRY_BACKOFF_MAX"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
         if problems:
@@ -165,6 +182,14 @@ class Settings:
     pg_idle_in_transaction_timeout: float = 900.0
     redis_socket_timeout: float = 5.0
     redis_connect_timeout: float = 3.0
+    max_line_kb: int = 64
+    max_field_kb: int = 16
+    max_columns: int = 256
+    max_invoice_lines: int = 10_000
+    parse_deadline: float = 480.0
+    date_years_back: int = 10
+    date_years_ahead: int = 1
+    allow_zero_invoices: bool = False
 
     def __repr__(self) -> str:
         # Keys and the database password stay out of reprs that end up in logs.
@@ -244,6 +269,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pg_idle_in_transaction_timeout=data["MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT"],
         redis_socket_timeout=data["MLC_REDIS_SOCKET_TIMEOUT"],
         redis_connect_timeout=data["MLC_REDIS_CONNECT_TIMEOUT"],
+        max_line_kb=data["MLC_MAX_LINE_KB"],
+        max_field_kb=data["MLC_MAX_FIELD_KB"],
+        max_columns=data["MLC_MAX_COLUMNS"],
+        max_invoice_lines=data["MLC_MAX_INVOICE_LINES"],
+        parse_deadline=data["MLC_PARSE_DEADLINE"] or data["MLC_TASK_TIME_LIMIT"] * 0.8,
+        date_years_back=data["MLC_DATE_YEARS_BACK"],
+        date_years_ahead=data["MLC_DATE_YEARS_AHEAD"],
+        allow_zero_invoices=data["MLC_ALLOW_ZERO_INVOICES"],
     )
 
 

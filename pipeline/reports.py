@@ -41,8 +41,11 @@ def find_invoice(cur: Cursor, vendor_id: str, invoice_number: str) -> dict[str, 
 
 
 def find_files(cur: Cursor, name: str) -> list[dict[str, Any]]:
-    cur.execute("SELECT id, path, status FROM source_files WHERE path = %s OR path LIKE %s"
-                " ORDER BY id", (name, f"%/{name}"))
+    """Files whose path is `name` or ends with `/name`: the name is taken literally (`%` and
+    `_` are LIKE wildcards: escaped, or `--file %` would select every file)."""
+    literal = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    cur.execute("SELECT id, path, status FROM source_files WHERE path = %s"
+                " OR path LIKE %s ESCAPE '\\' ORDER BY id", (name, f"%/{literal}"))
     return list(cur.fetchall())
 
 

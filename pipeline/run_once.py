@@ -21,6 +21,8 @@ CLI_CTX = TaskContext(task_id="run-once", attempt=1)
 class RunReport:
     files: list[int] = field(default_factory=list)
     outcomes: dict[int, str] = field(default_factory=dict)
+    poll_error: str | None = None  # the export could not be read (host key refused, ...)
+    locked_out: bool = False  # another poll was running: nothing fetched by this one
 
 
 def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> str:
@@ -46,7 +48,8 @@ def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> 
 
 def run_once(client: X3Client, ctx: TaskContext = CLI_CTX) -> RunReport:
     result = poll.poll(ctx)
-    report = RunReport(files=list(result.new_file_ids))
+    report = RunReport(files=list(result.new_file_ids), poll_error=result.error,
+                       locked_out=result.locked_out)
     for file_id in result.new_file_ids:
         report.outcomes.update(process_file(file_id, client, ctx))
     return report

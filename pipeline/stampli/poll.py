@@ -30,6 +30,7 @@ class PollResult:
     new_file_ids: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # files not yet stable
     skipped: int = 0
+    refused: list[str] = field(default_factory=list)  # unsafe remote names (shown escaped)
     error: str | None = None
     transient: bool = False  # the error may pass (network), worth a retry
 
@@ -63,7 +64,9 @@ def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
     patterns = settings().vendor_patterns + settings().invoice_patterns
     try:
         with sftp_mod.open_sftp(conn) as sftp:
-            listed = sftp_mod.list_files(sftp, directory, patterns)
+            refused: list[tuple[str, str]] = []
+            listed = sftp_mod.list_files(sftp, directory, patterns, refused)
+            _refuse_names(ctx, conn.name, directory, refused, result)
             names = sftp_mod.names_in(sftp, directory)
             stable = _stable(conn.name, listed, names, result)
             # Vendors first so their ids are lower: invoice parses wait for them.
@@ -90,12 +93,32 @@ def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
             " WHERE id = %s",
             ("error" if result.error else "ok", len(result.new_file_ids),
              json.dumps({"waiting": result.waiting, "skipped": result.skipped,
-                    "error": result.error}), poll_id),
+                    "refused": result.refused, "error": result.error}), poll_id),
         )
         audit.record(cur, "poll", "error" if result.error else "ok", ctx=ctx, poll_id=poll_id,
                      fetched=len(result.new_file_ids), waiting=result.waiting,
                      skipped=result.skipped, error=result.error)
     return result
+
+
+def _refuse_names(ctx: TaskContext, conn_name: str, directory: str,
+                  refused: list[tuple[str, str]], result: PollResult) -> None:
+    """Unsafe remote names (a path separator, '..', controls, over 255 bytes, not UTF-8) are
+    never downloaded nor moved: audited once per name, then left where they are."""
+    for name, reason in refused:
+        shown = sftp_mod.shown_name(name)
+        result.refused.append(shown)
+        with db.transaction() as cur:
+            cur.execute("SELECT 1 FROM audit_events WHERE stage = 'file_fetch'"
+                        " AND outcome = 'error' AND detail->>'connection' = %s"
+                        " AND detail->>'directory' = %s AND detail->>'name' = %s LIMIT 1",
+                        (conn_name, directory, shown))
+            if cur.fetchone() is None:
+                log.warning("remote file name %s refused: %s", shown, reason)
+                audit.record(cur, "file_fetch", "error", ctx=ctx, connection=conn_name,
+                             directory=directory, name=shown,
+                             reason=f"remote file name {shown} refused: {reason}; not"
+                                    " downloaded, not moved")
 
 
 def _file_error(ctx: TaskContext, remote: RemoteFile, exc: BaseException) -> None:

@@ -172,6 +172,9 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
         # Only if nothing changed since we read it: a re-export (new payload) or a
         # cancellation (needs_review) that arrived meanwhile must win over this post.
         # The validation's audit row rides in the transaction that marks the row `posting`.
+        shortened = shortened_texts(inv["payload"])
+        if shortened:
+            checked["shortened"] = shortened
         audit.record(cur, "gl_validate", "ok", ctx=ctx, invoice_id=invoice_id, **checked)
         cur.execute("UPDATE invoices SET status = 'posting', attempts = attempts + 1,"
                     " attempt_started_at = now(), posting_supplier_code = %s,"
@@ -231,6 +234,19 @@ def _summary(document: NewInvoice) -> dict[str, Any]:
     }
 
 
+# X3 field lengths (shared/sage-x3-api.md): keys too long are refused at parse; free text is cut
+# to fit, and what was cut is named in the audit trail (`shortened`).
+LINE_DESCRIPTION_MAX = 30
+
+
+def shortened_texts(payload: dict[str, Any]) -> list[str]:
+    """What build_invoice cuts to fit X3, in words for the audit trail."""
+    return [f"line {ln['line_number']} description cut to {LINE_DESCRIPTION_MAX} characters"
+            f" (X3 DES limit; it had {len(ln['description'])})"
+            for ln in payload["lines"]
+            if len(ln.get("description") or "") > LINE_DESCRIPTION_MAX]
+
+
 def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
     s = settings()
     p = inv["payload"]
@@ -253,7 +269,8 @@ def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
             line_number=int(line["line_number"]),
             account=accounts[line["gl_account"]],
             amount=sign * Decimal(line["amount"]), quantity=Decimal(line["quantity"]),
-            description=(line.get("description") or "")[:30], dimensions=tuple(dims),
+            description=(line.get("description") or "")[:LINE_DESCRIPTION_MAX],
+            dimensions=tuple(dims),
         ))
     company, site = _route(cur, p)
     total = sign * Decimal(p["invoice_total"])

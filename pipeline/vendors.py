@@ -138,7 +138,11 @@ class _Vendor:
         self.data = data
         self.id = vendor_id
         self.key = vendor_key(vendor_id)
-        self.name = (data.get("vendor_name") or "").strip()[:NAME_MAX]
+        full = (data.get("vendor_name") or "").strip()
+        self.name = full[:NAME_MAX]
+        # Named in the create's audit row: X3 holds the name cut to its field.
+        self.shortened = ([f"name cut to {NAME_MAX} characters (X3 BPSNAM limit; it had"
+                           f" {len(full)})"] if len(full) > NAME_MAX else [])
         self.tax_id = (data.get("tax_id") or "").strip() or None
         self.country = data.get("country")
         _, rest = taxid.split_prefix(self.tax_id)
@@ -279,7 +283,8 @@ def _create(ctx: TaskContext, invoice_id: int, vendor: _Vendor, seen: list[Suppl
         _link_vendor_in(cur, vendor, created.code, "created")
         audit.record(cur, "vendor_create", "ok", ctx=ctx, invoice_id=invoice_id,
                      vendor_id=vendor.id, code=created.code, name=new.name, tax_id=vendor.tax_id,
-                     numbering="sequence" if sequence else "code")
+                     numbering="sequence" if sequence else "code",
+                     **({"shortened": vendor.shortened} if vendor.shortened else {}))
     _link_invoice(ctx, invoice_id, created.code, "created", vendor.id)
     return created.code
 

@@ -220,3 +220,25 @@ def test_reexport_while_unknown_goes_to_review_once_settled(parsed, slow_x3):
     assert outcome.status == "skipped"
     assert _row(invoice_id)["status"] == "needs_review"
     assert _invoices(url, "BO-7731") == []
+
+
+def test_text_cut_to_fit_x3_is_named_in_the_audit_trail(parsed, connected):
+    from pipeline.run_once import process_invoice
+
+    invoice_id = parsed["BO-7731"]
+    long = "Quarterly maintenance of the packaging line 4"
+    with db.transaction() as cur:
+        cur.execute("UPDATE invoices SET payload = jsonb_set(payload, '{lines,0,description}',"
+                    " to_jsonb(%s::text)) WHERE id = %s", (long, invoice_id))
+        cur.execute("UPDATE stampli_vendors SET payload = jsonb_set(payload, '{vendor_name}',"
+                    " to_jsonb(%s::text)) WHERE vendor_id = 'v-1003'",
+                    ("Brightline Office Supplies and Services Incorporated",))
+    assert process_invoice(invoice_id, client(), CTX) == "posted"
+    posted = _invoices(connected["x3"], "BO-7731")[0]
+    assert posted["BPSINVLIG"][0]["DES"] == long[:30]
+    notes = {a["stage"]: a["detail"].get("shortened") for a in _audit(invoice_id)
+             if a["detail"].get("shortened")}
+    assert notes["gl_validate"] == [
+        f"line 1 description cut to 30 characters (X3 DES limit; it had {len(long)})"]
+    assert notes["vendor_create"] == [
+        "name cut to 35 characters (X3 BPSNAM limit; it had 52)"]

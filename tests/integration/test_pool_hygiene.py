@@ -43,6 +43,9 @@ class _X3Down:
     def find_supplier_by_code(self, code: str) -> None:
         raise X3Unavailable("X3 answered 503 Service Unavailable")
 
+    def find_suppliers(self, *args: object, **kwargs: object) -> None:
+        raise X3Unavailable("X3 answered 503 Service Unavailable")
+
 
 def _holder(dsn: str) -> psycopg2.extensions.connection:
     conn = psycopg2.connect(dsn)

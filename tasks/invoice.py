@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pipeline import posting, vendors
 from pipeline.x3.connect import shared_client
-from pipeline.x3.errors import X3AuthError, X3Error, X3ValidationError
+from pipeline.x3.errors import X3Error
 from tasks.base import MlcTask
 from workers.app import app
 
@@ -23,7 +23,8 @@ def _x3_step(task: MlcTask, invoice_id: int, step: Callable[[], T]) -> T | objec
     try:
         return step()
     except X3Error as exc:
-        permanent = isinstance(exc, X3ValidationError | X3AuthError)
+        # Refusals, auth and broken-contract errors (X3ProtocolError) are permanent.
+        permanent = not exc.transient
         if not permanent and not task.out_of_retries():
             task.retry_later(exc, getattr(exc, "retry_after", None))
         posting.fail(task.ctx, invoice_id, f"{type(exc).__name__}: {exc}",

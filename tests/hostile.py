@@ -1,0 +1,164 @@
+"""A hostile HTTP server for tests: a real http.server on loopback, in a thread, whose answer each
+test scripts (drip bytes, huge bodies, echo the Authorization header, odd next links ...)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+Script = Callable[["Handler", Seen], None]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    script: Script
+    seen: list[Seen]
+    stop: threading.Event
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._run()
+
+    def do_POST(self) -> None:
+        self._run()
+
+    def _run(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        seen = Seen(self.command, self.path, dict(self.headers.items()), body)
+        self.server.seen.append(seen)
+        try:
+            self.server.script(self, seen)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass  # the client hung up: what a deadline is for
+        self.close_connection = True
+
+    # -- answers a script composes ------------------------------------------------------------
+    def reply(self, status: int, body: bytes | str | Any = b"", *,
+              content_type: str = "application/json", headers: dict[str, str] | None = None,
+              reason: str | None = None) -> None:
+        if not isinstance(body, bytes | str):
+            body = json.dumps(body)
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status, reason)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def drip(self, data: bytes, every: float, *, headers_first: bool = True) -> None:
+        """One byte every `every` seconds, until the client hangs up or the test ends."""
+        if headers_first:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.flush()
+        for i in range(len(data)):
+            if self.server.stop.is_set():
+                return
+            self.wfile.write(data[i:i + 1])
+            self.wfile.flush()
+            time.sleep(every)
+
+    def drip_headers(self, every: float) -> None:
+        """The status line, then a header that never ends."""
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        self.wfile.flush()
+        while not self.server.stop.is_set():
+            self.wfile.write(b"a")
+            self.wfile.flush()
+            time.sleep(every)
+
+    def flood(self, megabytes: int, *, chunked: bool = False) -> None:
+        """A JSON-ish body of `megabytes`, with or without a Content-Length."""
+        block = b" " * (1024 * 1024)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(megabytes * len(block)))
+        self.end_headers()
+        for _ in range(megabytes):
+            if self.server.stop.is_set():
+                return
+            if chunked:
+                self.wfile.write(f"{len(block):x}\r\n".encode() + block + b"\r\n")
+            else:
+                self.wfile.write(block)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class Hostile:
+    server: _Server
+    seen: list[Seen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def answer(self, script: Script) -> None:
+        self.server.script = script
+
+    def always(self, status: int, body: Any = b"", **kw: Any) -> None:
+        self.answer(lambda h, seen: h.reply(status, body, **kw))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def hostile_server() -> Iterator[Hostile]:
+    server = _Server(("127.0.0.1", 0), Handler)
+    server.seen, server.stop = [], threading.Event()
+    server.script = lambda h, seen: h.reply(200, {})
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield Hostile(server, server.seen)
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,531 @@
+"""Hostile X3 answers (issue 12): a real HTTP server on loopback says what a broken or malicious
+X3 (or a proxy in front of it) could say. Each case asserts its exact typed error and that no
+secret (the password, base64 of user:password, the bearer token) reached any sink: the exception,
+what the audit row and invoices.last_error would hold, the log records, the Celery retry."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from cryptography.fernet import Fernet
+
+from pipeline import audit, logs
+from pipeline.x3.client import NewInvoice, NewInvoiceLine, NewSupplier
+from pipeline.x3.errors import (
+    X3AuthError,
+    X3Error,
+    X3OutcomeUnknown,
+    X3ProtocolError,
+    X3Unavailable,
+    X3ValidationError,
+)
+from pipeline.x3.graphql import GraphQLClient
+from pipeline.x3.rest import RestClient
+from pipeline.x3.transport import RetryPolicy
+from tests.hostile import hostile_server
+
+USER = "svc-mlc"
+PASSWORD = "Pa55-hostile-7Qx!"  # noqa: S105
+LOGIN = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.hostile-bearer-token.c2lnbmF0dXJl"  # noqa: S105
+SECRETS = (PASSWORD, LOGIN, TOKEN, LOGIN.rstrip("="))
+
+INVOICE = NewInvoice(
+    supplier_code="V1", document_number="INV-1", document_date=date(2026, 11, 1),
+    accounting_date=date(2026, 11, 1), due_date=None, invoice_type="INV", is_credit_note=False,
+    currency="USD", company="US01", site="US011", total_including_tax=Decimal("10.00"),
+    total_excluding_tax=Decimal("10.00"), description="d",
+    lines=(NewInvoiceLine(1, "6100", Decimal("10.00"), Decimal("1"), "x", ()),),
+)
+SUPPLIER = NewSupplier(code="V1", name="Acme", tax_id="1", eu_vat_id=None, currency="USD")
+ONE_TRY = RetryPolicy(attempts=1)
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    from pipeline.config import settings
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1/unused")
+    monkeypatch.setenv("MLC_SECRET_KEYS", Fernet.generate_key().decode())
+    settings.cache_clear()
+    getattr(logs, "install_masking", lambda: None)()
+    yield
+    settings.cache_clear()
+
+
+@pytest.fixture
+def x3():
+    with hostile_server() as server:
+        yield server
+
+
+@pytest.fixture
+def evil():
+    with hostile_server() as server:
+        yield server
+
+
+def rest(server, **kw) -> RestClient:
+    kw.setdefault("retry", ONE_TRY)
+    return RestClient(server.url, "SEED", USER, PASSWORD, timeout=2, **kw)
+
+
+class _Tokens:
+    def token(self) -> str:
+        logs.register_secret(TOKEN)
+        return TOKEN
+
+    def renew(self, refused: str) -> str:
+        return TOKEN
+
+
+def gql(server, **kw) -> GraphQLClient:
+    kw.setdefault("retry", ONE_TRY)
+    return GraphQLClient(server.url, "SEED", _Tokens(), timeout=2, **kw)
+
+
+# -- the sinks --
+class _Cursor:
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    def execute(self, sql, params=()) -> None:
+        self.stored.extend(str(p) for p in params)
+
+
+class _Retried(Exception):
+    pass
+
+
+def _retry_exception(exc: Exception, monkeypatch) -> Exception:
+    """What MlcTask.retry_later hands Celery (Flower stores its repr)."""
+    import tasks.invoice  # noqa: F401  registers the tasks
+    from workers.app import app
+
+    task = app.tasks["mlc.post_invoice"]
+    handed: list[Exception] = []
+
+    def retry(exc=None, countdown=None, max_retries=None, **_):
+        handed.append(exc)
+        return _Retried()
+
+    monkeypatch.setattr(task, "retry", retry)
+    task.push_request(id="task-hostile", retries=0)
+    try:
+        with pytest.raises(_Retried):
+            task.retry_later(exc)
+    finally:
+        task.pop_request()
+    return handed[0]
+
+
+def sinks(exc: Exception, caplog, monkeypatch) -> list[str]:
+    cur = _Cursor()
+    audit.record(cur, "invoice_post", "error", invoice_id=1, error=str(exc),
+                 error_type=type(exc).__name__, messages=getattr(exc, "messages", None))
+    retried = _retry_exception(exc, monkeypatch)
+    return [str(exc), repr(exc), *map(str, getattr(exc, "messages", [])), *cur.stored,
+            f"{type(exc).__name__}: {exc}",  # invoices.last_error, as tasks/invoice.py writes it
+            str(retried), repr(retried), caplog.text,
+            *(r.getMessage() for r in caplog.records)]
+
+
+def assert_clean(exc: Exception, caplog, monkeypatch) -> None:
+    for text in sinks(exc, caplog, monkeypatch):
+        for secret in SECRETS:
+            assert secret not in text, f"secret reached a sink: {text[:300]!r}"
+
+
+def echo_page(status: int):
+    """An error page that echoes the request's Authorization header, as some proxies do."""
+    def script(h, seen):
+        auth = seen.headers.get("Authorization", "")
+        h.reply(status, f"<html><body><h1>Error {status}</h1><pre>Authorization: {auth}\n"
+                        f"login {LOGIN} password {PASSWORD}</pre></body></html>",
+                content_type="text/html")
+    return script
+
+
+def raises(kind, call):
+    with pytest.raises(X3Error) as err:
+        call()
+    assert type(err.value) is kind, f"{type(err.value).__name__}: {err.value}"
+    return err.value
+
+
+# -- bodies that echo secrets --
+def test_401_html_page_echoing_basic_auth(x3, caplog, monkeypatch):
+    x3.answer(echo_page(401))
+    exc = raises(X3AuthError, lambda: rest(x3).account_exists("CONS", "6100"))
+    assert str(exc) == "X3 refused the credentials (HTTP 401 Unauthorized)"
+    assert x3.seen[0].headers["Authorization"] == f"Basic {LOGIN}"
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_500_html_page_echoing_basic_auth_is_transient_and_bodiless(x3, caplog, monkeypatch):
+    x3.answer(echo_page(500))
+    exc = raises(X3Unavailable, lambda: rest(x3).account_exists("CONS", "6100"))
+    assert str(exc) == "X3 unavailable (HTTP 500 Internal Server Error)"
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_diagnoses_echoing_the_header_and_password_are_masked(x3, caplog, monkeypatch):
+    def script(h, seen):
+        h.reply(400, {"$diagnoses": [
+            {"$severity": "error", "$message": f"bad header {seen.headers['Authorization']}"},
+            {"$severity": "error", "$message": f"user {USER} password {PASSWORD}"},
+            {"$severity": "error", "$message": f"raw {LOGIN}"}]})
+    x3.answer(script)
+    exc = raises(X3ValidationError, lambda: rest(x3).create_invoice(INVOICE))
+    assert exc.messages == ["bad header Basic ***", f"user {USER} password ***", "raw ***"]
+    assert str(exc) == ("X3 refused the request (HTTP 400 Bad Request): bad header Basic ***; "
+                        f"user {USER} password ***; raw ***")
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_reason_phrase_echoing_the_login_is_not_kept(x3, caplog, monkeypatch):
+    x3.answer(lambda h, seen: h.reply(403, b"", reason=f"Forbidden Basic {LOGIN}"))
+    exc = raises(X3AuthError, lambda: rest(x3).find_supplier_by_code("V1"))
+    assert str(exc) == "X3 refused the credentials (HTTP 403 Forbidden)"
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_diagnoses_are_capped_in_number_and_length_and_lose_control_characters(
+        x3, caplog, monkeypatch):
+    many = [{"$message": f"\x1b[31mline {i}\r\n" + "x" * 1000} for i in range(50)]
+    x3.always(400, {"$diagnoses": many})
+    exc = raises(X3ValidationError, lambda: rest(x3).find_invoice("V1", "INV-1"))
+    assert len(exc.messages) == 5
+    assert exc.messages[0].startswith("[31mline 0 xxx") and len(exc.messages[0]) == 200
+    assert all("\x1b" not in m and "\n" not in m for m in exc.messages)
+    assert len(str(exc)) < 1200
+    assert_clean(exc, caplog, monkeypatch)
+
+
+# -- bodies of any shape --
+@pytest.mark.parametrize(("status", "body", "kind", "text"), [
+    (400, [1, 2], X3ValidationError, "X3 refused the request (HTTP 400 Bad Request)"),
+    (400, "a string", X3ValidationError, "X3 refused the request (HTTP 400 Bad Request)"),
+    (500, 42, X3Unavailable, "X3 unavailable (HTTP 500 Internal Server Error)"),
+    (401, None, X3AuthError, "X3 refused the credentials (HTTP 401 Unauthorized)"),
+    (400, {"$diagnoses": "not a list"}, X3ValidationError,
+     "X3 refused the request (HTTP 400 Bad Request)"),
+    (400, {"$diagnoses": [1, None, {"$message": 7}]}, X3ValidationError,
+     "X3 refused the request (HTTP 400 Bad Request): 7"),
+])
+def test_error_bodies_of_any_shape(x3, caplog, monkeypatch, status, body, kind, text):
+    x3.always(status, json.dumps(body))
+    exc = raises(kind, lambda: rest(x3).find_supplier_by_code("V1"))
+    assert str(exc) == text
+    assert_clean(exc, caplog, monkeypatch)
+
+
+@pytest.mark.parametrize(("body", "content_type", "shown"), [
+    (b"[]", "application/json", "a JSON list"),
+    (b'"ok"', "application/json", "a JSON string"),
+    (b"null", "application/json", "JSON null"),
+    (b"", "application/json", "an empty body"),
+    (b"<html>maintenance</html>", "text/html", "an HTML page"),
+    (b"[" * 200_000, "application/json", "JSON nested too deeply"),
+])
+def test_2xx_read_that_is_not_a_json_object_is_transient(x3, caplog, monkeypatch, body,
+                                                         content_type, shown):
+    x3.always(200, body, content_type=content_type)
+    exc = raises(X3Unavailable, lambda: rest(x3).find_supplier_by_code("V1"))
+    assert str(exc) == f"X3 answered HTTP 200 OK with {shown}, not a JSON object"
+    assert_clean(exc, caplog, monkeypatch)
+
+
+@pytest.mark.parametrize("page", [
+    {"$resources": "nope"}, {"$resources": [1, "x"]}, {"$resources": [], "$links": []},
+    {"$resources": [], "$links": {"$next": {"$url": 5}}},
+])
+def test_2xx_query_of_the_wrong_shape_is_a_protocol_error(x3, caplog, monkeypatch, page):
+    x3.always(200, page)
+    exc = raises(X3ProtocolError, lambda: rest(x3).find_supplier_by_code("V1"))
+    assert str(exc).startswith("X3 answered a BPSUPPLIER query page that is not the contract's")
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_retry_after_that_is_not_a_number_does_not_break_the_retry(x3, caplog, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    x3.always(503, {}, headers={"Retry-After": "nan"})
+    exc = raises(X3Unavailable, lambda: rest(x3, retry=RetryPolicy(attempts=2))
+                 .find_supplier_by_code("V1"))
+    assert str(exc) == "X3 unavailable (HTTP 503 Service Unavailable)"
+    assert exc.retry_after is None and len(x3.seen) == 2
+
+
+# -- creates: an answer that cannot be read is an unknown outcome --
+@pytest.mark.parametrize(("status", "body", "shown"), [
+    (201, b"<html>created, probably</html>", "an HTML page"),
+    (201, b"", "an empty body"),
+    (200, b"[]", "a JSON list"),
+])
+def test_rest_create_with_an_unreadable_2xx_is_outcome_unknown(x3, caplog, monkeypatch, status,
+                                                               body, shown):
+    x3.always(status, body, content_type="text/html")
+    exc = raises(X3OutcomeUnknown, lambda: rest(x3).create_invoice(INVOICE))
+    reason = f"{status} Created" if status == 201 else "200 OK"
+    assert str(exc) == (f"BPSINVOICE create answered HTTP {reason} with {shown}, not a JSON "
+                        "object: the record may exist")
+    assert_clean(exc, caplog, monkeypatch)
+
+
+OK = "supplierBpInvoice create answered HTTP 200 OK with"
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    ("<html>ok</html>", f"{OK} an HTML page, not a JSON object"),
+    ("", f"{OK} an empty body, not a JSON object"),
+    ({"data": None}, f"{OK}out data"),
+    ({}, f"{OK}out data"),
+    ({"data": "yes"}, f"{OK}out data"),
+    ({"data": {"x3Accounting": None}, "errors": "not a list"},
+     f"{OK} errors that are not a list"),
+    ({"data": {"x3Accounting": {"supplierBpInvoice": {"create": None}}}},
+     "supplierBpInvoice create answered without x3Accounting.supplierBpInvoice.create"),
+    ({"data": {"x3Accounting": {"supplierBpInvoice": {"create": {"id": None}}}}},
+     "supplierBpInvoice create answered without id"),
+])
+def test_graphql_create_with_an_unreadable_answer_is_outcome_unknown(x3, caplog, monkeypatch,
+                                                                     body, text):
+    x3.always(200, body, content_type="text/html" if isinstance(body, str) else
+              "application/json")
+    exc = raises(X3OutcomeUnknown, lambda: gql(x3).create_invoice(INVOICE))
+    assert str(exc) == f"{text}: the record may exist"
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_graphql_validation_error_stays_a_refusal_and_is_masked(x3, caplog, monkeypatch):
+    def script(h, seen):
+        h.reply(200, {"data": None, "errors": [
+            {"message": f"invalid account; request had {seen.headers['Authorization']}",
+             "extensions": {"code": "BAD_USER_INPUT"}}]})
+    x3.answer(script)
+    exc = raises(X3ValidationError, lambda: gql(x3).create_supplier(SUPPLIER))
+    assert exc.messages == ["invalid account; request had Bearer ***"]
+    assert str(exc) == "X3 refused the request: invalid account; request had Bearer ***"
+    assert x3.seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_graphql_401_page_echoing_the_bearer_token(x3, caplog, monkeypatch):
+    x3.answer(echo_page(401))
+    exc = raises(X3AuthError, lambda: gql(x3).account_exists("CONS", "6100"))
+    assert str(exc) == ("X3 refused a freshly renewed access token (HTTP 401 twice in a row): "
+                        "check the connection's credentials")
+    assert_clean(exc, caplog, monkeypatch)
+
+
+@pytest.mark.parametrize("body", [[], "x", {"data": {"x3FinanceData": []}},
+                                  {"data": {"x3FinanceData": {"account": {"query": {
+                                      "edges": "x"}}}}}])
+def test_graphql_query_answers_of_any_shape_are_typed(x3, caplog, monkeypatch, body):
+    x3.always(200, body)
+    with pytest.raises((X3Unavailable, X3ProtocolError)) as err:
+        gql(x3).account_exists("CONS", "6100")
+    assert_clean(err.value, caplog, monkeypatch)
+
+
+# -- paging --
+def _page(next_url: str | None) -> dict:
+    page: dict = {"$resources": [{"$key": "A", "BPSNUM": "A", "BPSNAM": "a"}]}
+    if next_url:
+        page["$links"] = {"$next": {"$url": next_url}}
+    return page
+
+
+def test_next_link_to_another_host_is_not_followed(x3, evil, caplog, monkeypatch):
+    x3.always(200, _page(f"{evil.url}/api1/x3/erp/SEED/BPSUPPLIER?page=2"))
+    exc = raises(X3ProtocolError, lambda: rest(x3).find_supplier_by_code("A"))
+    assert str(exc) == (f"X3 sent a next-page link to {evil.url}, outside "
+                        f"{x3.url}/api1/x3/erp/SEED: not followed")
+    assert evil.seen == []
+    assert_clean(exc, caplog, monkeypatch)
+
+
+@pytest.mark.parametrize("path", [
+    "/api1/x3/erp/OTHER/BPSUPPLIER?page=2",     # another folder
+    "/api1/x3/erp/SEEDX/BPSUPPLIER",            # a prefix of the path, not the folder
+    "/api1/x3/erp/SEED/../../../admin",         # dot segments
+    "/api1/x3/erp/SEED/%2e%2e/%2E%2E/admin",    # encoded dot segments
+    "/admin",
+])
+def test_next_link_outside_the_folder_is_not_followed(x3, caplog, monkeypatch, path):
+    x3.answer(lambda h, seen: h.reply(200, _page(f"{x3.url}{path}")))
+    exc = raises(X3ProtocolError, lambda: rest(x3).find_supplier_by_code("A"))
+    assert str(exc) == (f"X3 sent a next-page link to {x3.url}, outside "
+                        f"{x3.url}/api1/x3/erp/SEED: not followed")
+    assert len(x3.seen) == 1
+
+
+def test_next_link_with_userinfo_or_another_scheme_is_not_followed(x3, caplog, monkeypatch):
+    host = x3.url.split("//", 1)[1]
+    for link in (f"http://{USER}:{PASSWORD}@{host}/api1/x3/erp/SEED/BPSUPPLIER?p=2",
+                 f"https://{host}/api1/x3/erp/SEED/BPSUPPLIER?p=2"):
+        x3.always(200, _page(link))
+        exc = raises(X3ProtocolError, lambda: rest(x3).find_supplier_by_code("A"))
+        assert "outside" in str(exc) and "not followed" in str(exc)
+        assert_clean(exc, caplog, monkeypatch)
+
+
+def test_next_link_to_itself_is_a_loop(x3, caplog, monkeypatch):
+    x3.answer(lambda h, seen: h.reply(200, _page(f"{x3.url}/api1/x3/erp/SEED/BPSUPPLIER?p=2")))
+    exc = raises(X3ProtocolError, lambda: rest(x3).find_supplier_by_code("A"))
+    assert str(exc) == "X3 sent a next-page link already followed (page 3): paging stopped"
+    assert len(x3.seen) == 2
+
+
+def test_relative_next_link_within_the_folder_is_followed(x3):
+    def script(h, seen):
+        last = "p=2" in seen.path
+        h.reply(200, _page(None if last else "BPSUPPLIER?p=2"))
+    x3.answer(script)
+    assert rest(x3).find_supplier_by_code("A").code == "A"
+    assert [s.path.split("?")[0] for s in x3.seen] == ["/api1/x3/erp/SEED/BPSUPPLIER"] * 2
+
+
+def test_endless_distinct_next_links_are_capped(x3, caplog, monkeypatch):
+    def script(h, seen):
+        h.reply(200, _page(f"{x3.url}/api1/x3/erp/SEED/BPSUPPLIER?p={len(x3.seen)}"))
+    x3.answer(script)
+    exc = raises(X3ProtocolError, lambda: rest(x3, max_pages=5).find_supplier_by_code("A"))
+    assert str(exc) == "X3 paging went past 5 pages: stopped"
+    assert len(x3.seen) == 5
+
+
+def _supplier_page(cursor: str | None, more: bool = True) -> dict:
+    return {"data": {"x3MasterData": {"supplier": {"query": {
+        "edges": [{"node": {"code": "A", "companyName1": "a"}}],
+        "pageInfo": {"endCursor": cursor, "hasNextPage": more}}}}}}
+
+
+def test_graphql_repeated_cursor_is_a_loop(x3, caplog, monkeypatch):
+    x3.always(200, _supplier_page("c1"))
+    exc = raises(X3ProtocolError, lambda: gql(x3).find_supplier_by_code("A"))
+    assert str(exc) == "X3 sent a page cursor already followed (page 3): paging stopped"
+    assert len(x3.seen) == 2
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_graphql_endless_cursors_are_capped(x3, caplog, monkeypatch):
+    x3.answer(lambda h, seen: h.reply(200, _supplier_page(f"c{len(x3.seen)}")))
+    exc = raises(X3ProtocolError, lambda: gql(x3, max_pages=4).find_supplier_by_code("A"))
+    assert str(exc) == "X3 paging went past 4 pages: stopped"
+
+
+def test_graphql_more_pages_without_a_cursor_is_not_a_silent_truncation(x3):
+    x3.always(200, _supplier_page(None))
+    exc = raises(X3ProtocolError, lambda: gql(x3).find_supplier_by_code("A"))
+    assert str(exc) == "X3 said more pages follow but sent no cursor: paging stopped"
+
+
+# -- redirects --
+def test_redirect_on_a_read_is_not_followed(x3, evil, caplog, monkeypatch):
+    x3.always(302, b"", headers={"Location": f"{evil.url.replace('//', f'//{USER}:{PASSWORD}@')}"
+                                              "/steal?x=1"})
+    exc = raises(X3ProtocolError, lambda: rest(x3).find_supplier_by_code("A"))
+    assert str(exc) == (f"X3 answered a redirect (HTTP 302 Found to {evil.url}): not followed,"
+                        " check the X3 URL")
+    assert evil.seen == []
+    assert_clean(exc, caplog, monkeypatch)
+
+
+# -- bounded answers --
+def test_a_body_dripped_a_byte_at_a_time_ends_at_the_deadline(x3, caplog, monkeypatch):
+    x3.answer(lambda h, seen: h.drip(json.dumps(_page(None)).encode() * 50, every=0.05))
+    started = time.monotonic()
+    exc = raises(X3Unavailable, lambda: rest(x3, deadline=1.0).find_supplier_by_code("A"))
+    assert str(exc) == "X3 did not answer within the deadline (1 s)"
+    assert time.monotonic() - started < 2.5
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_headers_dripped_a_byte_at_a_time_end_at_the_deadline(x3, caplog, monkeypatch):
+    x3.answer(lambda h, seen: h.drip_headers(every=0.05))
+    started = time.monotonic()
+    exc = raises(X3Unavailable, lambda: rest(x3, deadline=1.0).find_supplier_by_code("A"))
+    assert str(exc) == "X3 did not answer within the deadline (1 s)"
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_dripped_create_answer_is_outcome_unknown_at_the_deadline(x3, caplog, monkeypatch):
+    x3.answer(lambda h, seen: h.drip(b'{"NUM": "X"}' * 100, every=0.05))
+    started = time.monotonic()
+    exc = raises(X3OutcomeUnknown, lambda: rest(x3, deadline=1.0).create_invoice(INVOICE))
+    assert str(exc) == ("BPSINVOICE create sent, no complete answer within the deadline (1 s):"
+                        " the record may exist")
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_dripped_graphql_mutation_is_outcome_unknown(x3):
+    x3.answer(lambda h, seen: h.drip_headers(every=0.05))
+    exc = raises(X3OutcomeUnknown, lambda: gql(x3, deadline=1.0).create_invoice(INVOICE))
+    assert str(exc) == ("supplierBpInvoice create sent, no complete answer within the deadline"
+                        " (1 s):"
+                        " the record may exist")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_huge_body_is_not_read_past_the_cap(x3, caplog, monkeypatch, chunked):
+    x3.answer(lambda h, seen: h.flood(64, chunked=chunked))
+    started = time.monotonic()
+    exc = raises(X3Unavailable, lambda: rest(x3, max_response_mb=1).find_supplier_by_code("A"))
+    assert str(exc) == "X3 answer larger than 1 MB: not read"
+    assert time.monotonic() - started < 5
+
+
+def test_a_huge_create_answer_is_outcome_unknown(x3):
+    x3.answer(lambda h, seen: h.flood(8, chunked=True))
+    exc = raises(X3OutcomeUnknown, lambda: rest(x3, max_response_mb=1).create_invoice(INVOICE))
+    assert str(exc) == ("BPSINVOICE create sent, answer larger than 1 MB: the record may "
+                        "exist")
+
+
+# -- URLs holding credentials --
+@pytest.mark.parametrize("url", [f"https://{USER}:{PASSWORD}@x3.example",
+                                 f"https://{PASSWORD}@x3.example:8443/x3"])
+def test_an_x3_url_with_userinfo_is_refused_without_echoing_it(url):
+    for build in (lambda: RestClient(url, "SEED", USER, "pw"),
+                  lambda: GraphQLClient(url, "SEED", _Tokens())):
+        with pytest.raises(ValueError) as err:
+            build()
+        assert "\n" not in str(err.value) and PASSWORD not in str(err.value)
+        assert str(err.value).startswith("the X3 URL must not hold a user name or password")
+
+
+# -- the sinks themselves, fed raw secrets --
+def test_audit_masks_secrets_in_any_detail_value():
+    logs.register_secret(PASSWORD)
+    cur = _Cursor()
+    audit.record(cur, "invoice_post", "error", invoice_id=1,
+                 error=f"boom {PASSWORD}", nested={"list": [f"Basic {LOGIN}", f"Bearer {TOKEN}"]},
+                 **{f"key {PASSWORD}": 1})
+    detail = json.loads(cur.stored[-1])
+    assert detail["error"] == "boom ***"
+    assert detail["nested"]["list"] == ["Basic ***", "Bearer ***"]
+    for secret in SECRETS:
+        assert secret not in cur.stored[-1]
+
+
+def test_celery_retry_gets_a_masked_exception(monkeypatch, caplog):
+    logs.register_secret(PASSWORD)
+    retried = _retry_exception(RuntimeError(f"proxy said Basic {LOGIN} / {PASSWORD}"),
+                               monkeypatch)
+    assert str(retried) == "RuntimeError: proxy said Basic *** / ***"
+    assert PASSWORD not in caplog.text and LOGIN not in caplog.text
+
+
+def test_log_records_are_masked_for_every_handler(caplog):
+    logs.register_secret(PASSWORD)
+    caplog.set_level(logging.INFO)
+    logging.getLogger("pipeline.test").warning("sent %s and Authorization: Basic %s",
+                                               PASSWORD, LOGIN)
+    assert caplog.records[-1].getMessage() == "sent *** and Authorization: Basic ***"

@@ -60,6 +60,13 @@ class _SettingsSchema(Schema):
     MLC_X3_INVOICE_TYPE = mf.Str(load_default="INV")
     MLC_X3_CREDIT_NOTE_TYPE = mf.Str(load_default="CRN")
     MLC_X3_TIMEOUT = mf.Float(load_default=30.0, validate=validate.Range(min=1, max=600))
+    # Per socket read, a timeout never ends a server that drips a byte at a time: every X3 and
+    # token call (a read with its retries, a create) also has this overall deadline.
+    # Default: 4 x MLC_X3_TIMEOUT.
+    MLC_X3_DEADLINE = mf.Float(load_default=None, allow_none=True,
+                               validate=validate.Range(min=1, max=3600))
+    MLC_X3_MAX_RESPONSE_MB = mf.Float(load_default=10.0, validate=validate.Range(min=0.1,
+                                                                                 max=1024))
     # X3 licenses concurrent web-service sessions: the cap holds across every worker process.
     MLC_X3_MAX_CONCURRENCY = mf.Int(load_default=4, validate=validate.Range(min=1, max=256))
     # X3 keeps working on a create whose client gave up: a "not found" counts only once the
@@ -96,6 +103,9 @@ class _SettingsSchema(Schema):
         if window is not None and timeout is not None and window <= timeout:
             problems["MLC_X3_INFLIGHT_WINDOW"] = [
                 "must be above MLC_X3_TIMEOUT (a create may commit after its client gave up)"]
+        deadline = data.get("MLC_X3_DEADLINE")
+        if deadline is not None and timeout is not None and deadline < timeout:
+            problems["MLC_X3_DEADLINE"] = ["must be at least MLC_X3_TIMEOUT"]
         if data.get("MLC_RETRY_BACKOFF_MAX", 0) >= vt:
             problems["MLC_RETRY_BACKOFF_MAX"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
         if problems:
@@ -135,6 +145,8 @@ class Settings:
     max_retries: int
     log_level: str
     requeue_after: int = 2400
+    x3_deadline: float = 120.0
+    x3_max_response_mb: float = 10.0
 
     def __repr__(self) -> str:
         # Keys and the database password stay out of reprs that end up in logs.
@@ -207,6 +219,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=data["MLC_LOG_LEVEL"],
         requeue_after=data["MLC_REQUEUE_AFTER"]
         or data["MLC_RETRY_BACKOFF_MAX"] + data["MLC_TASK_TIME_LIMIT"],
+        x3_deadline=data["MLC_X3_DEADLINE"] or 4 * data["MLC_X3_TIMEOUT"],
+        x3_max_response_mb=data["MLC_X3_MAX_RESPONSE_MB"],
     )
 
 

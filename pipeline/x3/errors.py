@@ -79,7 +79,15 @@ class X3Unavailable(X3Error):
 class X3OutcomeUnknown(X3Error):
     """The request was sent and no answer came: X3 may or may not have done it.
 
-    Never re-send blindly: look the record up first.
+    Never re-send blindly: look the record up first. `reason` is what happened, without the
+    advice (a token refresh reuses it in its own words).
     """
 
     transient = True
+
+    def __init__(self, message: str = "", reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = clean(reason) if reason else str(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.reason))

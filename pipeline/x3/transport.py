@@ -181,10 +181,14 @@ def backoff_delay(attempt: int, retry_after: float | None, policy: RetryPolicy) 
 
 def never_connected(exc: requests.RequestException) -> bool:
     """True when the request cannot have reached the server (nothing was sent)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return True  # no connection, or a TLS handshake refused before any request
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, NewConnectionError)
+
+
+def _unknown(reason: str, *, advice: bool = True) -> X3OutcomeUnknown:
+    return X3OutcomeUnknown(reason + (": the record may exist" if advice else ""), reason)
 
 
 # -- the deadline watchdog -----------------------------------------------------------------------
@@ -336,19 +340,17 @@ class Transport:
                 if not exc.sent:
                     raise self._overrun(exc) from None
                 if exc.kind == "deadline":
-                    raise X3OutcomeUnknown(f"{what} sent, no complete answer within the deadline"
-                                           f" ({self.deadline:g} s): the record may exist"
-                                           ) from None
-                raise X3OutcomeUnknown(f"{what} sent, answer larger than "
-                                       f"{self.max_response_mb:g} MB: the record may exist"
-                                       ) from None
+                    raise _unknown(f"{what} sent, no complete answer within the deadline"
+                                   f" ({self.deadline:g} s)") from None
+                raise _unknown(f"{what} sent, answer larger than {self.max_response_mb:g} MB"
+                               ) from None
             except requests.RequestException as exc:
                 if not never_connected(exc):
                     if isinstance(exc, requests.Timeout):
-                        raise X3OutcomeUnknown(
-                            f"{what} sent, no answer within the timeout") from None
-                    raise X3OutcomeUnknown(
-                        f"{what} sent, connection lost before the answer") from None
+                        raise _unknown(f"{what} sent, no answer within the timeout",
+                                       advice=False) from None
+                    raise _unknown(f"{what} sent, connection lost before the answer",
+                                   advice=False) from None
                 # Nothing left this host: trying again cannot create anything twice.
                 delay = backoff_delay(attempt, None, self.retry)
                 if (attempt >= self.retry.attempts or delay is None
@@ -368,12 +370,11 @@ class Transport:
         except Unreadable as exc:
             # A success whose body we cannot read: the record may exist. Look it up, never
             # assume either way.
-            raise X3OutcomeUnknown(f"{what} answered HTTP {status_text(code)} with {exc.shown}, "
-                                   "not a JSON object: the record may exist") from None
+            raise _unknown(f"{what} answered HTTP {status_text(code)} with {exc.shown}, not a "
+                           "JSON object") from None
         except SHAPE_ERRORS as exc:
-            raise X3OutcomeUnknown(f"{what} answered HTTP {status_text(code)} with a body that "
-                                   f"cannot be read ({type(exc).__name__}): the record may "
-                                   "exist") from None
+            raise _unknown(f"{what} answered HTTP {status_text(code)} with a body that cannot "
+                           f"be read ({type(exc).__name__})") from None
 
     def _answer_read(self, resp: requests.Response,
                      answer: Callable[[requests.Response], T]) -> T:
@@ -400,6 +401,9 @@ class Transport:
     def _send(self, method: str, url: str, *, until: float, **kwargs: Any) -> requests.Response:
         """One HTTP exchange, its body read whole (bounded by `until` and the byte cap)."""
         kwargs.setdefault("allow_redirects", False)
+        # Per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's
+        # verify (psf/requests#3829), which would drop the connection's CA bundle.
+        kwargs.setdefault("verify", self.session.verify)
         with self.limiter.slot():
             remaining = until - time.monotonic()
             if remaining <= 0:

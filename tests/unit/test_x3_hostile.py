@@ -27,8 +27,9 @@ from pipeline.x3.errors import (
 )
 from pipeline.x3.graphql import GraphQLClient
 from pipeline.x3.rest import RestClient
+from pipeline.x3.tokens import MemoryTokenStore, RefreshTokens
 from pipeline.x3.transport import RetryPolicy
-from tests.hostile import hostile_server
+from tests.hostile import hostile_server, self_signed
 
 USER = "svc-mlc"
 PASSWORD = "Pa55-hostile-7Qx!"  # noqa: S105
@@ -487,6 +488,92 @@ def test_a_huge_create_answer_is_outcome_unknown(x3):
     exc = raises(X3OutcomeUnknown, lambda: rest(x3, max_response_mb=1).create_invoice(INVOICE))
     assert str(exc) == ("BPSINVOICE create sent, answer larger than 1 MB: the record may "
                         "exist")
+
+
+# -- token endpoints --
+CLIENT_SECRET = "cs-hostile-5ecret-9"  # noqa: S105
+
+
+def refresh_source(server, **kw) -> RefreshTokens:
+    return RefreshTokens(MemoryTokenStore("rt-hostile-0001"), f"{server.url}/token", "cid",
+                         CLIENT_SECRET, timeout=2, **kw)
+
+
+def test_token_refresh_verifies_tls_with_the_connection_ca_bundle(tmp_path, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    cert, key = self_signed(tmp_path)
+    with hostile_server(tls=(cert, key)) as tls:
+        tls.always(200, {"access_token": "at-tls-0001", "refresh_token": "rt-tls-0002",
+                         "expires_in": 300})
+        assert refresh_source(tls, verify=str(cert)).token() == "at-tls-0001"
+        exc = raises(X3Unavailable, lambda: refresh_source(tls).token())  # the system's CAs
+        assert str(exc) == "X3 unreachable: SSLError"
+        assert len(tls.seen) == 1
+
+
+def test_x3_calls_verify_tls_with_the_ca_bundle_even_when_the_environment_names_another(
+        tmp_path, monkeypatch):
+    # requests lets REQUESTS_CA_BUNDLE override a session's verify (psf/requests#3829).
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    cert, key = self_signed(tmp_path)
+    with hostile_server(tls=(cert, key)) as tls:
+        tls.always(200, _page(None))
+        assert rest(tls, verify=str(cert)).find_supplier_by_code("A").code == "A"
+        tls.always(200, {"data": {"x3FinanceData": {"account": {"query": {"edges": []}}}}})
+        assert gql(tls, verify=str(cert)).account_exists("CONS", "6100") is False
+
+
+def test_token_source_of_a_connection_uses_its_ca_bundle():
+    from pipeline import connections
+    from pipeline.x3.connect import token_source
+
+    conn = connections.Connection(
+        "x3", "x3_graphql", {"url": "https://x3.example", "folder": "SEED", "auth": "oauth",
+                             "client_id": "c", "token_url": "https://x3.example/token",
+                             "ca_bundle": "/etc/mlc/x3-ca.pem"},
+        {"client_secret": "s3cret-s", "refresh_token": "rt-0001"})
+    assert token_source(conn)._http.session.verify == "/etc/mlc/x3-ca.pem"
+
+
+def test_a_dripping_token_endpoint_ends_at_the_deadline(x3, caplog, monkeypatch):
+    x3.answer(lambda h, seen: h.drip(b'{"access_token": "at-drip-0001"}' * 20, every=0.05))
+    started = time.monotonic()
+    exc = raises(X3Unavailable, lambda: refresh_source(x3, deadline=1.0).token())
+    assert str(exc) == ("token endpoint gave no usable answer to the refresh (token refresh "
+                        "sent, no complete answer within the deadline (1 s))")
+    assert time.monotonic() - started < 2.5
+    assert CLIENT_SECRET not in str(exc)
+
+
+def test_a_token_endpoint_answering_html_is_transient(x3):
+    x3.always(200, "<html>portal</html>", content_type="text/html")
+    exc = raises(X3Unavailable, lambda: refresh_source(x3).token())
+    assert str(exc) == "token endpoint answered HTTP 200 OK with an HTML page, not a token"
+
+
+def test_a_token_endpoint_echoing_the_client_secret_is_masked(x3, caplog, monkeypatch):
+    def script(h, seen):
+        body = seen.json()
+        h.reply(401, {"error": f"invalid_client {body['client_secret']}",
+                      "error_description": f"secret {body['client_secret']} refused"})
+    x3.answer(script)
+    exc = raises(X3AuthError, lambda: refresh_source(x3).token())
+    assert str(exc) == ("token endpoint refused the client (HTTP 401 Unauthorized): check the "
+                        "client id and secret of the x3 connection")
+    assert CLIENT_SECRET not in caplog.text
+
+
+def test_a_token_lifetime_that_is_not_a_number_is_the_contracts_five_minutes(x3):
+    x3.always(200, {"access_token": "at-odd-0001", "expires_in": "soon"})
+    assert refresh_source(x3).token() == "at-odd-0001"
+
+
+def test_a_token_url_with_userinfo_is_refused():
+    with pytest.raises(ValueError) as err:
+        RefreshTokens(MemoryTokenStore("rt"), f"https://cid:{CLIENT_SECRET}@x3.example/token",
+                      "cid", CLIENT_SECRET)
+    assert CLIENT_SECRET not in str(err.value)
+    assert str(err.value).startswith("the token URL must not hold a user name or password")
 
 
 # -- URLs holding credentials --

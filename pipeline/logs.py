@@ -98,7 +98,8 @@ class TextFormatter(logging.Formatter):
         return mask(text)
 
 
-def configure(level: str = "INFO", fmt: str | None = None) -> None:
+def configure(level: str = "INFO", fmt: str | None = None, *,
+              keep_handlers: bool = False) -> None:
     """fmt: json or text; by default text on a terminal, JSON otherwise (containers). The same
     for workers and the CLI: one handler on stderr, masked."""
     install_masking()
@@ -107,8 +108,11 @@ def configure(level: str = "INFO", fmt: str | None = None) -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(
         "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
     handler.addFilter(ContextFilter())
+    handler.mlc = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # keep_handlers (the CLI): others' handlers stay (a test's log capture), ours is replaced.
+    kept = [h for h in root.handlers if not getattr(h, "mlc", False)] if keep_handlers else []
+    root.handlers[:] = [*kept, handler]
     root.setLevel(level)
     for noisy in ("paramiko.transport",):
         logging.getLogger(noisy).setLevel(logging.WARNING)

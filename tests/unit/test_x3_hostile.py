@@ -325,6 +325,55 @@ def test_graphql_401_page_echoing_the_bearer_token(x3, caplog, monkeypatch):
     assert_clean(exc, caplog, monkeypatch)
 
 
+@pytest.mark.parametrize(("status", "kind", "text"), [
+    (500, X3Unavailable, "X3 unavailable (HTTP 500 Internal Server Error)"),
+    (503, X3Unavailable, "X3 unavailable (HTTP 503 Service Unavailable)"),
+    (403, X3AuthError, "X3 refused access (HTTP 403 Forbidden)"),
+    (400, X3ValidationError, "X3 refused the request (HTTP 400 Bad Request)"),
+])
+def test_graphql_error_pages_echoing_the_bearer_token(x3, caplog, monkeypatch, status, kind,
+                                                      text):
+    x3.answer(echo_page(status))
+    exc = raises(kind, lambda: gql(x3).find_invoice("V1", "INV-1"))
+    assert str(exc) == text
+    assert x3.seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_graphql_error_messages_are_capped_and_masked(x3, caplog, monkeypatch):
+    def script(h, seen):
+        errors = [{"message": f"{i}: {seen.headers['Authorization']} " + "y" * 500}
+                  for i in range(20)] + ["bare string", 42, None]
+        h.reply(200, {"data": None, "errors": errors})
+    x3.answer(script)
+    exc = raises(X3ValidationError, lambda: gql(x3).create_invoice(INVOICE))
+    assert len(exc.messages) == 5 and all(len(m) <= 200 for m in exc.messages)
+    assert exc.messages[0].startswith("0: Bearer *** yyy")
+    assert_clean(exc, caplog, monkeypatch)
+
+
+def test_graphql_redirect_and_huge_answers_on_a_query(x3, evil, caplog, monkeypatch):
+    x3.always(307, b"", headers={"Location": f"{evil.url}/xtrem/api?token={TOKEN}"})
+    exc = raises(X3ProtocolError, lambda: gql(x3).account_exists("CONS", "6100"))
+    assert str(exc) == (f"X3 answered a redirect (HTTP 307 Temporary Redirect to {evil.url}):"
+                        " not followed, check the X3 URL")
+    assert evil.seen == []
+    assert_clean(exc, caplog, monkeypatch)
+    x3.answer(lambda h, seen: h.flood(4, chunked=True))
+    exc = raises(X3Unavailable, lambda: gql(x3, max_response_mb=1).account_exists("C", "1"))
+    assert str(exc) == "X3 answer larger than 1 MB: not read"
+
+
+def test_rest_create_redirect_names_only_the_origin(x3, evil, caplog, monkeypatch):
+    x3.always(302, b"", headers={
+        "Location": f"{evil.url.replace('//', f'//{USER}:{PASSWORD}@')}/BPSINVOICE?x={LOGIN}"})
+    exc = raises(X3OutcomeUnknown, lambda: rest(x3).create_invoice(INVOICE))
+    assert str(exc) == (f"BPSINVOICE create answered with a redirect (HTTP 302 Found to "
+                        f"{evil.url}): check the X3 URL; the record may exist")
+    assert evil.seen == []
+    assert_clean(exc, caplog, monkeypatch)
+
+
 @pytest.mark.parametrize("body", [[], "x", {"data": {"x3FinanceData": []}},
                                   {"data": {"x3FinanceData": {"account": {"query": {
                                       "edges": "x"}}}}}])

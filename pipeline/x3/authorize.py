@@ -33,7 +33,13 @@ from pipeline import connections
 from pipeline.logs import mask, register_secret
 from pipeline.x3 import token_store
 from pipeline.x3.errors import X3AuthError, X3ConfigError, X3OutcomeUnknown, X3Unavailable
-from pipeline.x3.transport import RetryPolicy, Transport, plain_url, retry_after_seconds
+from pipeline.x3.transport import (
+    RetryPolicy,
+    Transport,
+    json_or_none,
+    plain_url,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -271,10 +277,7 @@ def exchange_code(token_url: str, client_id: str, client_secret: str, code: str,
 
 
 def _grant_answer(resp: requests.Response) -> Grant:
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
+    body = json_or_none(resp)
     body = body if isinstance(body, dict) else {}
     if resp.status_code >= 500 or resp.status_code == 429:
         raise X3Unavailable(f"token endpoint unavailable (HTTP {resp.status_code})",

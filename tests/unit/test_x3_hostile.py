@@ -532,6 +532,36 @@ def test_a_huge_body_is_not_read_past_the_cap(x3, caplog, monkeypatch, chunked):
     assert time.monotonic() - started < 5
 
 
+def test_a_compressed_bomb_is_capped_by_what_it_inflates_to(x3):
+    import gzip
+    bomb = gzip.compress(b"[" + b" " * (64 * 1024 * 1024) + b"]", compresslevel=9)
+    assert len(bomb) < 1024 * 1024
+    x3.always(200, bomb, headers={"Content-Encoding": "gzip"})
+    exc = raises(X3Unavailable, lambda: rest(x3, max_response_mb=1).find_supplier_by_code("A"))
+    assert str(exc) == "X3 answer larger than 1 MB: not read"
+
+
+RAW = {
+    "300 headers": b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(300))
+                   + b"Content-Length: 2\r\n\r\n{}",
+    "a 100 kB header": b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 100_000
+                       + b"\r\nContent-Length: 2\r\n\r\n{}",
+    "a status line echoing the login": b"HTTP/1.1 abc Basic %s\r\n\r\n" % LOGIN.encode(),
+    "no HTTP at all": b"\x00\x01garbage\r\n\r\n",
+    "a broken chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n",
+}
+
+
+@pytest.mark.parametrize("raw", sorted(RAW))
+def test_answers_that_are_not_http_are_typed(x3, caplog, monkeypatch, raw):
+    x3.answer(lambda h, seen: h.wfile.write(RAW[raw]))
+    exc = raises(X3Unavailable, lambda: rest(x3).find_supplier_by_code("A"))
+    assert str(exc).startswith("X3 unreachable: ")
+    exc = raises(X3OutcomeUnknown, lambda: rest(x3).create_supplier(SUPPLIER))
+    assert str(exc) == "BPSUPPLIER create sent, connection lost before the answer"
+    assert_clean(exc, caplog, monkeypatch)
+
+
 def test_a_huge_create_answer_is_outcome_unknown(x3):
     x3.answer(lambda h, seen: h.flood(8, chunked=True))
     exc = raises(X3OutcomeUnknown, lambda: rest(x3, max_response_mb=1).create_invoice(INVOICE))

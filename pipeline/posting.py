@@ -246,6 +246,7 @@ def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted:
 
 def fail(ctx: TaskContext, invoice_id: int, reason: str, **detail: Any) -> None:
     """Terminal failure: the row says why, a replay can pick it up."""
+    reason = logs.mask(reason)  # whatever raised it: last_error is shown and exported
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NULL THEN 'failed'"
                     " ELSE 'needs_review' END, last_error = %s, updated_at = now()"

@@ -695,3 +695,21 @@ def test_log_records_are_masked_for_every_handler(caplog):
     logging.getLogger("pipeline.test").warning("sent %s and Authorization: Basic %s",
                                                PASSWORD, LOGIN)
     assert caplog.records[-1].getMessage() == "sent *** and Authorization: Basic ***"
+
+
+def test_posting_fail_masks_the_reason_it_stores(monkeypatch):
+    from contextlib import contextmanager
+
+    from pipeline import posting
+
+    cur = _Cursor()
+
+    @contextmanager
+    def transaction():
+        yield cur
+
+    logs.register_secret(PASSWORD)
+    monkeypatch.setattr("pipeline.posting.db.transaction", transaction)
+    posting.fail(audit.CLI, 7, f"RuntimeError: proxy said {PASSWORD} / Basic {LOGIN}")
+    assert cur.stored[0] == "RuntimeError: proxy said *** / Basic ***"  # invoices.last_error
+    assert all(PASSWORD not in text and LOGIN not in text for text in cur.stored)

@@ -602,6 +602,24 @@ def test_x3_calls_verify_tls_with_the_ca_bundle_even_when_the_environment_names_
         assert gql(tls, verify=str(cert)).account_exists("CONS", "6100") is False
 
 
+def test_the_onboarding_code_exchange_verifies_tls_with_the_ca_bundle(tmp_path, monkeypatch):
+    from pipeline.x3.authorize import exchange_code
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    cert, key = self_signed(tmp_path)
+    with hostile_server(tls=(cert, key)) as tls:
+        tls.always(200, {"access_token": "at-code-0001", "refresh_token": "rt-code-0001",
+                         "expires_in": 300})
+        grant = exchange_code(f"{tls.url}/token", "cid", CLIENT_SECRET, "code-0001",
+                              "http://127.0.0.1:9/cb", verify=str(cert))
+        assert grant.refresh_token == "rt-code-0001"
+        monkeypatch.setattr("time.sleep", lambda s: None)
+        exc = raises(X3Unavailable, lambda: exchange_code(
+            f"{tls.url}/token", "cid", CLIENT_SECRET, "code-0002", "http://127.0.0.1:9/cb"))
+        assert str(exc) == "X3 unreachable: SSLError"  # the system's CAs: nothing was sent
+        assert len(tls.seen) == 1
+
+
 def test_token_source_of_a_connection_uses_its_ca_bundle():
     from pipeline import connections
     from pipeline.x3.connect import token_source

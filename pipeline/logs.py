@@ -113,6 +113,11 @@ def configure(level: str = "INFO", fmt: str | None = None, *,
     # keep_handlers (the CLI): others' handlers stay (a test's log capture), ours is replaced.
     kept = [h for h in root.handlers if not getattr(h, "mlc", False)] if keep_handlers else []
     root.handlers[:] = [*kept, handler]
-    root.setLevel(level)
+    if keep_handlers:
+        # Our handler filters; the root level is only ever lowered, for the handlers kept.
+        handler.setLevel(level)
+        root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(level)))
+    else:
+        root.setLevel(level)
     for noisy in ("paramiko.transport",):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -270,11 +270,13 @@ def _add_x3_commands(sub: Any) -> None:
 
 def cmd_connection_show(args: argparse.Namespace) -> int:
     from pipeline import connections, db
+    from pipeline.secrets import mask
 
     with db.transaction() as cur:
         rows = connections.listing(cur)
     for row in rows:
-        print(f"{row['name']}: {row['kind']} {json.dumps(row['settings'])}"
+        # mask: a URL stored with user:password@ before such URLs were refused.
+        print(f"{row['name']}: {row['kind']} {mask(json.dumps(row['settings']))}"
               f" secret={'stored (encrypted)' if row['has_secret'] else 'none'}")
     return 0
 

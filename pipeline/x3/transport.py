@@ -43,6 +43,7 @@ T = TypeVar("T")
 DEFAULT_DEADLINE = 120.0  # seconds for one call, retries included
 DEFAULT_MAX_RESPONSE_MB = 10.0
 CHUNK = 64 * 1024
+GATEWAY_GAVE_UP = (502, 504)  # to a create: an unknown outcome, not a refusal to do it
 # What an answer callback may raise on a body of the wrong shape: turned into a typed error.
 SHAPE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError)
 
@@ -365,6 +366,11 @@ class Transport:
             raise X3OutcomeUnknown(f"{what} answered with a redirect (HTTP {status_text(code)}"
                                    f" to {origin(resp.headers.get('Location'))}): check the X3 "
                                    "URL; the record may exist")
+        if code in GATEWAY_GAVE_UP:
+            # A proxy or load balancer in front of X3 gave up waiting, not X3: the create may
+            # have been received and done all the same.
+            raise _unknown(f"{what} answered HTTP {status_text(code)} (a gateway in front of X3"
+                           " gave up)")
         try:
             return answer(resp)
         except Unreadable as exc:

@@ -304,6 +304,21 @@ def test_graphql_create_with_an_unreadable_answer_is_outcome_unknown(x3, caplog,
     assert_clean(exc, caplog, monkeypatch)
 
 
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_gateway_giving_up_on_a_create_is_an_unknown_outcome(x3, caplog, monkeypatch,
+                                                                status):
+    x3.answer(echo_page(status))
+    reason = "502 Bad Gateway" if status == 502 else "504 Gateway Timeout"
+    exc = raises(X3OutcomeUnknown, lambda: rest(x3).create_invoice(INVOICE))
+    assert str(exc) == (f"BPSINVOICE create answered HTTP {reason} (a gateway in front of X3 "
+                        "gave up): the record may exist")
+    exc = raises(X3OutcomeUnknown, lambda: gql(x3).create_supplier(SUPPLIER))
+    assert str(exc).startswith(f"supplier create answered HTTP {reason} (a gateway")
+    assert_clean(exc, caplog, monkeypatch)
+    # A read answered so is merely unavailable: it is tried again later.
+    raises(X3Unavailable, lambda: rest(x3).find_invoice("V1", "INV-1"))
+
+
 def test_graphql_validation_error_stays_a_refusal_and_is_masked(x3, caplog, monkeypatch):
     def script(h, seen):
         h.reply(200, {"data": None, "errors": [

@@ -121,6 +121,20 @@ class Handler(BaseHTTPRequestHandler):
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
 
+    def forward(self, upstream: str, seen: Seen) -> None:
+        """Pass the request on to `upstream` (the simulator) and its answer back: a proxy."""
+        import requests
+
+        headers = {k: v for k, v in seen.headers.items()
+                   if k.lower() in ("authorization", "content-type", "accept",
+                                    "x-xtrem-endpoint")}
+        r = requests.request(seen.method, upstream + seen.path, data=seen.body or None,
+                             headers=headers, timeout=10, allow_redirects=False)
+        self.reply(r.status_code, r.content,
+                   content_type=r.headers.get("Content-Type", "application/json"),
+                   headers={k: v for k, v in r.headers.items()
+                            if k.lower() in ("location", "retry-after")})
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 

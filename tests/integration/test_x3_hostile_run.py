@@ -12,7 +12,6 @@ import sys
 import threading
 
 import pytest
-import requests
 
 from pipeline import db
 from sandbox import x3sim as sim
@@ -43,14 +42,8 @@ def proxy_script(upstream: str, create):
     def script(h, seen):
         if seen.method == "POST" and "/BPSINVOICE" in seen.path:
             create(h, seen)
-            return
-        headers = {k: v for k, v in seen.headers.items()
-                   if k.lower() in ("authorization", "content-type", "accept")}
-        r = requests.request(seen.method, upstream + seen.path, data=seen.body or None,
-                             headers=headers, timeout=10)
-        h.reply(r.status_code, r.content,
-                content_type=r.headers.get("Content-Type", "application/json"),
-                headers={k: v for k, v in r.headers.items() if k.lower() == "location"})
+        else:
+            h.forward(upstream, seen)
     return script
 
 

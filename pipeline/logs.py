@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.secrets import forget_secret, mask, register_login, register_secret
+from pipeline.secrets import forget_secret, mask, mask_all, register_login, register_secret
 
 __all__ = ["bind", "configure", "context", "forget_secret", "install_masking", "mask",
            "register_login", "register_secret"]
@@ -77,6 +77,14 @@ class ContextFilter(logging.Filter):
         return True
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -86,7 +94,9 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return mask(json.dumps(line, default=str))
+        # Each value masked before it is encoded: masking the encoded line could cut a JSON
+        # escape in two.
+        return json.dumps(mask_all(_plain(line)), default=str)
 
 
 class TextFormatter(logging.Formatter):

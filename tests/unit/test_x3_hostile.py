@@ -521,6 +521,40 @@ def test_headers_dripped_a_byte_at_a_time_end_at_the_deadline(x3, caplog, monkey
     assert time.monotonic() - started < 2.5
 
 
+def test_a_tls_handshake_dripped_a_byte_at_a_time_ends_at_the_deadline():
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)  # the ClientHello; then a TLS record header, a byte at a time
+            for byte in b"\x16\x03\x03\x40\x00" + b"\x00" * 2000:
+                if stop.is_set():
+                    return
+                try:
+                    conn.send(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = listener.getsockname()[1]
+    client = RestClient(f"https://127.0.0.1:{port}", "SEED", USER, PASSWORD, retry=ONE_TRY,
+                        timeout=5, connect_timeout=5, deadline=1.0)
+    started = time.monotonic()
+    try:
+        exc = raises(X3Unavailable, lambda: client.find_supplier_by_code("A"))
+    finally:
+        stop.set()
+        listener.close()
+    assert str(exc) == "X3 did not answer within the deadline (1 s)"
+    assert time.monotonic() - started < 2.5
+
+
 def test_a_dripped_create_answer_is_outcome_unknown_at_the_deadline(x3, caplog, monkeypatch):
     x3.answer(lambda h, seen: h.drip(b'{"NUM": "X"}' * 100, every=0.05))
     started = time.monotonic()

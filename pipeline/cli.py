@@ -144,7 +144,7 @@ def cmd_x3_check(args: argparse.Namespace) -> int:
     try:
         with db.transaction() as cur:
             client = open_client(cur, args.name)
-    except connections.ConnectionMissing as exc:
+    except (connections.ConnectionMissing, X3Error) as exc:  # X3ConfigError: a stored URL
         raise SystemExit(f"mlc: {exc}") from None
     chart, probe = settings().x3_coa, "MLC-CHECK"  # a probe answers "not found": still a check
     dim_type, _, dim_value = (args.dimension or f"{settings().x3_dimension_type}=").partition("=")

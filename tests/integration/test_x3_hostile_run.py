@@ -112,3 +112,24 @@ def test_run_once_through_a_proxy_echoing_the_login(db_env, sftp_server, simulat
         posting = [i for i in invoices if i["status"] == "posting"]
         assert posting and posting[0]["last_error"] == (
             "X3 unavailable (HTTP 503 Service Unavailable)")
+
+
+def test_a_url_stored_with_userinfo_before_the_refusal_is_masked_and_refused(db_env):
+    from pipeline import connections
+
+    with db.transaction() as cur:  # as an older mlc stored it
+        connections.save(cur, "x3", "x3_rest", {"url": f"https://admin:{PASSWORD}@x3.example",
+                                                "folder": "SEED", "username": "admin"},
+                         {"password": PASSWORD})
+    env = dict(os.environ)
+    shown = subprocess.run([sys.executable, "-m", "pipeline.cli", "connection", "show"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "https://***@x3.example" in shown.stdout
+    check = subprocess.run([sys.executable, "-m", "pipeline.cli", "x3", "check"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode != 0
+    assert check.stderr.strip() == ("mlc: the X3 URL must not hold a user name or password "
+                                    "(https://***@x3.example): give them as the connection's "
+                                    "user and secret instead")
+    for secret in SECRETS:
+        assert secret not in shown.stdout + shown.stderr + check.stdout + check.stderr

@@ -32,22 +32,32 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _require_tls(args: argparse.Namespace, *names: str) -> None:
-    """X3 credentials never travel in clear: https, or plain http on loopback (the sandbox)."""
+    """X3 credentials never travel in clear: https, or plain http on loopback (the sandbox);
+    and never in a URL (a URL is stored in the clear, shown and logged)."""
     from urllib.parse import urlsplit
 
+    from pipeline.secrets import mask
     from pipeline.x3.authorize import _is_loopback
+    from pipeline.x3.errors import X3ConfigError
+    from pipeline.x3.transport import plain_url
 
     for name in names:
         url = getattr(args, name, None)
         if not url:
             continue
+        option = f"--{name.replace('_', '-')}"
+        try:
+            plain_url(url, f"the URL of {option}")
+        except X3ConfigError as exc:
+            raise SystemExit(f"mlc: {exc}") from None
+        url = mask(url)
         parts = urlsplit(url)
         if parts.scheme == "https" or (parts.scheme == "http" and
                                        _is_loopback(parts.hostname or "")):
             continue
         if parts.scheme == "http" and getattr(args, "allow_plain_http", False):
             continue
-        raise SystemExit(f"mlc: --{name.replace('_', '-')} must be an https URL ({url!r}): "
+        raise SystemExit(f"mlc: {option} must be an https URL ({url!r}): "
                          "credentials would travel in clear (--allow-plain-http to insist)")
 
 
@@ -134,7 +144,7 @@ def cmd_x3_check(args: argparse.Namespace) -> int:
     try:
         with db.transaction() as cur:
             client = open_client(cur, args.name)
-    except connections.ConnectionMissing as exc:
+    except (connections.ConnectionMissing, X3Error) as exc:  # X3ConfigError: a stored URL
         raise SystemExit(f"mlc: {exc}") from None
     chart, probe = settings().x3_coa, "MLC-CHECK"  # a probe answers "not found": still a check
     dim_type, _, dim_value = (args.dimension or f"{settings().x3_dimension_type}=").partition("=")
@@ -260,11 +270,13 @@ def _add_x3_commands(sub: Any) -> None:
 
 def cmd_connection_show(args: argparse.Namespace) -> int:
     from pipeline import connections, db
+    from pipeline.secrets import mask
 
     with db.transaction() as cur:
         rows = connections.listing(cur)
     for row in rows:
-        print(f"{row['name']}: {row['kind']} {json.dumps(row['settings'])}"
+        # mask: a URL stored with user:password@ before such URLs were refused.
+        print(f"{row['name']}: {row['kind']} {mask(json.dumps(row['settings']))}"
               f" secret={'stored (encrypted)' if row['has_secret'] else 'none'}")
     return 0
 
@@ -722,7 +734,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _configure_logging() -> None:
+    """The workers' logging, masking included: a command that logs (run-once, replay ...) or
+    dies with a traceback never prints a secret. Warnings and up unless MLC_LOG_LEVEL says
+    DEBUG; text unless MLC_LOG_FORMAT says json."""
+    import os
+    import traceback
+
+    from pipeline import logs
+
+    level = "DEBUG" if os.environ.get("MLC_LOG_LEVEL") == "DEBUG" else "WARNING"
+    logs.configure(level, os.environ.get("MLC_LOG_FORMAT") or "text", keep_handlers=True)
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        sys.stderr.write(logs.mask("".join(traceback.format_exception(kind, exc, tb))))
+
+    sys.excepthook = excepthook
+
+
 def main(argv: list[str] | None = None) -> int:
+    _configure_logging()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

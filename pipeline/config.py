@@ -60,6 +60,13 @@ class _SettingsSchema(Schema):
     MLC_X3_INVOICE_TYPE = mf.Str(load_default="INV")
     MLC_X3_CREDIT_NOTE_TYPE = mf.Str(load_default="CRN")
     MLC_X3_TIMEOUT = mf.Float(load_default=30.0, validate=validate.Range(min=1, max=600))
+    # Per socket read, a timeout never ends a server that drips a byte at a time: every X3 and
+    # token call (a read with its retries, a create) also has this overall deadline.
+    # Default: 4 x MLC_X3_TIMEOUT.
+    MLC_X3_DEADLINE = mf.Float(load_default=None, allow_none=True,
+                               validate=validate.Range(min=1, max=3600))
+    MLC_X3_MAX_RESPONSE_MB = mf.Float(load_default=10.0, validate=validate.Range(min=0.1,
+                                                                                 max=1024))
     # X3 licenses concurrent web-service sessions: the cap holds across every worker process.
     MLC_X3_MAX_CONCURRENCY = mf.Int(load_default=4, validate=validate.Range(min=1, max=256))
     # X3 keeps working on a create whose client gave up: a "not found" counts only once the
@@ -124,9 +131,6 @@ class _SettingsSchema(Schema):
         if data.get("MLC_TASK_TIME_LIMIT", 0) >= vt:
             problems["MLC_TASK_TIME_LIMIT"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
         window, timeout = data.get("MLC_X3_INFLIGHT_WINDOW"), data.get("MLC_X3_TIMEOUT")
-        if window is not None and timeout is not None and window <= timeout:
-            problems["MLC_X3_INFLIGHT_WINDOW"] = [
-                "must be above MLC_X3_TIMEOUT (a create may commit after its client gave up)"]
         idle = data.get("MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT")
         if idle and timeout is not None and idle <= timeout:
             problems["MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT"] = [
@@ -136,6 +140,15 @@ class _SettingsSchema(Schema):
         if deadline is not None and deadline >= data.get("MLC_TASK_TIME_LIMIT", 600):
             problems["MLC_PARSE_DEADLINE"] = ["must be lower than MLC_TASK_TIME_LIMIT (the parse"
                                               " task must outlive it to record the refusal)"]
+        x3_deadline = data.get("MLC_X3_DEADLINE")
+        if x3_deadline is not None and timeout is not None and x3_deadline < timeout:
+            problems["MLC_X3_DEADLINE"] = ["must be at least MLC_X3_TIMEOUT"]
+        effective = x3_deadline or (4 * timeout if timeout is not None else None)
+        if window is not None and effective is not None and window <= effective:
+            # X3 keeps working on a create whose client gave up: the window starts with it.
+            problems["MLC_X3_INFLIGHT_WINDOW"] = [
+                f"must be above MLC_X3_DEADLINE ({effective:g} s; default 4 x MLC_X3_TIMEOUT):"
+                " a create may commit after its client gave up"]
         if data.get("MLC_RETRY_BACKOFF_MAX", 0) >= vt:
             problems["MLC_RETRY_BACKOFF_MAX"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
         if problems:
@@ -190,6 +203,8 @@ class Settings:
     date_years_back: int = 10
     date_years_ahead: int = 1
     allow_zero_invoices: bool = False
+    x3_deadline: float = 120.0
+    x3_max_response_mb: float = 10.0
 
     def __repr__(self) -> str:
         # Keys and the database password stay out of reprs that end up in logs.
@@ -277,6 +292,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         date_years_back=data["MLC_DATE_YEARS_BACK"],
         date_years_ahead=data["MLC_DATE_YEARS_AHEAD"],
         allow_zero_invoices=data["MLC_ALLOW_ZERO_INVOICES"],
+        x3_deadline=data["MLC_X3_DEADLINE"] or 4 * data["MLC_X3_TIMEOUT"],
+        x3_max_response_mb=data["MLC_X3_MAX_RESPONSE_MB"],
     )
 
 

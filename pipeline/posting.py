@@ -336,6 +336,7 @@ def fail(ctx: TaskContext, invoice_id: int, reason: str, *, settled: bool = Fals
     """Terminal failure: the row says why, a replay can pick it up. A row whose last create
     may still be in X3 (outcome unknown, not `settled` by an answer) is never marked failed:
     it stays `outcome_unknown` and the poll's sweep looks it up again."""
+    reason = logs.mask(reason)  # whatever raised it: last_error is shown and exported
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NOT NULL"
                     " THEN 'needs_review' WHEN attempt_started_at IS NOT NULL AND NOT %s"

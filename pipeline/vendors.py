@@ -32,7 +32,12 @@ from pipeline import audit, db, locks, taxid
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.x3.client import NewSupplier, Supplier, X3Client
-from pipeline.x3.errors import X3Error, X3OutcomeUnknown, X3Unavailable, X3ValidationError
+from pipeline.x3.errors import (
+    X3CreateInFlight,
+    X3OutcomeUnknown,
+    X3Unavailable,
+    X3ValidationError,
+)
 
 RESOLVABLE = ("received", "vendor_resolved", "failed", "posting", "outcome_unknown")
 CODE_MAX = 15
@@ -47,17 +52,17 @@ class InvoiceNotResolvable(Exception):
     pass
 
 
-class SupplierCreateInFlight(X3Error):
+class SupplierCreateInFlight(X3CreateInFlight):
     """An earlier create of this supplier may still commit in X3: look again later, never
     create a second time before `retry_after` seconds."""
 
-    transient = True
-
     def __init__(self, message: str, retry_after: float,
                  stale: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = max(retry_after, 1.0)
+        super().__init__(message, max(retry_after, 1.0))
         self.stale = stale  # another vendor's create, open past its window
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.retry_after, self.stale))
 
 
 def vendor_key(vendor_id: str) -> str:

@@ -12,6 +12,7 @@ from pipeline import logs
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.db import TRANSIENT_DB_ERRORS
+from pipeline.secrets import masked_exception
 
 log = logging.getLogger(__name__)
 _FIRST_ARG = {"mlc.parse_file": "file_id", "mlc.resolve_vendor": "invoice_id",
@@ -60,6 +61,8 @@ class MlcTask(Task):
 
     def retry_later(self, exc: Exception, retry_after: float | None = None) -> Any:
         countdown = self.backoff(retry_after)
+        # What Celery is handed travels on: retry events, Flower, the result backend.
+        exc = masked_exception(exc)  # type: ignore[assignment]
         log.warning("%s[%s] retry %d in %.1fs: %s", self.name, self.request.id,
                     self.request.retries + 1, countdown, exc)
         # The bound is the caller's (an invoice counts its tries in its row): Celery's own

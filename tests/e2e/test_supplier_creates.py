@@ -14,7 +14,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def quick_retries(stack_env):
-    stack_env.update(MLC_RETRY_BACKOFF_MAX="3", MLC_X3_TIMEOUT="2", MLC_X3_INFLIGHT_WINDOW="6")
+    stack_env.update(MLC_RETRY_BACKOFF_MAX="3", MLC_X3_TIMEOUT="2", MLC_X3_DEADLINE="4",
+                     MLC_X3_INFLIGHT_WINDOW="6")
 
 
 def test_lost_supplier_create_answers_adopted_once(quick_retries, stack):

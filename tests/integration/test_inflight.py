@@ -18,9 +18,10 @@ CTX = TaskContext(task_id="test", attempt=1)
 
 @pytest.fixture
 def slow_x3(monkeypatch, connected):
-    """X3 timeout 1 s, in-flight window 3 s; the simulator's next create commits after 2 s."""
+    """X3 timeout 1 s (deadline 2 s), in-flight window 3 s; the next create commits after 2 s."""
     monkeypatch.setenv("MLC_X3_TIMEOUT", "1")
     monkeypatch.setenv("MLC_X3_INFLIGHT_WINDOW", "3")
+    monkeypatch.setenv("MLC_X3_DEADLINE", "2")
     settings.cache_clear()
     yield connected["x3"]
     settings.cache_clear()

@@ -106,12 +106,13 @@ def test_run_once_through_a_proxy_echoing_the_login(db_env, sftp_server, simulat
             "X3 refused the request (HTTP 400 Bad Request): bad header Basic ***; "
             "password *** refused")
     else:
-        # Transient errors propagate out of run-once: the traceback is printed, masked.
-        assert r.returncode == 1 and "X3Unavailable" in r.stderr
-        assert "X3 unavailable (HTTP 503 Service Unavailable)" in r.stderr
-        posting = [i for i in invoices if i["status"] == "posting"]
-        assert posting and posting[0]["last_error"] == (
-            "X3 unavailable (HTTP 503 Service Unavailable)")
+        # run-once has no retries: the invoice fails with the reason (X3 said 503: nothing
+        # was created) and the run goes on; the output names it, masked.
+        assert r.returncode == 0, shown[-2000:]
+        failed = [i for i in invoices if i["status"] == "failed"]
+        assert failed and failed[0]["last_error"] == (
+            "X3Unavailable: X3 unavailable (HTTP 503 Service Unavailable)")
+        assert "failed" in r.stdout
 
 
 def test_a_url_stored_with_userinfo_before_the_refusal_is_masked_and_refused(db_env):

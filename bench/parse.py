@@ -8,6 +8,10 @@
    prints lines/s and the ratio (target <= 3). Same for the file written as XML, for reference.
 2. Writes a ~100 MB CSV and parses it in a child process; prints the child's peak RSS (VmHWM;
    target < 150 MB) and that of a child parsing a tiny file (the interpreter and imports).
+3. Hostile files (issue 12), --hostile-mb each (default 50), between two good invoices: a CSV
+   row of commas, a CSV cell on one line, a quoted CSV cell of short lines, an XML attribute,
+   comment and field text. Each is parsed in a child process with the default limits: the
+   outcome (invoices kept, the refusal), the time and the peak RSS.
 """
 
 from __future__ import annotations
@@ -82,12 +86,90 @@ def child_peak(path: Path) -> tuple[int, int, int, float]:
     return rows, invoices, peak, time.perf_counter() - start
 
 
+_HOSTILE_PROBE = """
+import resource, sys, time
+from pipeline.stampli import parse
+from pipeline.stampli.layout import Layout
+layout, start = Layout(), time.perf_counter()
+try:
+    with open(sys.argv[1], "rb") as fh:
+        items = list(parse.parse_invoices(parse.read_rows(sys.argv[1], fh, layout), layout))
+    kept = sum(1 for i in items if not isinstance(i, parse.Rejection))
+    refused = [i.reason for i in items if isinstance(i, parse.Rejection)]
+    outcome = f"{kept} invoices kept, refused: {'; '.join(refused)}"
+except parse.FileUnreadable as exc:
+    outcome = f"file refused: {exc}"
+seconds = time.perf_counter() - start
+with open("/proc/self/status") as status:
+    peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(f"{seconds:.2f}\t{peak * 1024}\t{outcome}")
+"""
+
+_CSV_HEAD = ("invoice_number,vendor_id,vendor_name,invoice_date,currency,invoice_total,"
+             "line_number,line_description,line_amount,gl_account,approval_status\n"
+             "OK-1,V-1,Acme,2026-11-01,USD,100.00,1,Hoses,100.00,6100,Approved\n")
+_CSV_TAIL = "OK-2,V-2,Bright,2026-11-01,USD,50.00,1,Paper,50.00,6100,Approved\n"
+_XML_INVOICE = ("<Invoice><invoice_number>{n}</invoice_number><vendor_id>V-1</vendor_id>"
+                "<vendor_name>{name}</vendor_name><invoice_date>2026-11-01</invoice_date>"
+                "<currency>USD</currency><invoice_total>100.00</invoice_total>"
+                "<approval_status>Approved</approval_status><Lines><Line>"
+                "<line_number>1</line_number><line_amount>100.00</line_amount>"
+                "<gl_account>6100</gl_account></Line></Lines></Invoice>\n")
+
+
+def write_hostile(directory: Path, megabytes: int) -> dict[str, Path]:
+    """The hostile files, each with `megabytes` MB of the hostile part."""
+    size, files = megabytes << 20, {}
+
+    def write(name: str, *parts: str | tuple[str, int]) -> None:
+        path = directory / name
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            for part in parts:
+                if isinstance(part, tuple):  # (unit, repeat): written in blocks
+                    unit, count = part
+                    block = unit * max(1, (1 << 20) // len(unit))
+                    for _ in range(count * len(unit) // len(block)):
+                        fh.write(block)
+                else:
+                    fh.write(part)
+        files[name] = path
+
+    write("row_of_commas.csv", _CSV_HEAD, (",", size), "\n", _CSV_TAIL)
+    write("one_line_cell.csv", _CSV_HEAD, "BAD-1,V-1,Acme,2026-11-01,USD,1,1,", ("x", size),
+          ",1,6100,Approved\n", _CSV_TAIL)
+    write("cell_of_short_lines.csv", _CSV_HEAD, 'BAD-1,V-1,Acme,2026-11-01,USD,1,1,"',
+          ("x\n", size // 2), '",1,6100,Approved\n', _CSV_TAIL)
+    root = '<?xml version="1.0" encoding="utf-8"?>\n<StampliExport type="invoices">\n'
+    good = _XML_INVOICE.format(n="OK-1", name="Acme")
+    write("attribute.xml", root, good, '<Note text="', ("a", size), '"/>\n',
+          _XML_INVOICE.format(n="OK-2", name="Bright"), "</StampliExport>\n")
+    write("comment.xml", root, good, "<!-- ", ("c", size), " -->\n",
+          _XML_INVOICE.format(n="OK-2", name="Bright"), "</StampliExport>\n")
+    text_invoice = _XML_INVOICE.split("{name}")
+    write("field_text.xml", root, good, text_invoice[0].format(n="BAD-1"), ("t", size),
+          text_invoice[1], _XML_INVOICE.format(n="OK-2", name="Bright"), "</StampliExport>\n")
+    return files
+
+
+def hostile_probe(path: Path) -> tuple[float, int, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", _HOSTILE_PROBE, str(path)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    seconds, peak, outcome = out.rstrip("\n").split("\t", 2)
+    return float(seconds), int(peak), outcome
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lines", type=int, default=200_000)
     p.add_argument("--big-mb", type=int, default=100)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--hostile-mb", type=int, default=50)
+    p.add_argument("--only-hostile", action="store_true", help="skip parts 1 and 2")
     args = p.parse_args()
+    if args.only_hostile:
+        with tempfile.TemporaryDirectory(prefix="mlc-bench-") as tmp:
+            return run_hostile(Path(tmp), args.hostile_mb)
 
     with tempfile.TemporaryDirectory(prefix="mlc-bench-") as tmp:
         csv_path, xml_path = Path(tmp) / "invoices.csv", Path(tmp) / "invoices.xml"
@@ -122,7 +204,24 @@ def main() -> int:
               f" parsed in {seconds:.1f} s")
         print(f"peak RSS: {peak / 1e6:.0f} MB (a child parsing a tiny file:"
               f" {baseline / 1e6:.0f} MB; target < 150 MB)")
-    return 0 if ratio <= 3 and peak < 150e6 else 1
+        del big
+        for path in (Path(tmp) / "big.csv", Path(tmp) / "invoices.xml"):
+            path.unlink()
+        hostile_ok = run_hostile(Path(tmp), args.hostile_mb) == 0
+    return 0 if ratio <= 3 and peak < 150e6 and hostile_ok else 1
+
+
+def run_hostile(directory: Path, megabytes: int) -> int:
+    """Part 3; fails when a hostile file takes over 10 s or 150 MB, or stops the others."""
+    ok = True
+    print(f"hostile files ({megabytes} MB of the hostile part each, default limits):")
+    for name, path in write_hostile(directory, megabytes).items():
+        seconds, peak, outcome = hostile_probe(path)
+        path.unlink()
+        print(f"  {name:<24} {seconds:6.2f} s  peak RSS {peak / 1e6:4.0f} MB  {outcome}")
+        ok = ok and seconds < 10 and peak < 150e6 and (
+            outcome.startswith("2 invoices kept") or outcome.startswith("file refused"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 
-from pipeline.secrets import redact
+from pipeline.secrets import mask_all, redact
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,25 @@ def record(
     invoice_id: int | None = None,
     **detail: Any,
 ) -> None:
-    """Write one audit row in the caller's transaction; detail is redacted before it is stored."""
+    """Write one audit row in the caller's transaction; detail is redacted (secret-looking keys)
+    and masked (secret values anywhere, pipeline.secrets.mask) before it is stored."""
     cur.execute(
         "INSERT INTO audit_events (stage, outcome, source_file_id, invoice_id, task_id, attempt,"
         " detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (stage, outcome, source_file_id, invoice_id, ctx.task_id, ctx.attempt,
-         json.dumps(redact(detail), default=str)),
+         json.dumps(mask_all(redact(_plain(detail))), default=str)),
     )
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready values, so what default=str would render is masked too."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def events(cur: Cursor, *, invoice_id: int | None = None, file_id: int | None = None,

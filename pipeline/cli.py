@@ -34,22 +34,32 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _require_tls(args: argparse.Namespace, *names: str) -> None:
-    """X3 credentials never travel in clear: https, or plain http on loopback (the sandbox)."""
+    """X3 credentials never travel in clear: https, or plain http on loopback (the sandbox);
+    and never in a URL (a URL is stored in the clear, shown and logged)."""
     from urllib.parse import urlsplit
 
+    from pipeline.secrets import mask
     from pipeline.x3.authorize import _is_loopback
+    from pipeline.x3.errors import X3ConfigError
+    from pipeline.x3.transport import plain_url
 
     for name in names:
         url = getattr(args, name, None)
         if not url:
             continue
+        option = f"--{name.replace('_', '-')}"
+        try:
+            plain_url(url, f"the URL of {option}")
+        except X3ConfigError as exc:
+            raise SystemExit(f"mlc: {exc}") from None
+        url = mask(url)
         parts = urlsplit(url)
         if parts.scheme == "https" or (parts.scheme == "http" and
                                        _is_loopback(parts.hostname or "")):
             continue
         if parts.scheme == "http" and getattr(args, "allow_plain_http", False):
             continue
-        raise SystemExit(f"mlc: --{name.replace('_', '-')} must be an https URL ({url!r}): "
+        raise SystemExit(f"mlc: {option} must be an https URL ({url!r}): "
                          "credentials would travel in clear (--allow-plain-http to insist)")
 
 
@@ -136,7 +146,7 @@ def cmd_x3_check(args: argparse.Namespace) -> int:
     try:
         with db.transaction() as cur:
             client = open_client(cur, args.name)
-    except connections.ConnectionMissing as exc:
+    except (connections.ConnectionMissing, X3Error) as exc:  # X3ConfigError: a stored URL
         raise SystemExit(f"mlc: {exc}") from None
     chart, probe = settings().x3_coa, "MLC-CHECK"  # a probe answers "not found": still a check
     dim_type, _, dim_value = (args.dimension or f"{settings().x3_dimension_type}=").partition("=")
@@ -281,17 +291,19 @@ def _add_x3_commands(sub: Any) -> None:
 
 def cmd_connection_show(args: argparse.Namespace) -> int:
     from pipeline import connections, db
+    from pipeline.secrets import mask
 
     with db.transaction() as cur:
         rows = connections.listing(cur)
     for row in rows:
-        print(f"{row['name']}: {row['kind']} {json.dumps(row['settings'])}"
+        # mask: a URL stored with user:password@ before such URLs were refused.
+        print(f"{row['name']}: {row['kind']} {mask(json.dumps(row['settings']))}"
               f" secret={'stored (encrypted)' if row['has_secret'] else 'none'}")
     return 0
 
 
 def cmd_connection_test(args: argparse.Namespace) -> int:
-    from pipeline import audit, connections, db
+    from pipeline import audit, connections, db, tables
     from pipeline.config import settings
     from pipeline.stampli import sftp
 
@@ -305,7 +317,7 @@ def cmd_connection_test(args: argparse.Namespace) -> int:
     try:
         with sftp.open_sftp(conn) as client:
             files = sftp.list_files(client, directory, patterns)
-            total = len(client.listdir(directory))
+            total = len(sftp.names_in(client, directory))
     except sftp.SftpError as exc:
         with db.transaction() as cur:
             audit.record(cur, "file_fetch", "error", connection=args.name, error=str(exc),
@@ -314,9 +326,9 @@ def cmd_connection_test(args: argparse.Namespace) -> int:
         return 1
     print(f"connected to {conn.settings['host']}:{conn.settings.get('port', 22)} as "
           f"{conn.settings['username']}; host key verified")
-    print(f"{directory}: {total} entries, {len(files)} matching export files")
+    print(f"{tables.safe(directory)}: {total} entries, {len(files)} matching export files")
     for f in files[:50]:
-        print(f"  {f.name}  {f.size} bytes")
+        print(f"  {tables.safe(f.name)}  {f.size} bytes")
     return 0
 
 
@@ -331,9 +343,12 @@ def cmd_run_once(args: argparse.Namespace) -> int:
 
     from pipeline.progress import Progress
     from pipeline.status import render_waiting
+    from pipeline.tables import safe
 
     with Progress("run-once") as progress:
         report = run_once(client, progress=progress)
+    if report.locked_out:
+        print("another poll is running: nothing fetched by this one")
     print(f"files fetched: {len(report.files)}")
     for invoice_id, outcome in sorted(report.outcomes.items()):
         print(f"  invoice {invoice_id}: {outcome}")
@@ -341,9 +356,10 @@ def cmd_run_once(args: argparse.Namespace) -> int:
     print(f"invoices: {len(report.outcomes)}"
           + "".join(f", {n} {state}" for state, n in sorted(counts.items())))
     for line in render_waiting(report.waiting_files):
-        print(line)
-    if report.error:
-        print(f"mlc: poll failed: {report.error}", file=sys.stderr)
+        print(safe(line))
+    if report.poll_error:  # a refused host key, refused credentials, an unreachable server
+        print(f"mlc: run-once: the export could not be polled: {safe(report.poll_error)}",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -397,18 +413,20 @@ def cmd_mapping_list(args: argparse.Namespace) -> int:
         print(json.dumps({"gl": gl, "cost_centers": cc, "dimensions": dims, "routes": routes},
                          indent=2))
         return 0
+    from pipeline.tables import safe
+
     print("GL accounts (unmapped codes pass through unchanged):")
     for r in gl:
-        print(f"  {r['stampli_code']:<20} -> {r['x3_account']}")
+        print(safe(f"  {r['stampli_code']:<20} -> {r['x3_account']}"))
     print("cost centers:")
     for r in cc:
-        print(f"  {r['stampli_code']:<20} -> {r['dimension_type']}={r['dimension_value']}")
+        print(safe(f"  {r['stampli_code']:<20} -> {r['dimension_type']}={r['dimension_value']}"))
     print("other dimensions (unmapped values pass through):")
     for r in dims:
-        print(f"  {r['dimension_type']} {r['stampli_code']:<17} -> {r['dimension_value']}")
+        print(safe(f"  {r['dimension_type']} {r['stampli_code']:<17} -> {r['dimension_value']}"))
     print("routes (location -> company/site; no location: the default route):")
     for r in routes:
-        print(f"  {r['location']:<20} -> {r['company']}/{r['site']}")
+        print(safe(f"  {r['location']:<20} -> {r['company']}/{r['site']}"))
     return 0
 
 
@@ -426,7 +444,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     with db.transaction() as cur:
         data = status.summary(cur, poll_interval=settings().poll_interval,
                               broker_url=settings().broker_url)
-    tables.emit(tables.to_json(data) if args.json else status.render(data))
+    text = status.render(data)  # holds an invoice number and vendor id: escaped per line
+    tables.emit(tables.to_json(data) if args.json else
+                "\n".join(map(tables.safe, text.split("\n"))))
     return 0
 
 
@@ -466,7 +486,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 raise SystemExit("mlc: audit invoice needs VENDOR_ID INVOICE_NUMBER")
             inv = reports.find_invoice(cur, *args.key)
             if inv is None:
-                print(f"no invoice {args.key[1]} of vendor {args.key[0]}", file=sys.stderr)
+                print(tables.safe(f"no invoice {args.key[1]} of vendor {args.key[0]}"),
+                      file=sys.stderr)
                 return 1
             events = reports.trail(cur, invoice_id=inv["id"])
             calls = attempts.for_invoice(cur, inv["id"])
@@ -476,7 +497,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         else:
             files = reports.find_files(cur, args.key[0])
             if not files:
-                print(f"no file named {args.key[0]}", file=sys.stderr)
+                print(tables.safe(f"no file named {args.key[0]}"), file=sys.stderr)
                 return 1
             events = reports.trail(cur, file_ids=[f["id"] for f in files])
             calls = []
@@ -484,7 +505,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         tables.emit(tables.to_json({"subject": title, "events": events, "x3_calls": calls}))
     else:
-        text = title + "\n" + tables.table(events, TRAIL_COLUMNS)
+        text = tables.safe(title) + "\n" + tables.table(events, TRAIL_COLUMNS)
         if calls:
             text += "\n\nX3 calls\n" + tables.table(calls, CALL_COLUMNS)
         tables.emit(text)
@@ -512,6 +533,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from pipeline import replay as replay_mod
     from pipeline.run_once import CLI_CTX
+    from pipeline.tables import safe
 
     vendor, number = args.invoice if args.invoice else (None, None)
     sel = replay_mod.Selection(invoice_id=args.id, vendor_id=vendor, invoice_number=number,
@@ -527,17 +549,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
         chosen = replay_mod.select_for_replay(CLI_CTX, sel, reason=args.reason,
                                               dry_run=args.dry_run)
     except replay_mod.ReplayRefused as exc:
-        print(f"mlc: replay refused: {exc}", file=sys.stderr)
+        print(safe(f"mlc: replay refused: {exc}"), file=sys.stderr)
         return 1
     if not args.dry_run and chosen:
         with Progress("replay: enqueued") as progress:
             send_many("mlc.resolve_vendor", [[row["id"]] for row in chosen],
                       lambda done: progress.count(done, len(chosen), "invoices"))
     verb = "would replay" if args.dry_run else "replaying"
-    print(f"{verb} {len(chosen)} invoice(s): {sel.describe()}")
+    print(safe(f"{verb} {len(chosen)} invoice(s): {sel.describe()}"))
     for row in chosen:
-        print(f"  {row['vendor_id']} {row['invoice_number']} ({row['status']}): "
-              f"{row['last_error'] or ''}")
+        print(safe(f"  {row['vendor_id']} {row['invoice_number']} ({row['status']}): "
+                   f"{row['last_error'] or ''}"))
+    return 0
+
+
+def cmd_vendor_link(args: argparse.Namespace) -> int:
+    import getpass
+
+    from pipeline import vendors
+    from pipeline.run_once import CLI_CTX
+
+    released = vendors.link_by_hand(CLI_CTX, args.vendor_id, args.code.strip().upper(),
+                                    by=getpass.getuser(), reason=args.reason)
+    if released:
+        from workers import app
+
+        for invoice_id in released:
+            app.send_task("mlc.resolve_vendor", args=[invoice_id])
+    print(f"vendor {args.vendor_id} linked to X3 supplier {args.code.strip().upper()};"
+          f" {len(released)} invoice(s) held for review re-queued")
     return 0
 
 
@@ -710,6 +750,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="list what would be replayed; change nothing")
     rp.set_defaults(func=cmd_replay)
 
+    vp = sub.add_parser("vendor", help="Stampli vendors and their X3 suppliers").add_subparsers(
+        dest="vendor_cmd", required=True)
+    vl = vp.add_parser("link", help="link a vendor to an X3 supplier by hand (e.g. after two"
+                       " suppliers matched it) and re-queue its invoices held for review")
+    vl.add_argument("vendor_id")
+    vl.add_argument("code", help="the X3 supplier code")
+    vl.add_argument("--reason", help="why, for the audit trail")
+    vl.set_defaults(func=cmd_vendor_link)
+
     hp = sub.add_parser("health", help="check Postgres, Redis, migrations, SFTP and X3")
     hp.add_argument("--local", action="store_true",
                     help="only what this container needs: Postgres, migrations, Redis")
@@ -752,10 +801,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _configure_logging() -> None:
+    """The workers' logging, masking included: a command that logs (run-once, replay ...) or
+    dies with a traceback never prints a secret. Warnings and up unless MLC_LOG_LEVEL says
+    DEBUG; text unless MLC_LOG_FORMAT says json."""
+    import os
+    import traceback
+
+    from pipeline import logs
+
+    level = "DEBUG" if os.environ.get("MLC_LOG_LEVEL") == "DEBUG" else "WARNING"
+    logs.configure(level, os.environ.get("MLC_LOG_FORMAT") or "text", keep_handlers=True)
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        sys.stderr.write(logs.mask("".join(traceback.format_exception(kind, exc, tb))))
+
+    sys.excepthook = excepthook
+
+
 def main(argv: list[str] | None = None) -> int:
     from pipeline import cli_errors
 
     cli_errors.fail_fast_defaults()
+    _configure_logging()
     args = build_parser().parse_args(argv)
     return cli_errors.run(lambda: args.func(args))
 

@@ -62,6 +62,13 @@ class _SettingsSchema(Schema):
     MLC_X3_INVOICE_TYPE = mf.Str(load_default="INV")
     MLC_X3_CREDIT_NOTE_TYPE = mf.Str(load_default="CRN")
     MLC_X3_TIMEOUT = mf.Float(load_default=30.0, validate=validate.Range(min=1, max=600))
+    # Per socket read, a timeout never ends a server that drips a byte at a time: every X3 and
+    # token call (a read with its retries, a create) also has this overall deadline.
+    # Default: 4 x MLC_X3_TIMEOUT.
+    MLC_X3_DEADLINE = mf.Float(load_default=None, allow_none=True,
+                               validate=validate.Range(min=1, max=3600))
+    MLC_X3_MAX_RESPONSE_MB = mf.Float(load_default=10.0, validate=validate.Range(min=0.1,
+                                                                                 max=1024))
     # X3 licenses concurrent web-service sessions: the cap holds across every worker process.
     MLC_X3_MAX_CONCURRENCY = mf.Int(load_default=4, validate=validate.Range(min=1, max=256))
     # X3 keeps working on a create whose client gave up: a "not found" counts only once the
@@ -69,6 +76,10 @@ class _SettingsSchema(Schema):
     # that queues requests for longer.
     MLC_X3_INFLIGHT_WINDOW = mf.Float(load_default=600.0,
                                       validate=validate.Range(min=1, max=86400))
+    # code: the connector gives a new supplier its code (the vendor id made a valid X3 code);
+    # sequence: X3 numbers suppliers itself, the connector links the number it answers.
+    MLC_X3_SUPPLIER_NUMBERING = mf.Str(load_default="code",
+                                       validate=validate.OneOf(["code", "sequence"]))
     MLC_X3_GRAPHQL_INVOICE_PACKAGE = mf.Str(load_default="x3Accounting")
     MLC_X3_GRAPHQL_INVOICE_NODE = mf.Str(load_default="supplierBpInvoice")
     MLC_TASK_TIME_LIMIT = mf.Int(load_default=600, validate=validate.Range(min=2))
@@ -80,6 +91,33 @@ class _SettingsSchema(Schema):
     # time limit, so a message legitimately waiting for its retry is not doubled.
     MLC_REQUEUE_AFTER = mf.Int(load_default=None, allow_none=True,
                                validate=validate.Range(min=1))
+    # Every wait on Postgres and Redis is bounded: a timeout is a retryable error naming the
+    # setting. Seconds; 0 turns a Postgres one off (Postgres's own meaning).
+    MLC_PG_CONNECT_TIMEOUT = mf.Int(load_default=10, validate=validate.Range(min=1, max=600))
+    MLC_PG_STATEMENT_TIMEOUT = mf.Float(load_default=300.0,
+                                        validate=validate.Range(min=0, max=86400))
+    # Row locks and advisory locks alike (a resolver waiting for the one creating its supplier).
+    MLC_PG_LOCK_TIMEOUT = mf.Float(load_default=120.0, validate=validate.Range(min=0, max=86400))
+    # A token refresh holds its row lock through an HTTP call: above MLC_X3_TIMEOUT.
+    MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT = mf.Float(load_default=900.0,
+                                                  validate=validate.Range(min=0, max=86400))
+    MLC_REDIS_SOCKET_TIMEOUT = mf.Float(load_default=5.0,
+                                        validate=validate.Range(min=0.05, max=600))
+    MLC_REDIS_CONNECT_TIMEOUT = mf.Float(load_default=3.0,
+                                         validate=validate.Range(min=0.05, max=600))
+    # Export parsing bounds (pipeline/stampli/limits.py): a refused row names its line and the
+    # setting; the deadline (default 80% of MLC_TASK_TIME_LIMIT) must leave the task time to
+    # record the refusal.
+    MLC_MAX_LINE_KB = mf.Int(load_default=64, validate=validate.Range(min=1, max=65536))
+    MLC_MAX_FIELD_KB = mf.Int(load_default=16, validate=validate.Range(min=1, max=65536))
+    MLC_MAX_COLUMNS = mf.Int(load_default=256, validate=validate.Range(min=8, max=100_000))
+    MLC_MAX_INVOICE_LINES = mf.Int(load_default=10_000,
+                                   validate=validate.Range(min=1, max=1_000_000))
+    MLC_PARSE_DEADLINE = mf.Float(load_default=None, allow_none=True,
+                                  validate=validate.Range(min=1))
+    MLC_DATE_YEARS_BACK = mf.Int(load_default=10, validate=validate.Range(min=0, max=200))
+    MLC_DATE_YEARS_AHEAD = mf.Int(load_default=1, validate=validate.Range(min=0, max=200))
+    MLC_ALLOW_ZERO_INVOICES = mf.Bool(load_default=False)
     MLC_LOG_LEVEL = mf.Str(
         load_default="INFO", validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
     )
@@ -95,9 +133,24 @@ class _SettingsSchema(Schema):
         if data.get("MLC_TASK_TIME_LIMIT", 0) >= vt:
             problems["MLC_TASK_TIME_LIMIT"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
         window, timeout = data.get("MLC_X3_INFLIGHT_WINDOW"), data.get("MLC_X3_TIMEOUT")
-        if window is not None and timeout is not None and window <= timeout:
+        idle = data.get("MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT")
+        if idle and timeout is not None and idle <= timeout:
+            problems["MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT"] = [
+                "must be above MLC_X3_TIMEOUT (a token refresh keeps its transaction open"
+                " through the call), or 0"]
+        deadline = data.get("MLC_PARSE_DEADLINE")
+        if deadline is not None and deadline >= data.get("MLC_TASK_TIME_LIMIT", 600):
+            problems["MLC_PARSE_DEADLINE"] = ["must be lower than MLC_TASK_TIME_LIMIT (the parse"
+                                              " task must outlive it to record the refusal)"]
+        x3_deadline = data.get("MLC_X3_DEADLINE")
+        if x3_deadline is not None and timeout is not None and x3_deadline < timeout:
+            problems["MLC_X3_DEADLINE"] = ["must be at least MLC_X3_TIMEOUT"]
+        effective = x3_deadline or (4 * timeout if timeout is not None else None)
+        if window is not None and effective is not None and window <= effective:
+            # X3 keeps working on a create whose client gave up: the window starts with it.
             problems["MLC_X3_INFLIGHT_WINDOW"] = [
-                "must be above MLC_X3_TIMEOUT (a create may commit after its client gave up)"]
+                f"must be above MLC_X3_DEADLINE ({effective:g} s; default 4 x MLC_X3_TIMEOUT):"
+                " a create may commit after its client gave up"]
         if data.get("MLC_RETRY_BACKOFF_MAX", 0) >= vt:
             problems["MLC_RETRY_BACKOFF_MAX"] = ["must be lower than MLC_VISIBILITY_TIMEOUT"]
         if problems:
@@ -129,6 +182,7 @@ class Settings:
     x3_timeout: float
     x3_max_concurrency: int
     x3_inflight_window: float
+    x3_supplier_numbering: str
     x3_graphql_invoice_package: str
     x3_graphql_invoice_node: str
     task_time_limit: int
@@ -138,6 +192,22 @@ class Settings:
     log_level: str
     requeue_after: int = 2400
     after_failure: str = "move"
+    pg_connect_timeout: int = 10
+    pg_statement_timeout: float = 300.0
+    pg_lock_timeout: float = 120.0
+    pg_idle_in_transaction_timeout: float = 900.0
+    redis_socket_timeout: float = 5.0
+    redis_connect_timeout: float = 3.0
+    max_line_kb: int = 64
+    max_field_kb: int = 16
+    max_columns: int = 256
+    max_invoice_lines: int = 10_000
+    parse_deadline: float = 480.0
+    date_years_back: int = 10
+    date_years_ahead: int = 1
+    allow_zero_invoices: bool = False
+    x3_deadline: float = 120.0
+    x3_max_response_mb: float = 10.0
 
     def __repr__(self) -> str:
         # Keys and the database password stay out of reprs that end up in logs.
@@ -201,6 +271,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         x3_timeout=data["MLC_X3_TIMEOUT"],
         x3_max_concurrency=data["MLC_X3_MAX_CONCURRENCY"],
         x3_inflight_window=data["MLC_X3_INFLIGHT_WINDOW"],
+        x3_supplier_numbering=data["MLC_X3_SUPPLIER_NUMBERING"],
         x3_graphql_invoice_package=data["MLC_X3_GRAPHQL_INVOICE_PACKAGE"],
         x3_graphql_invoice_node=data["MLC_X3_GRAPHQL_INVOICE_NODE"],
         task_time_limit=data["MLC_TASK_TIME_LIMIT"],
@@ -211,6 +282,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         requeue_after=data["MLC_REQUEUE_AFTER"]
         or data["MLC_RETRY_BACKOFF_MAX"] + data["MLC_TASK_TIME_LIMIT"],
         after_failure=data["MLC_AFTER_FAILURE"],
+        pg_connect_timeout=data["MLC_PG_CONNECT_TIMEOUT"],
+        pg_statement_timeout=data["MLC_PG_STATEMENT_TIMEOUT"],
+        pg_lock_timeout=data["MLC_PG_LOCK_TIMEOUT"],
+        pg_idle_in_transaction_timeout=data["MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT"],
+        redis_socket_timeout=data["MLC_REDIS_SOCKET_TIMEOUT"],
+        redis_connect_timeout=data["MLC_REDIS_CONNECT_TIMEOUT"],
+        max_line_kb=data["MLC_MAX_LINE_KB"],
+        max_field_kb=data["MLC_MAX_FIELD_KB"],
+        max_columns=data["MLC_MAX_COLUMNS"],
+        max_invoice_lines=data["MLC_MAX_INVOICE_LINES"],
+        parse_deadline=data["MLC_PARSE_DEADLINE"] or data["MLC_TASK_TIME_LIMIT"] * 0.8,
+        date_years_back=data["MLC_DATE_YEARS_BACK"],
+        date_years_ahead=data["MLC_DATE_YEARS_AHEAD"],
+        allow_zero_invoices=data["MLC_ALLOW_ZERO_INVOICES"],
+        x3_deadline=data["MLC_X3_DEADLINE"] or 4 * data["MLC_X3_TIMEOUT"],
+        x3_max_response_mb=data["MLC_X3_MAX_RESPONSE_MB"],
     )
 
 

@@ -1,24 +1,60 @@
-"""Postgres connections and transactions. One small pool per process, created after fork."""
+"""Postgres connections and transactions. One small pool per process, created after fork.
+
+A pooled connection goes back exactly as it was taken, on every path (exceptions, early
+returns, time limits): not in autocommit, outside any transaction, holding no session advisory
+lock. One that cannot be put back that way is closed; its session state dies with it.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extras
 import psycopg2.pool
+from psycopg2 import extensions
 
-from pipeline.config import settings
+from pipeline.config import Settings, settings
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _pools: dict[tuple[int, str], psycopg2.pool.ThreadedConnectionPool] = {}
 
-# Errors worth a retry: the server went away or a lock/serialisation conflict.
+
+class DatabaseTimeout(psycopg2.OperationalError):
+    """A bounded wait on Postgres ran out (statement, lock, idle transaction, connect). The
+    server may be busy or a peer slow: retryable, and the message names the setting."""
+
+
+class ConnectionLost(psycopg2.OperationalError):
+    """The server closed the connection in the middle of the work. Retryable."""
+
+
+# Errors worth a retry: the server went away, a timeout, or a lock/serialisation conflict.
+# (DatabaseTimeout and Postgres's own QueryCanceled/LockNotAvailable are OperationalErrors.)
 TRANSIENT_DB_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError,
-                       psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected)
+                       psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected,
+                       psycopg2.errors.IdleInTransactionSessionTimeout)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _connect_kwargs(dsn: str, s: Settings) -> dict[str, object]:
+    """libpq parameters: the timeouts ride on every connection's startup packet."""
+    mine = (f"-c statement_timeout={_ms(s.pg_statement_timeout)}"
+            f" -c lock_timeout={_ms(s.pg_lock_timeout)}"
+            f" -c idle_in_transaction_session_timeout={_ms(s.pg_idle_in_transaction_timeout)}")
+    # Options given in DATABASE_URL come last, so an operator's explicit ones win.
+    theirs = extensions.parse_dsn(dsn).get("options", "")
+    return {"connect_timeout": s.pg_connect_timeout,
+            "options": f"{mine} {theirs}".strip()}
 
 
 def _pool(dsn: str) -> psycopg2.pool.ThreadedConnectionPool:
@@ -33,7 +69,7 @@ def _pool(dsn: str) -> psycopg2.pool.ThreadedConnectionPool:
             # a new Postgres backend (a fork and an authentication, ~20% of a task's time).
             pool = psycopg2.pool.ThreadedConnectionPool(
                 2, 8, dsn, cursor_factory=psycopg2.extras.RealDictCursor,
-                application_name="ml-connector",
+                application_name="ml-connector", **_connect_kwargs(dsn, settings()),
             )
             _pools[key] = pool
         return pool
@@ -41,22 +77,87 @@ def _pool(dsn: str) -> psycopg2.pool.ThreadedConnectionPool:
 
 @contextmanager
 def connection(dsn: str | None = None) -> Iterator[psycopg2.extensions.connection]:
-    """A pooled connection; the caller manages transactions (or uses `transaction`)."""
-    pool = _pool(dsn or settings().database_url)
-    conn = pool.getconn()
-    broken = False
+    """A pooled connection; the caller manages transactions (or uses `transaction`).
+
+    Whatever the block did to it (autocommit, an open or failed transaction, session advisory
+    locks), it is reset before it goes back, or closed if it cannot be."""
+    pool, conn, clean = None, None, False
     try:
+        # Taken inside the try: nothing can land between the checkout and the finally.
+        pool = _pool(dsn or settings().database_url)
+        conn = pool.getconn()
         yield conn
-    except TRANSIENT_DB_ERRORS:
-        broken = True
-        raise
+    except psycopg2.Error as exc:
+        clearer = _clearer(exc, lost=conn is not None and bool(conn.closed))
+        if clearer is exc:
+            raise
+        raise clearer from exc
     finally:
-        if not broken and not conn.closed:
+        if pool is not None and conn is not None:
             try:
+                clean = _reset(conn)
+            finally:
+                pool.putconn(conn, close=not clean)
+
+
+def _reset(conn: psycopg2.extensions.connection) -> bool:
+    """Put the connection back as the pool handed it out; False if it must be closed."""
+    if conn.closed:
+        return False
+    try:
+        status = conn.info.transaction_status
+        if status == extensions.TRANSACTION_STATUS_UNKNOWN:
+            return False  # the server went away
+        if status != extensions.TRANSACTION_STATUS_IDLE:
+            if conn.autocommit:  # a BEGIN sent by hand: psycopg2's rollback() would skip it
+                with conn.cursor() as cur:
+                    cur.execute("ROLLBACK")
+            else:
                 conn.rollback()
-            except psycopg2.Error:
-                broken = True
-        pool.putconn(conn, close=broken or bool(conn.closed))
+        # Session advisory locks outlive transactions; one left behind would make the next
+        # taker of that lock wait forever. One round trip (~15 µs on loopback), in autocommit
+        # so that it opens no transaction of its own.
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock_all()")
+        conn.autocommit = False
+        return True
+    except psycopg2.Error as exc:
+        log.warning("discarding a pooled connection that could not be reset: %s", exc)
+        return False
+
+
+# What Postgres or libpq says when a bounded wait ran out, and what it means for an operator.
+_TIMEOUTS = (
+    ("statement timeout", "a statement ran longer than MLC_PG_STATEMENT_TIMEOUT"),
+    ("lock timeout",
+     "a lock was not granted within MLC_PG_LOCK_TIMEOUT (another transaction holds it)"),
+    ("idle-in-transaction timeout",
+     "a transaction stayed idle longer than MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT"),
+    ("timeout expired", "no connection to Postgres within MLC_PG_CONNECT_TIMEOUT"),
+)
+
+
+def _clearer(exc: psycopg2.Error, *, lost: bool = False) -> psycopg2.Error:
+    """A timeout or a lost connection as an error that says what happened and which setting
+    bounds it (still an OperationalError: retried); any other error unchanged."""
+    if isinstance(exc, DatabaseTimeout | ConnectionLost):
+        return exc
+    # The root cause: a failed rollback on a closed connection hides the error that closed it.
+    cause: BaseException = exc
+    while isinstance(cause.__context__, psycopg2.Error):
+        cause = cause.__context__
+    text = str(cause).strip()
+    said = text.splitlines()[0] if text else type(cause).__name__
+    for marker, meaning in _TIMEOUTS:
+        if marker in text:
+            return DatabaseTimeout(f"{meaning}; retried later ({said})")
+    if lost and isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+        # The server says nothing when it ends an idle transaction's session: name that too.
+        return ConnectionLost(
+            "lost the connection to Postgres (server restart, network, or a transaction idle"
+            f" longer than MLC_PG_IDLE_IN_TRANSACTION_TIMEOUT); retried later ({said})")
+    return exc
 
 
 @contextmanager

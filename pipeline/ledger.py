@@ -6,6 +6,7 @@ does nothing; one that changed after posting is flagged for a person, never re-p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -14,12 +15,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import psycopg2
 from psycopg2.extensions import cursor as Cursor
 
 from pipeline import audit, blobs, db
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.stampli import parse
+from pipeline.stampli.limits import Limits
 from pipeline.stampli.schema import Layout, LayoutError
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,8 @@ class ParseOutcome:
 def layout() -> Layout:
     path = settings().stampli_layout
     found = Layout.from_file(path) if path else Layout()
+    # Bounds come from the environment, never from the customer's layout file.
+    found = dataclasses.replace(found, limits=Limits.from_settings(settings()))
     types = dict(found.dimensions)
     cost_center_type = settings().x3_dimension_type
     if "cost_center" not in types and cost_center_type in types.values():
@@ -85,12 +90,21 @@ def parse_file(ctx: TaskContext, file_id: int) -> ParseOutcome:
                 outcome = _store_vendors(cur, ctx, f, parse.parse_vendors(rows, layout()))
             else:
                 outcome = _store_invoices(cur, ctx, f, parse.parse_invoices(rows, layout()))
-        except parse.FileUnreadable as exc:
+        except psycopg2.Error:
+            raise  # the database's trouble, not the file's: the task retries
+        except Exception as exc:  # noqa: BLE001 - any parser failure rejects the file
+            # A file the parser cannot get through (refused, or a bug it trips) is rejected
+            # with its reason: left `fetched`, it would come back with every poll.
+            if isinstance(exc, parse.FileUnreadable):
+                reason = str(exc)
+            else:
+                log.exception("parsing file %s failed", file_id)
+                reason = f"the parser failed: {type(exc).__name__}: {str(exc)[:200]}"
             cur.execute("ROLLBACK TO SAVEPOINT parse_file")
             cur.execute("UPDATE source_files SET status = 'rejected', error = %s,"
-                        " parsed_at = now() WHERE id = %s", (str(exc), file_id))
+                        " parsed_at = now() WHERE id = %s", (reason, file_id))
             audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
-                         path=f["path"], reason=str(exc))
+                         path=f["path"], reason=reason)
             return ParseOutcome(file_id, "rejected")
     return outcome
 
@@ -230,9 +244,11 @@ def store_invoice(cur: Cursor, ctx: TaskContext, file_id: int, inv: parse.Parsed
     if changes:
         reason += ": " + "; ".join(f"{c['field']} {c['was']!r} -> {c['now']!r}"
                                    for c in changes[:10])
-    # Never re-posted, never deleted: a person decides. A row mid-post keeps its status so the
-    # poster can finish; the reason is kept for review all the same.
-    cur.execute("UPDATE invoices SET status = CASE WHEN status = 'posting' THEN status"
+    # Never re-posted, never deleted: a person decides. A row mid-post, or whose outcome is
+    # unknown, keeps its status so the poster can settle it (adopt what X3 holds); the reason is
+    # kept for review all the same, and the row goes to review once settled.
+    cur.execute("UPDATE invoices SET status = CASE WHEN status IN ('posting', 'outcome_unknown')"
+                " THEN status"
                 " ELSE 'needs_review' END, review_reason = %s, updated_at = now() WHERE id = %s",
                 (reason, invoice_id))
     audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,

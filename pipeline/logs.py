@@ -1,6 +1,8 @@
 """Logging: one JSON object per line for machines (plain text on a terminal), the context of the
 work in hand on every line (task id, file, vendor id, invoice number), and a last line of
-defence: known secret values never reach a handler."""
+defence: secrets (pipeline.secrets.mask) never reach a handler. The masking happens when a
+record is made, so every handler sees it (pytest's caplog, Celery's, Sentry's alike), and once
+more on the formatted line, for tracebacks."""
 
 from __future__ import annotations
 
@@ -14,28 +16,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-_secrets: set[str] = set()
+from pipeline.secrets import forget_secret, mask, mask_all, register_login, register_secret
+
+__all__ = ["bind", "configure", "context", "forget_secret", "install_masking", "mask",
+           "register_login", "register_secret"]
+
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("mlc_log",
                                                                                 default=None)
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret value so any log line holding it is masked."""
-    if value and len(value) >= 4:
-        _secrets.add(value)
-
-
-def forget_secret(value: str | None) -> None:
-    """A credential that can no longer be used (rotated refresh token, expired access token)
-    needs no masking; forgetting it keeps the list scanned for every log line short."""
-    _secrets.discard(value or "")
-
-
-def mask(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
 
 
 @contextmanager
@@ -53,16 +40,49 @@ def context() -> dict[str, Any]:
     return dict(_context.get() or {})
 
 
+def _mask_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001  a bad format string: logging reports it later
+        return
+    masked = mask(message)
+    if masked != message:
+        record.msg, record.args = masked, None
+
+
+_base_factory = logging.getLogRecordFactory()
+
+
+def _masking_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_factory(*args, **kwargs)
+    _mask_record(record)
+    return record
+
+
+def install_masking() -> None:
+    """Mask every log record as it is made, whichever handler gets it. Idempotent."""
+    global _base_factory
+    current = logging.getLogRecordFactory()
+    if current is not _masking_factory:
+        _base_factory = current
+        logging.setLogRecordFactory(_masking_factory)
+
+
 class ContextFilter(logging.Filter):
     """Masks secrets and attaches the bound context to the record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask(message) if _secrets else message
-        if masked != message or record.args:
-            record.msg, record.args = masked, None
+        _mask_record(record)
         record.mlc = _context.get() or {}
         return True
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 class JsonFormatter(logging.Formatter):
@@ -73,8 +93,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(), **getattr(record, "mlc", {}),
         }
         if record.exc_info:
-            line["exception"] = mask(self.formatException(record.exc_info))
-        return json.dumps(line, default=str)
+            line["exception"] = self.formatException(record.exc_info)
+        # Each value masked before it is encoded: masking the encoded line could cut a JSON
+        # escape in two.
+        return json.dumps(mask_all(_plain(line)), default=str)
 
 
 class TextFormatter(logging.Formatter):
@@ -83,18 +105,29 @@ class TextFormatter(logging.Formatter):
         ctx = getattr(record, "mlc", {})
         if ctx:
             text += " [" + " ".join(f"{k}={v}" for k, v in ctx.items()) + "]"
-        return mask(text) if record.exc_info else text
+        return mask(text)
 
 
-def configure(level: str = "INFO", fmt: str | None = None) -> None:
-    """fmt: json or text; by default text on a terminal, JSON otherwise (containers)."""
+def configure(level: str = "INFO", fmt: str | None = None, *,
+              keep_handlers: bool = False) -> None:
+    """fmt: json or text; by default text on a terminal, JSON otherwise (containers). The same
+    for workers and the CLI: one handler on stderr, masked."""
+    install_masking()
     fmt = fmt or os.environ.get("MLC_LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(
         "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
     handler.addFilter(ContextFilter())
+    handler.mlc = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    # keep_handlers (the CLI): others' handlers stay (a test's log capture), ours is replaced.
+    kept = [h for h in root.handlers if not getattr(h, "mlc", False)] if keep_handlers else []
+    root.handlers[:] = [*kept, handler]
+    if keep_handlers:
+        # Our handler filters; the root level is only ever lowered, for the handlers kept.
+        handler.setLevel(level)
+        root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(level)))
+    else:
+        root.setLevel(level)
     for noisy in ("paramiko.transport",):
         logging.getLogger(noisy).setLevel(logging.WARNING)

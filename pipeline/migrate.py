@@ -7,10 +7,12 @@ from pathlib import Path
 
 import psycopg2
 
+from pipeline import locks
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-# Any constant works; it only has to be the same for every process that migrates.
-_ADVISORY_KEY = 0x4D4C43_01
+# A second migrator waits this long for the first (a migration may rewrite a large table).
+LOCK_WAIT = 1800.0
 
 
 def available(directory: Path = MIGRATIONS_DIR) -> list[Path]:
@@ -24,29 +26,25 @@ def available(directory: Path = MIGRATIONS_DIR) -> list[Path]:
 def upgrade(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply what is missing; return the names applied. Safe when run twice at once."""
     applied_now: list[str] = []
-    conn = psycopg2.connect(dsn, application_name="ml-connector-migrate")
+    conn = psycopg2.connect(dsn, application_name="ml-connector-migrate", connect_timeout=10)
     try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            # Session lock: a second migrator waits here, then finds nothing left to do.
-            cur.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_KEY,))
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            cur.execute("SELECT name FROM schema_migrations")
-            done = {row[0] for row in cur.fetchall()}
-        conn.autocommit = False
-        for path in available(directory):
-            if path.name in done:
-                continue
+        # Session lock: a second migrator waits here, then finds nothing left to do.
+        with locks.session_lock(conn, locks.migrate(), wait=True, timeout=LOCK_WAIT):
             with conn, conn.cursor() as cur:
-                cur.execute(path.read_text(encoding="utf-8"))
-                cur.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
-            applied_now.append(path.name)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_KEY,))
+                cur.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                cur.execute("SELECT name FROM schema_migrations")
+                done = {row[0] for row in cur.fetchall()}
+            for path in available(directory):
+                if path.name in done:
+                    continue
+                with conn, conn.cursor() as cur:
+                    cur.execute(path.read_text(encoding="utf-8"))
+                    cur.execute("INSERT INTO schema_migrations (name) VALUES (%s)",
+                                (path.name,))
+                applied_now.append(path.name)
     finally:
         conn.close()
     return applied_now

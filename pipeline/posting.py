@@ -19,7 +19,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pipeline import audit, db, logs, mapping, validation
+from pipeline import audit, db, locks, logs, mapping, validation
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.x3.attempts import RecordingClient, recording
@@ -27,7 +27,6 @@ from pipeline.x3.client import NewInvoice, NewInvoiceLine, X3Client
 from pipeline.x3.errors import X3CreateInFlight, X3Error, X3OutcomeUnknown, X3ValidationError
 
 log = logging.getLogger(__name__)
-POST_LOCK_NS = 0x4D4C_0004
 POSTABLE = ("vendor_resolved", "posting", "outcome_unknown", "failed")
 # While the window is open, look again this often (found earlier = adopted earlier).
 LOOK_AGAIN_EVERY = 60.0
@@ -50,19 +49,12 @@ class PostOutcome:
 
 
 def post(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOutcome:
-    with db.connection() as lock_conn:
-        lock_conn.autocommit = True
-        with lock_conn.cursor() as lock:
-            lock.execute("SELECT pg_try_advisory_lock(%s, %s) AS ok", (POST_LOCK_NS, invoice_id))
-            if not lock.fetchone()["ok"]:
-                _audit(ctx, invoice_id, "skipped", reason="another worker is posting it now")
-                return PostOutcome(invoice_id, "skipped", reason="in flight elsewhere")
-            try:
-                with recording(invoice_id=invoice_id, task_id=ctx.task_id):
-                    return _post_locked(ctx, invoice_id, RecordingClient(client))
-            finally:
-                lock.execute("SELECT pg_advisory_unlock(%s, %s)", (POST_LOCK_NS, invoice_id))
-                lock_conn.autocommit = False
+    with locks.try_held(locks.invoice_post(invoice_id)) as ours:
+        if not ours:
+            _audit(ctx, invoice_id, "skipped", reason="another worker is posting it now")
+            return PostOutcome(invoice_id, "skipped", reason="in flight elsewhere")
+        with recording(invoice_id=invoice_id, task_id=ctx.task_id):
+            return _post_locked(ctx, invoice_id, RecordingClient(client))
 
 
 def _audit(ctx: TaskContext, invoice_id: int, outcome: str, stage: str = "invoice_post",
@@ -146,14 +138,19 @@ def _settle_earlier_attempt(ctx: TaskContext, inv: dict[str, Any], client: X3Cli
                          inflight_window=window)
         raise X3CreateInFlight(reason, retry_after=min(left, LOOK_AGAIN_EVERY) + 0.5)
     with db.transaction() as cur:
-        # Settled: the earlier create can no longer commit and X3 does not hold it.
-        cur.execute("UPDATE invoices SET attempt_started_at = NULL, updated_at = now()"
-                    " WHERE id = %s", (invoice_id,))
+        # Settled: the earlier create can no longer commit and X3 does not hold it. A re-export
+        # or cancellation that arrived meanwhile now goes to a person.
+        cur.execute("UPDATE invoices SET attempt_started_at = NULL, updated_at = now(),"
+                    " status = CASE WHEN review_reason IS NULL THEN status"
+                    " ELSE 'needs_review' END WHERE id = %s RETURNING status", (invoice_id,))
+        review = cur.fetchone()["status"] == "needs_review"
         audit.record(cur, "invoice_post", "ok", ctx=ctx, invoice_id=invoice_id,
                      settled="not in X3", looked_up=tried, attempt_started_at=started,
                      inflight_window=window,
                      reason=f"the create sent at {started} is not in X3 {age:.0f} s later"
                             " (past the in-flight window): it may be sent again")
+    if review:
+        return PostOutcome(invoice_id, "skipped", reason="changed or cancelled: needs review")
     if inv["tries"] >= settings().max_retries:
         reason = (f"not in X3 after {inv['tries']} tries (MLC_MAX_RETRIES): replay to post it")
         fail(ctx, invoice_id, reason)
@@ -175,6 +172,9 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
         # Only if nothing changed since we read it: a re-export (new payload) or a
         # cancellation (needs_review) that arrived meanwhile must win over this post.
         # The validation's audit row rides in the transaction that marks the row `posting`.
+        shortened = shortened_texts(inv["payload"])
+        if shortened:
+            checked["shortened"] = shortened
         audit.record(cur, "gl_validate", "ok", ctx=ctx, invoice_id=invoice_id, **checked)
         cur.execute("UPDATE invoices SET status = 'posting', attempts = attempts + 1,"
                     " attempt_started_at = now(), posting_supplier_code = %s,"
@@ -234,6 +234,19 @@ def _summary(document: NewInvoice) -> dict[str, Any]:
     }
 
 
+# X3 field lengths (shared/sage-x3-api.md): keys too long are refused at parse; free text is cut
+# to fit, and what was cut is named in the audit trail (`shortened`).
+LINE_DESCRIPTION_MAX = 30
+
+
+def shortened_texts(payload: dict[str, Any]) -> list[str]:
+    """What build_invoice cuts to fit X3, in words for the audit trail."""
+    return [f"line {ln['line_number']} description cut to {LINE_DESCRIPTION_MAX} characters"
+            f" (X3 DES limit; it had {len(ln['description'])})"
+            for ln in payload["lines"]
+            if len(ln.get("description") or "") > LINE_DESCRIPTION_MAX]
+
+
 def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
     s = settings()
     p = inv["payload"]
@@ -256,7 +269,8 @@ def build_invoice(cur: Any, inv: dict[str, Any]) -> NewInvoice:
             line_number=int(line["line_number"]),
             account=accounts[line["gl_account"]],
             amount=sign * Decimal(line["amount"]), quantity=Decimal(line["quantity"]),
-            description=(line.get("description") or "")[:30], dimensions=tuple(dims),
+            description=(line.get("description") or "")[:LINE_DESCRIPTION_MAX],
+            dimensions=tuple(dims),
         ))
     company, site = _route(cur, p)
     total = sign * Decimal(p["invoice_total"])
@@ -318,10 +332,11 @@ def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted:
 
 
 def fail(ctx: TaskContext, invoice_id: int, reason: str, *, settled: bool = False,
-         **detail: Any) -> None:
+         **detail: Any) -> str | None:
     """Terminal failure: the row says why, a replay can pick it up. A row whose last create
     may still be in X3 (outcome unknown, not `settled` by an answer) is never marked failed:
     it stays `outcome_unknown` and the poll's sweep looks it up again."""
+    reason = logs.mask(reason)  # whatever raised it: last_error is shown and exported
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NOT NULL"
                     " THEN 'needs_review' WHEN attempt_started_at IS NOT NULL AND NOT %s"
@@ -333,6 +348,7 @@ def fail(ctx: TaskContext, invoice_id: int, reason: str, *, settled: bool = Fals
         unknown = row is not None and row["status"] == "outcome_unknown"
         audit.record(cur, "invoice_post", "error", ctx=ctx, invoice_id=invoice_id,
                      reason=reason, terminal=not unknown, outcome_unknown=unknown, **detail)
+    return row["status"] if row else None
 
 
 def count_try(invoice_id: int) -> int:

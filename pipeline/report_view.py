@@ -34,12 +34,12 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, wide: bool
         return f"no invoice files since {since}"
     if wide:
         text = tables.table(rows, [c for c in columns if c != "documents"], width=10_000)
-        notes = [f"{r['file']}: {reason}" for r in rows for reason in r["reasons"]]
+        notes = [tables.safe(f"{r['file']}: {reason}") for r in rows for reason in r["reasons"]]
         return text + ("\n\nreasons:\n" + "\n".join(notes) if notes else "")
     cells = [[tables._text(r.get(key)) for _, key in NARROW] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(NARROW)]
     file_width = max(MIN_FILE, WIDTH - sum(widths) - 2 * len(NARROW))
-    names = [shorten(r["file"], file_width) for r in rows]
+    names = [shorten(tables.safe(r["file"]), file_width) for r in rows]
     file_width = min(file_width, max(len("FILE"), *(len(n) for n in names)))
     out = ["  ".join(["FILE".ljust(file_width)] + [h.rjust(w) for (h, _), w in
                                                    zip(NARROW, widths, strict=True)]),
@@ -47,7 +47,8 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, wide: bool
     for name, row in zip(names, cells, strict=True):
         out.append("  ".join([name.ljust(file_width)] + [c.rjust(w) for c, w in
                                                          zip(row, widths, strict=True)]))
-    notes = [(shorten(r["file"], WIDTH // 2), reason) for r in rows for reason in r["reasons"]]
+    notes = [(shorten(tables.safe(r["file"]), WIDTH // 2), tables.safe(reason))
+             for r in rows for reason in r["reasons"]]
     if notes:
         out += ["", "reasons:"]
         for name, reason in notes:

@@ -19,7 +19,8 @@ def failed(cur: Cursor) -> list[dict[str, Any]]:
         " i.payload->>'invoice_number' AS invoice_number, i.status, i.attempts,"
         " i.updated_at AS last_try, coalesce(i.review_reason, i.last_error) AS reason,"
         " f.path AS file FROM invoices i JOIN source_files f ON f.id = i.source_file_id"
-        " WHERE i.status IN ('failed', 'needs_review') ORDER BY i.updated_at, i.id")
+        " WHERE i.status IN ('failed', 'needs_review', 'outcome_unknown')"
+        " ORDER BY i.updated_at, i.id")
     return list(cur.fetchall())
 
 
@@ -40,8 +41,11 @@ def find_invoice(cur: Cursor, vendor_id: str, invoice_number: str) -> dict[str, 
 
 
 def find_files(cur: Cursor, name: str) -> list[dict[str, Any]]:
-    cur.execute("SELECT id, path, status FROM source_files WHERE path = %s OR path LIKE %s"
-                " ORDER BY id", (name, f"%/{name}"))
+    """Files whose path is `name` or ends with `/name`: the name is taken literally (`%` and
+    `_` are LIKE wildcards: escaped, or `--file %` would select every file)."""
+    literal = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    cur.execute("SELECT id, path, status FROM source_files WHERE path = %s"
+                " OR path LIKE %s ESCAPE '\\' ORDER BY id", (name, f"%/{literal}"))
     return list(cur.fetchall())
 
 

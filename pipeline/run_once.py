@@ -15,6 +15,7 @@ from pipeline.progress import Progress
 from pipeline.stampli import poll
 from pipeline.x3 import attempts
 from pipeline.x3.client import X3Client
+from pipeline.x3.errors import X3CreateInFlight, X3Error
 
 CLI_CTX = TaskContext(task_id="run-once", attempt=1)
 
@@ -25,6 +26,8 @@ class RunReport:
     outcomes: dict[int, str] = field(default_factory=dict)
     waiting_files: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    poll_error: str | None = None  # the export could not be read (host key refused, ...)
+    locked_out: bool = False  # another poll was running: nothing fetched by this one
 
 
 def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> str:
@@ -36,6 +39,11 @@ def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CT
         return posting.post(ctx, invoice_id, client).status
     except posting.InvoiceRejectedByValidation:
         return "failed"
+    except X3CreateInFlight:
+        return "outcome_unknown"  # looked up again by the next run, created only after the window
+    except X3Error as exc:
+        # No retries here: the row says why; an unknown outcome stays outcome_unknown.
+        return posting.fail(ctx, invoice_id, f"{type(exc).__name__}: {exc}") or "failed"
 
 
 def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX,
@@ -56,7 +64,8 @@ def run_once(client: X3Client, ctx: TaskContext = CLI_CTX,
         progress.update("polling the export", force=True)
     result = poll.poll(ctx)
     report = RunReport(files=list(result.new_file_ids), waiting_files=result.waiting_files,
-                       error=result.error)
+                       error=result.error, poll_error=result.error,
+                       locked_out=result.locked_out)
     n = len(result.new_file_ids)
     for k, file_id in enumerate(result.new_file_ids, start=1):
         def shown(done: int, total: int, k: int = k) -> None:

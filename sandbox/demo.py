@@ -46,7 +46,7 @@ def _check_services(broker: str) -> None:
                          "MLC_ADMIN_DSN names the server). "
                          "Install the Debian package postgresql (make services).") from None
     try:
-        redis.Redis.from_url(broker, socket_timeout=3).ping()
+        redis.Redis.from_url(broker, socket_timeout=3, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
         raise SystemExit(f"demo: Redis is not reachable at {broker} ({_first_line(exc)}; "
                          "MLC_DEMO_BROKER names it). "
@@ -56,7 +56,8 @@ def _check_services(broker: str) -> None:
 def main(keep: bool = False) -> int:
     broker = os.environ.get("MLC_DEMO_BROKER", "redis://127.0.0.1:6379/14")
     _check_services(broker)
-    redis.Redis.from_url(broker).flushdb()  # a queue left by an earlier demo must not replay
+    # A queue left by an earlier demo must not replay.
+    redis.Redis.from_url(broker, socket_timeout=3, socket_connect_timeout=3).flushdb()
     work = Path(tempfile.mkdtemp(prefix="mlc-demo-"))
     env = dict(os.environ, DATABASE_URL=fresh_database(ADMIN_DSN, DEMO_DB),
                CELERY_BROKER_URL=broker,

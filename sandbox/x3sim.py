@@ -23,6 +23,10 @@ Test controls (no auth, never faulted):
     POST /_sim/seed                     replace all data with the posted seed (reset keeps the
                                         original seed)
 
+Supplier numbering (``--supplier-numbering``, ``make_server(supplier_numbering=...)``): manual
+(default) refuses a supplier without BPSNUM / code; sequence gives it the next SUP000001, ...
+on both transports, as an X3 that numbers suppliers itself does.
+
 Seed (the --seed file, or ``make_server(seed=...)``; every key optional)::
 
     {"suppliers": [{"BPSNUM": "ACME01", "BPSNAM": "...", "CRN": "...", "EECNUM": "",
@@ -96,6 +100,7 @@ DEFAULT_COA = "CONS"
 DEFAULT_INVOICE_CLASS = "BPSINVOICE"
 SUPPLIER_CLASS = "BPSUPPLIER"
 SUPPLIER_CODE_MAX = 15
+SUPPLIER_NUMBERINGS = ("manual", "sequence")
 DOCUMENT_NUMBER_MAX = 30
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 1000
@@ -297,9 +302,12 @@ def _iso_date(body: Mapping[str, Any], name: str, errors: list[str]) -> None:
         errors.append(problem)
 
 
-def _check_supplier(body: Mapping[str, Any], existing: Mapping[str, Any]) -> list[str]:
+def _check_supplier(
+    body: Mapping[str, Any], existing: Mapping[str, Any], *, numbered: bool = False
+) -> list[str]:
+    """`numbered`: X3 numbers suppliers itself (sequence), so BPSNUM may be left out."""
     errors: list[str] = []
-    code = _text(body, "BPSNUM", errors, required=True)
+    code = _text(body, "BPSNUM", errors, required=not numbered)
     if code is not None:
         if code != code.upper() or code != code.strip():
             errors.append(f"BPSNUM: supplier code '{code}' must be upper case without spaces")
@@ -441,7 +449,12 @@ class X3State:
         invoice_class: str = DEFAULT_INVOICE_CLASS,
         rng_seed: int | None = None,
         oauth: OAuthState | None = None,
+        supplier_numbering: str = "manual",
     ) -> None:
+        if supplier_numbering not in SUPPLIER_NUMBERINGS:
+            raise ValueError(f"supplier_numbering must be one of {SUPPLIER_NUMBERINGS}")
+        # "sequence": a supplier created without a code gets the next SUP000001, SUP000002...
+        self.supplier_numbering = supplier_numbering
         self.oauth = oauth or OAuthState("demo", "demo-secret", "initial-rt")
         self.coa = coa
         self.invoice_class = invoice_class
@@ -484,6 +497,7 @@ class X3State:
         self._dimensions = {(d["DIE"], d["CCE"]): d for d in data["dimensions"]}
         self._invoices: list[dict[str, Any]] = []
         self._next_invoice = 1
+        self._next_supplier = 1
         for invoice in data["invoices"]:
             self._number_invoice(invoice)
 
@@ -549,10 +563,13 @@ class X3State:
     def create_supplier(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Store a supplier; raises ValidationFailed."""
         with self._lock:
-            errors = _check_supplier(body, self._suppliers)
+            numbered = self.supplier_numbering == "sequence"
+            errors = _check_supplier(body, self._suppliers, numbered=numbered)
             if errors:
                 raise ValidationFailed(errors)
             record = copy.deepcopy(dict(body))
+            if not record.get("BPSNUM"):
+                record["BPSNUM"] = self._supplier_number()
             for name in ("CRN", "EECNUM", "CUR"):
                 record.setdefault(name, "")
             record.setdefault("BPADDRESS", [])
@@ -560,6 +577,13 @@ class X3State:
             self._suppliers[record["BPSNUM"]] = record
             self._count_create(SUPPLIER_CLASS)
             return copy.deepcopy(record)
+
+    def _supplier_number(self) -> str:
+        while f"SUP{self._next_supplier:06d}" in self._suppliers:
+            self._next_supplier += 1
+        code = f"SUP{self._next_supplier:06d}"
+        self._next_supplier += 1
+        return code
 
     def create_invoice(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Store a supplier invoice with the next NUM; raises ValidationFailed.
@@ -1142,10 +1166,12 @@ def make_server(
     jwt_audience: str | None = None,
     graphql_invoice_package: str = "x3Accounting",
     graphql_invoice_node: str = "supplierBpInvoice",
+    supplier_numbering: str = "manual",
 ) -> X3Server:
     """A bound, not yet serving simulator (port 0 picks a free port: see server_address)."""
     oauth = OAuthState(client_id, client_secret, refresh_token, audience=jwt_audience)
-    state = X3State(seed, coa=coa, invoice_class=invoice_class, oauth=oauth)
+    state = X3State(seed, coa=coa, invoice_class=invoice_class, oauth=oauth,
+                    supplier_numbering=supplier_numbering)
     return X3Server(
         (host, port), state, username=username, password=password, folder=folder,
         verbose=verbose, graphql_invoice_package=graphql_invoice_package,
@@ -1173,6 +1199,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", metavar="FILE.json", help="master data (default: demo seed)")
     parser.add_argument("--coa", default=DEFAULT_COA, help="chart of accounts invoices use")
     parser.add_argument("--invoice-class", default=DEFAULT_INVOICE_CLASS)
+    parser.add_argument("--supplier-numbering", choices=SUPPLIER_NUMBERINGS, default="manual",
+                        help="sequence: X3 numbers a supplier created without a code")
     parser.add_argument("--client-id", default="demo", help="OAuth / connected-app client id")
     parser.add_argument("--client-secret", default="demo-secret")
     parser.add_argument("--refresh-token", default="initial-rt", help="initially valid")
@@ -1197,6 +1225,7 @@ def main(argv: list[str] | None = None) -> int:
     server = make_server(
         args.host, args.port, username=args.user, password=args.password, folder=args.folder,
         seed=seed, coa=args.coa, invoice_class=args.invoice_class, verbose=args.verbose,
+        supplier_numbering=args.supplier_numbering,
         client_id=args.client_id, client_secret=args.client_secret,
         refresh_token=args.refresh_token, jwt_audience=args.jwt_audience,
         graphql_invoice_package=args.graphql_invoice_package,

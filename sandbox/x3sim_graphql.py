@@ -417,7 +417,9 @@ _ADDRESS_FIELDS = ("code", "addressLine1", "addressLine2", "city", "zipCode", "s
 def check_supplier_input(data: Mapping[str, Any], state: Any) -> list[str]:
     c = _Checker(_SUPPLIER_FIELDS, "Supplier_Input")
     c.unknown(data, "")
-    code = c.text(data, "code", required=True)
+    # X3 numbering suppliers itself (sequence) gives one created without a code its number.
+    numbered = getattr(state, "supplier_numbering", "manual") == "sequence"
+    code = c.text(data, "code", required=not numbered)
     if code is not None:
         if code != code.upper() or code != code.strip():
             c.errors.append(f"code: supplier code '{code}' must be upper case without spaces")
@@ -446,7 +448,7 @@ def _supplier_body(data: Mapping[str, Any]) -> dict[str, Any]:
     addresses = data.get("addresses") or []
     default = next((a for a in addresses if a.get("isDefault")), addresses[0] if addresses else {})
     return {
-        "BPSNUM": data["code"], "BPSNAM": data["companyName1"],
+        "BPSNUM": data.get("code") or "", "BPSNAM": data["companyName1"],
         "CRN": data.get("taxIdNumber") or "", "EECNUM": data.get("europeanUnionVatNumber") or "",
         "CUR": data.get("currency") or "", "BPAADD": default.get("code", ""),
         "BPADDRESS": [{"BPAADD": a["code"], "BPAADDLIG": [a.get("addressLine1") or "",

@@ -12,6 +12,7 @@ from pipeline import logs
 from pipeline.audit import TaskContext
 from pipeline.config import ConfigError, settings
 from pipeline.db import TRANSIENT_DB_ERRORS
+from pipeline.secrets import masked_exception
 
 log = logging.getLogger(__name__)
 _FIRST_ARG = {"mlc.parse_file": "file_id", "mlc.resolve_vendor": "invoice_id",
@@ -74,6 +75,8 @@ class MlcTask(Task):
     def retry_later(self, exc: Exception, retry_after: float | None = None, *,
                     stage: str | None = None) -> Any:
         countdown = self.backoff(retry_after)
+        # What Celery is handed travels on: retry events, Flower, the result backend.
+        exc = masked_exception(exc)  # type: ignore[assignment]
         self.request.mlc_retry = {"stage": stage, "countdown": countdown}
         log.warning("%s[%s] retry %d in %.1fs: %s", self.name, self.request.id,
                     self.request.retries + 1, countdown, exc)

@@ -9,7 +9,7 @@ from pipeline import posting, vendors
 from pipeline.config import settings
 from pipeline.x3 import attempts
 from pipeline.x3.connect import shared_client
-from pipeline.x3.errors import X3AuthError, X3CreateInFlight, X3Error, X3ValidationError
+from pipeline.x3.errors import X3CreateInFlight, X3Error
 from tasks.base import MlcTask
 from workers.app import app
 
@@ -31,7 +31,8 @@ def _x3_step(task: MlcTask, invoice_id: int, step: Callable[[], T],
         task.retry_later(exc, exc.retry_after, stage=stage)
         raise  # unreachable: retry_later raises
     except X3Error as exc:
-        permanent = isinstance(exc, X3ValidationError | X3AuthError)
+        # Refusals, auth and broken-contract errors (X3ProtocolError) are permanent.
+        permanent = not exc.transient
         if not permanent and posting.count_try(invoice_id) <= settings().max_retries:
             task.retry_later(exc, getattr(exc, "retry_after", None), stage=stage)
         posting.fail(task.ctx, invoice_id, f"{type(exc).__name__}: {exc}",

@@ -94,6 +94,57 @@ def module_db_env(template_db: str, secret_key: str, redis_url: str) -> Iterator
             yield env
 
 
+@pytest.fixture(autouse=True)
+def _pooled_connections_come_back_clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that uses the database: each connection of this process's pools is back
+    in its pool, not in autocommit, outside any transaction, and holds no advisory lock."""
+    used = [name for name in ("db_env", "module_db_env") if name in request.fixturenames]
+    if not used:
+        yield
+        return
+    # Requested from here so that this check runs before the database fixture tears down.
+    env = request.getfixturevalue(used[0])
+    yield
+    problems = pool_problems(env["DATABASE_URL"])
+    assert not problems, "a pooled connection came back dirty:\n  " + "\n  ".join(problems)
+
+
+def pool_problems(admin_dsn: str) -> list[str]:
+    from psycopg2 import extensions
+
+    from pipeline import db, locks
+
+    problems, pids = [], {}
+    for (pid, _dsn), pool in list(db._pools.items()):
+        if pid != os.getpid() or pool.closed:
+            continue
+        for conn in list(pool._used.values()):
+            problems.append(f"connection {conn.info.backend_pid} was never given back")
+            pids[conn.info.backend_pid] = conn
+        for conn in list(pool._pool):
+            if conn.closed:
+                continue
+            backend = conn.info.backend_pid
+            pids[backend] = conn
+            if conn.autocommit:
+                problems.append(f"connection {backend} is in autocommit")
+            if conn.info.transaction_status != extensions.TRANSACTION_STATUS_IDLE:
+                problems.append(f"connection {backend} is inside a transaction "
+                                f"(status {conn.info.transaction_status})")
+    if pids:
+        held = psycopg2.connect(admin_dsn)
+        try:
+            with held.cursor() as cur:
+                cur.execute("SELECT pid, classid, objid, objsubid FROM pg_locks"
+                            " WHERE locktype = 'advisory' AND pid = ANY(%s)", (list(pids),))
+                for pid, classid, objid, objsubid in cur.fetchall():
+                    problems.append(f"connection {pid} holds advisory lock "
+                                    f"{locks.describe(classid, objid, objsubid)}")
+        finally:
+            held.close()
+    return problems
+
+
 
 @pytest.fixture
 def x3sim() -> Iterator[str]:

@@ -17,14 +17,20 @@ def celery_config(s: Settings) -> dict[str, Any]:
     # that sweep to about a tenth of the timeout so a killed worker's work comes back promptly.
     interval = max(1, min(10, vt // 10))
     throttle = max(1, min(10, vt // (10 * interval)))
+    # Socket timeouts: a broker that stops answering without closing the connection would
+    # otherwise hang a publish (or a result write) for ever (kombu's redis transport docs).
     transport = {"visibility_timeout": vt, "unacked_restore_interval": interval,
-                 "unacked_restore_throttle": throttle}
+                 "unacked_restore_throttle": throttle,
+                 "socket_timeout": s.redis_socket_timeout,
+                 "socket_connect_timeout": s.redis_connect_timeout}
     return {
         "broker_url": s.broker_url,
         "result_backend": s.result_backend,
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
         "visibility_timeout": s.visibility_timeout,
+        "redis_socket_timeout": s.redis_socket_timeout,
+        "redis_socket_connect_timeout": s.redis_connect_timeout,
         "broker_connection_retry_on_startup": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

@@ -21,7 +21,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, missing, validate
 
 from pipeline.stampli.rows import Record
-from pipeline.stampli.schema import DecimalAmount, LayoutDate
+from pipeline.stampli.schema import AsciiInt, CleanText, DecimalAmount, LayoutDate
 
 _CACHE_LIMIT = 4096  # distinct values kept per field: dates, statuses, line numbers repeat
 
@@ -84,6 +84,12 @@ def _compile(plan: list[tuple[str, int, fields.Field]], rename: Mapping[str, str
     env: dict[str, Any] = {"NeedsSchema": NeedsSchema, "ValidationError": ValidationError,
                            "missing": missing}
     block, result, optional_missing = [], [], []
+    # The cleaned text fields (keys, names) are checked together first: when all are printable
+    # ASCII, as nearly always, one join and two C calls vouch for all of them.
+    cleaned = [position for _, position, f in plan if isinstance(f, CleanText)]
+    if len(cleaned) > 1:
+        block.append(f"clean = ''.join([{', '.join(f'values[{p}]' for p in cleaned)}])")
+        block.append("clean = clean.isascii() and clean.isprintable()")
     for i, (name, position, f) in enumerate(plan):
         v = f"v{i}"
         block.append(f"{v} = values[{position}]")
@@ -96,7 +102,7 @@ def _compile(plan: list[tuple[str, int, fields.Field]], rename: Mapping[str, str
             block.append(f"    {v} = {default}")
             if f.load_default is missing:
                 optional_missing.append(rename.get(name, name))
-        steps = _steps(f, v, str(i), env)
+        steps = _steps(f, v, str(i), env, together=len(cleaned) > 1)
         if steps:
             block.append("else:")
             block.extend(f"    {line}" for line in steps)
@@ -122,10 +128,16 @@ def _compile(plan: list[tuple[str, int, fields.Field]], rename: Mapping[str, str
     return env["load"], env["load_records"]
 
 
-def _steps(f: fields.Field, v: str, i: str, env: dict[str, Any]) -> list[str]:
+def _steps(f: fields.Field, v: str, i: str, env: dict[str, Any], together: bool = False
+           ) -> list[str]:
     """Code turning the text in `v` into the field's value, or raising ValidationError."""
     if type(f) is fields.String:  # the text itself, then the validators
         return _checks(f.validators, v, i, env)
+    if isinstance(f, CleanText):  # printable ASCII as is; else the field's cleaning
+        env[f"n{i}"] = f.clean
+        check = f"not ({v}.isascii() and {v}.isprintable())"
+        return [f"if {'not clean and ' if together else ''}{check}: {v} = n{i}({v})",
+                *_checks(f.validators, v, i, env)]
     if isinstance(f, DecimalAmount):
         # Not cached: amounts are mostly distinct. The common shapes are inlined (the field says
         # which text is `Decimal(text without thousands separators)`); the rest goes through
@@ -139,7 +151,7 @@ def _steps(f: fields.Field, v: str, i: str, env: dict[str, Any]) -> list[str]:
             convert = [f"if p{i}({v}):", f"    {v} = Decimal({text})",
                        f"    if not {v}: {v} = {v}.copy_abs()", "else:", f"    {v} = c{i}({v})"]
         return [*convert, *_checks(f.validators, v, i, env)]
-    if isinstance(f, LayoutDate | fields.Integer):
+    if isinstance(f, LayoutDate | fields.Integer | AsciiInt):
         # Deterministic in the value and repeated across rows (dates, line numbers): remember
         # results; deserialize runs marshmallow's own conversion and validators on a miss.
         cache: dict[str, Any] = {}

@@ -30,6 +30,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from pipeline.stampli.limits import Limits
+
 INVOICE_HEADER_FIELDS = (
     "stampli_invoice_id", "invoice_number", "vendor_id", "vendor_name", "vendor_tax_id",
     "invoice_date", "due_date", "posting_date", "currency", "invoice_total", "tax_amount",
@@ -89,6 +91,8 @@ class Layout:
     # (our field name, X3 dimension type): the field name is the column name as the layout
     # writes it, or `cost_center` when that column is re-typed.
     dimensions: tuple[tuple[str, str], ...] = ()
+    # Size bounds and value windows: from the environment (ledger.layout), never the layout file.
+    limits: Limits = field(default_factory=Limits)
 
     def field_for(self, header: str) -> str | None:
         key = header_key(header)

@@ -29,6 +29,7 @@ from pipeline.stampli.rows import (
     Record,
     RowError,
     RowSource,
+    normalised_key,
     seekable,
     sniff_format,
 )
@@ -96,7 +97,9 @@ class VendorFileResult:
 
 
 def dedup_key(vendor_id: str, invoice_number: str) -> tuple[str, str]:
-    return vendor_id.strip().casefold(), invoice_number.strip().casefold()
+    """NFKC, stripped, case-folded: `INV-７` and `inv-7` are one invoice."""
+    vendor, number = normalised_key((vendor_id, invoice_number))
+    return vendor, number
 
 
 def _jsonable(value: Any) -> Any:
@@ -193,6 +196,7 @@ class InvoiceStream(_Stream):
         schema = invoice_row_schema(self.layout)(self.layout, unknown=EXCLUDE)
         self._check_columns(schema, "invoices")
         remaining = _count_rows_per_invoice(source)
+        max_rows = self.layout.limits.max_invoice_lines
         builder = _InvoiceBuilder(schema, self.layout)
         build = builder.build
         open_groups: dict[tuple[str, str], tuple[_Group, int]] = {}
@@ -213,16 +217,29 @@ class InvoiceStream(_Stream):
                 if not text[0] or not text[1]:
                     line_no, missing = record[0], "vendor_id" if not text[0] else "invoice_number"
                     self.rows = rows
+                    if record[2] is not None:  # what the reader found (a row over a cap) first
+                        missing, reason = record[2]
+                    else:
+                        reason = f"{missing} is required"
                     yield Rejection(text[0] or None, text[1] or None, (line_no,), missing,
-                                    f"line {line_no}: {missing} is required")
+                                    f"line {line_no}: {reason}")
                     continue
                 current_text = text
-                key = (text[0].casefold(), text[1].casefold())  # = normalised_key: stripped
+                key = ((text[0].casefold(), text[1].casefold())  # = normalised_key: stripped
+                       if text[0].isascii() and text[1].isascii() else normalised_key(text))
                 if key != current_key:
                     if current_key is not None:  # interleaved invoices: park the open one
                         open_groups[current_key] = (current, left)
                     current_key = key
-                    current, left = open_groups.pop(key, None) or ([], remaining.pop(hash(key), -1))
+                    found = open_groups.pop(key, None)
+                    if found is not None:
+                        current, left = found
+                    else:
+                        current, left = [], remaining.pop(hash(key), -1)
+                        if left > max_rows:  # refused whole, its rows never held
+                            self.rows = rows
+                            yield _too_many_rows(record, left, max_rows)
+                            current, left = _SKIP, -1
             current.append(record)
             left -= 1
             if left == 0:  # negative: a key pass 1 did not see (cannot happen); held to the end
@@ -233,7 +250,25 @@ class InvoiceStream(_Stream):
         if current_key is not None:
             open_groups[current_key] = (current, left)
         for group, _ in open_groups.values():
-            yield build(group)
+            if group is not _SKIP:
+                yield build(group)
+
+
+class _Skip(list):  # type: ignore[type-arg]
+    """The group of a refused invoice: takes its rows and keeps none."""
+
+    def append(self, record: object) -> None:
+        pass
+
+
+_SKIP = _Skip()
+
+
+def _too_many_rows(record: Record, count: int, limit: int) -> Rejection:
+    vendor, number = record[1][_VENDOR], record[1][_NUMBER]
+    return Rejection(vendor, number, (record[0],), None,
+                     f"invoice {number} of vendor {vendor} (line {record[0]}): {count} rows,"
+                     f" more than the {limit} allowed (MLC_MAX_INVOICE_LINES)")
 
 
 def _count_rows_per_invoice(source: RowSource) -> dict[int, int]:
@@ -254,6 +289,7 @@ class _InvoiceBuilder:
 
     def __init__(self, schema: InvoiceRowSchema, layout: Layout) -> None:
         self.schema = schema
+        self.allow_zero = layout.limits.allow_zero_invoices
         # Records: INVOICE_FIELDS, then the layout's dimension columns that are not among them.
         columns = [name for name, _ in layout.dimensions]
         self.fields = (*INVOICE_FIELDS, *(n for n in columns if n not in INVOICE_FIELDS))
@@ -279,7 +315,7 @@ class _InvoiceBuilder:
             header, lines = outcome
         if self.dimensions:
             self._gather_dimensions(lines)
-        return _finish_invoice(rows, header, lines)
+        return _finish_invoice(rows, header, lines, self.allow_zero)
 
     def _gather_dimensions(self, lines: list[dict[str, Any]]) -> None:
         """{"PRJ": "P-100", ...} from the temporary keys; no `dimensions` key when empty."""
@@ -338,8 +374,13 @@ def _rejecter(rows: _Group) -> Any:
     return reject
 
 
-def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, Any]]
-                    ) -> ParsedInvoice | Rejection:
+_TOTAL = INVOICE_FIELDS.index("invoice_total")
+_ZERO_INVOICE = ("a zero total is refused as a zero invoice (MLC_ALLOW_ZERO_INVOICES=1 accepts"
+                 " it)")
+
+
+def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, Any]],
+                    allow_zero: bool = False) -> ParsedInvoice | Rejection:
     """Checks across the rows of one invoice (`lines` in row order): status, line numbers,
     totals. Runs for every invoice, so the common case is kept to a few C-level calls."""
     status = header["approval_status"].casefold()
@@ -358,6 +399,9 @@ def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, 
             seen[n] = line_no
 
     total, tax = header["invoice_total"], header["tax_amount"]
+    if not total and not allow_zero:  # -0.00 too: it loaded as 0.00
+        return _rejecter(rows)("invoice_total",
+                               f"invoice_total: {rows[0][1][_TOTAL]}: {_ZERO_INVOICE}")
     line_sum = sum(map(_AMOUNT, lines), _ZERO)
     if line_sum + tax != total:
         return _rejecter(rows)("invoice_total",

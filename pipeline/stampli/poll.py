@@ -15,7 +15,7 @@ from typing import Any
 
 import paramiko
 
-from pipeline import audit, blobs, connections, db
+from pipeline import audit, blobs, connections, db, locks
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.secrets import SecretError
@@ -23,7 +23,6 @@ from pipeline.stampli import sftp as sftp_mod
 from pipeline.stampli.sftp import FileTooLarge, RemoteFile
 
 log = logging.getLogger(__name__)
-POLL_LOCK = 0x4D4C43_02
 
 
 @dataclass
@@ -34,6 +33,7 @@ class PollResult:
     # the same, for people: name, size, first_seen (ISO time)
     waiting_files: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
+    refused: list[str] = field(default_factory=list)  # unsafe remote names (shown escaped)
     error: str | None = None
     transient: bool = False  # the error may pass (network), worth a retry
 
@@ -49,21 +49,12 @@ def _kind(name: str) -> str | None:
 
 def poll(ctx: TaskContext, connection_name: str = connections.STAMPLI) -> PollResult:
     """List, check stability, download new files; vendor files get the lower ids."""
-    with db.connection() as lock_conn:
-        lock_conn.autocommit = True
-        with lock_conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s) AS ok", (POLL_LOCK,))
-            if not cur.fetchone()["ok"]:
-                with db.transaction() as tx:
-                    audit.record(tx, "poll", "skipped", ctx=ctx,
-                                 reason="another poll holds the lock")
-                return PollResult(locked_out=True)
-        try:
-            return _poll_locked(ctx, connection_name)
-        finally:
-            with lock_conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (POLL_LOCK,))
-            lock_conn.autocommit = False
+    with locks.try_held(locks.poll()) as ours:
+        if not ours:
+            with db.transaction() as tx:
+                audit.record(tx, "poll", "skipped", ctx=ctx, reason="another poll holds the lock")
+            return PollResult(locked_out=True)
+        return _poll_locked(ctx, connection_name)
 
 
 def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
@@ -84,7 +75,9 @@ def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
     patterns = settings().vendor_patterns + settings().invoice_patterns
     try:
         with sftp_mod.open_sftp(conn) as sftp:
-            listed = sftp_mod.list_files(sftp, directory, patterns)
+            refused: list[tuple[str, str]] = []
+            listed = sftp_mod.list_files(sftp, directory, patterns, refused)
+            _refuse_names(ctx, conn.name, directory, refused, result)
             names = sftp_mod.names_in(sftp, directory)
             stable = _stable(conn.name, listed, names, result)
             # Vendors first so their ids are lower: invoice parses wait for them.
@@ -116,11 +109,32 @@ def _finish(ctx: TaskContext, poll_id: int, result: PollResult) -> None:
             " WHERE id = %s",
             ("error" if result.error else "ok", len(result.new_file_ids),
              json.dumps({"waiting": result.waiting, "waiting_files": result.waiting_files,
-                         "skipped": result.skipped, "error": result.error}), poll_id),
+                         "skipped": result.skipped, "refused": result.refused,
+                         "error": result.error}), poll_id),
         )
         audit.record(cur, "poll", "error" if result.error else "ok", ctx=ctx, poll_id=poll_id,
                      fetched=len(result.new_file_ids), waiting=result.waiting,
                      skipped=result.skipped, error=result.error)
+
+
+def _refuse_names(ctx: TaskContext, conn_name: str, directory: str,
+                  refused: list[tuple[str, str]], result: PollResult) -> None:
+    """Unsafe remote names (a path separator, '..', controls, over 255 bytes, not UTF-8) are
+    never downloaded nor moved: audited once per name, then left where they are."""
+    for name, reason in refused:
+        shown = sftp_mod.shown_name(name)
+        result.refused.append(shown)
+        with db.transaction() as cur:
+            cur.execute("SELECT 1 FROM audit_events WHERE stage = 'file_fetch'"
+                        " AND outcome = 'error' AND detail->>'connection' = %s"
+                        " AND detail->>'directory' = %s AND detail->>'name' = %s LIMIT 1",
+                        (conn_name, directory, shown))
+            if cur.fetchone() is None:
+                log.warning("remote file name %s refused: %s", shown, reason)
+                audit.record(cur, "file_fetch", "error", ctx=ctx, connection=conn_name,
+                             directory=directory, name=shown,
+                             reason=f"remote file name {shown} refused: {reason}; not"
+                                    " downloaded, not moved")
 
 
 def _file_error(ctx: TaskContext, remote: RemoteFile, exc: BaseException) -> None:

@@ -16,6 +16,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
+from unicodedata import normalize
 
 ROW_ERROR = "__error__"  # value: (field or None, reason)
 Row = dict[str, Any]
@@ -62,8 +63,8 @@ class RowSource:
 
 
 def normalised_key(values: Iterable[str]) -> tuple[str, ...]:
-    """How invoice keys compare (the ledger's dedup key): stripped, case-folded."""
-    return tuple(v.strip().casefold() for v in values)
+    """How invoice keys compare (the ledger's dedup key): NFKC, stripped, case-folded."""
+    return tuple(normalize("NFKC", v).strip().casefold() for v in values)
 
 
 class ListRows(RowSource):

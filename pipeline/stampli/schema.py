@@ -7,6 +7,7 @@ vouch for goes through `Schema.load`, so the messages users see always come from
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -108,48 +109,133 @@ class DecimalAmount(fields.Field):
 
 
 class LayoutDate(fields.Field):
-    """A date in one of the layout's formats (tried in order)."""
+    """A date in one of the layout's formats (tried in order), ASCII digits only (strptime
+    reads `٢٠٢٦` as 2026), inside the plausible window of the layout's limits: year 1 and
+    9999 parse, but no real invoice carries them."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
         return self.convert(str(value))
 
     def convert(self, value: str) -> date:
-        layout: Layout = self.parent.layout  # type: ignore[attr-defined]
+        schema = self.parent
+        layout: Layout = schema.layout  # type: ignore[attr-defined]
         text = value.strip()
-        for fmt in layout.date_formats:
-            try:
-                return datetime.strptime(text, fmt).date()
-            except ValueError:
-                continue
-        raise ValidationError(f"not a date in {' or '.join(_shown(f) for f in layout.date_formats)}"
-                              f": {value!r}")
+        day = None
+        if text.isascii():
+            for fmt in layout.date_formats:
+                try:
+                    day = datetime.strptime(text, fmt).date()
+                    break
+                except ValueError:
+                    continue
+        if day is None:
+            raise ValidationError(f"not a date in"
+                                  f" {' or '.join(_shown(f) for f in layout.date_formats)}"
+                                  f": {value!r}")
+        low, high = schema.date_window  # type: ignore[attr-defined]
+        if not low <= day <= high:
+            raise ValidationError(f"{day.isoformat()} is outside the accepted window {low} to"
+                                  f" {high} (MLC_DATE_YEARS_BACK, MLC_DATE_YEARS_AHEAD)")
+        return day
+
+
+class AsciiInt(fields.Field):
+    """A whole number in ASCII digits: int() also takes `١`, `１`, `1_0` and ` +1`."""
+
+    _digits = re.compile(r"[0-9]{1,18}").fullmatch
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        text = str(value).strip()
+        if self._digits(text) is None:
+            raise ValidationError(f"not a whole number in ASCII digits only: {value!r}")
+        return int(text)
+
+
+# Printable by str.isprintable() but invisible or empty on screen (fillers, blanks, joiners
+# that are not Cf): refused like control and format characters.
+_INVISIBLE = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0]").search
+
+
+def clean_text(text: str) -> str:
+    """NFKC-normalised text without control (Cc), format (Cf: zero-width, bidi), separator
+    (other than space), private, unassigned or invisible characters; else ValidationError
+    naming the first one. ASCII costs one C call."""
+    if text.isascii():
+        if text.isprintable():
+            return text
+    else:
+        text = unicodedata.normalize("NFKC", text)
+        if text.isprintable() and _INVISIBLE(text) is None:
+            return text
+    bad = next(c for c in text if not c.isprintable() or _INVISIBLE(c))
+    name = unicodedata.name(bad, None)
+    raise ValidationError(f"holds an invisible or control character U+{ord(bad):04X}"
+                          f" {name or '(control)'}")
+
+
+_LINE_BREAKS = re.compile(r"\s*[\t\n\r\v\f\u2028\u2029]\s*").sub
+
+
+def clean_name(text: str) -> str:
+    """A name: tabs and line breaks (a quoted newline in a CSV cell) become one space, as
+    X3 holds names on one line; anything else is `clean_text`."""
+    if text.isascii() and text.isprintable():
+        return text
+    return clean_text(_LINE_BREAKS(" ", text))
+
+
+class CleanText(fields.String):
+    """Keys and codes: see `clean_text`. Normalised here, so the dedup key, the payload and
+    what X3 receives agree (`INV-７` is `INV-7`)."""
+
+    clean = staticmethod(clean_text)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return self.clean(super()._deserialize(value, attr, data, **kwargs))
+
+
+class NameText(CleanText):
+    """Names: see `clean_name`."""
+
+    clean = staticmethod(clean_name)
 
 
 def _shown(fmt: str) -> str:
     return fmt.replace("%Y", "YYYY").replace("%m", "MM").replace("%d", "DD")
 
 
-def _text(required: bool = False, max_len: int | None = None) -> fields.Str:
+def _text(required: bool = False, max_len: int | None = None, *, clean: str | None = "key",
+          too_long: str = "longer than {max} characters") -> fields.Str:
+    """clean: "key" (codes, ids: `CleanText`), "name" (`NameText`) or None (free text)."""
     checks = [validate.Length(min=1)] if required else []
     if max_len:
-        checks.append(validate.Length(max=max_len))
+        checks.append(validate.Length(max=max_len, error=too_long))
+    kind = {"key": CleanText, "name": NameText, None: fields.Str}[clean]
     if required:
-        return fields.Str(required=True, validate=checks or None)
-    return fields.Str(load_default=None, validate=checks or None)
+        return kind(required=True, validate=checks or None)
+    return kind(load_default=None, validate=checks or None)
+
+
+# X3's own limits (sage-x3-api.md) where refusing is right; free text that X3 truncates (the
+# supplier name to 35, line descriptions to 30, at posting) only gets a sanity bound here.
+X3_DOCUMENT_NUMBER = 30
+_BPRVCR = "longer than {max} characters, the X3 limit for a supplier document number (BPRVCR)"
+KEY_MAX, NAME_MAX, TEXT_MAX, CODE_MAX = 100, 255, 1000, 100
 
 
 class _LayoutSchema(Schema):
     def __init__(self, layout: Layout, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.layout = layout
+        self.date_window = layout.limits.date_window()  # once per file: "today" moves
 
 
 class InvoiceRowSchema(_LayoutSchema):
-    stampli_invoice_id = _text()
-    invoice_number = _text(required=True, max_len=30)
-    vendor_id = _text(required=True)
-    vendor_name = _text(required=True)
-    vendor_tax_id = _text()
+    stampli_invoice_id = _text(max_len=KEY_MAX)
+    invoice_number = _text(required=True, max_len=X3_DOCUMENT_NUMBER, too_long=_BPRVCR)
+    vendor_id = _text(required=True, max_len=KEY_MAX)
+    vendor_name = _text(required=True, max_len=NAME_MAX, clean="name")
+    vendor_tax_id = _text(max_len=CODE_MAX)
     invoice_date = LayoutDate(required=True)
     due_date = LayoutDate(load_default=None)
     posting_date = LayoutDate(load_default=None)
@@ -157,18 +243,19 @@ class InvoiceRowSchema(_LayoutSchema):
         r"^[A-Z]{3}$", error="must be an ISO 4217 code like USD"))
     invoice_total = DecimalAmount(required=True, **MONEY)
     tax_amount = DecimalAmount(load_default=Decimal("0"), **MONEY)
-    po_number = _text()
-    approval_status = _text(required=True)
+    po_number = _text(max_len=CODE_MAX)
+    approval_status = _text(required=True, max_len=CODE_MAX)
     approved_date = LayoutDate(load_default=None)
-    approver = _text()
-    line_number = fields.Int(required=True, strict=False,
-                             validate=validate.Range(min=1, max=MAX_LINE_NUMBER))
-    line_description = _text()
+    approver = _text(max_len=NAME_MAX, clean=None)
+    line_number = AsciiInt(required=True, validate=validate.Range(min=1, max=MAX_LINE_NUMBER))
+    line_description = _text(max_len=TEXT_MAX, clean=None)
     line_quantity = DecimalAmount(load_default=Decimal("1"), **QUANTITY)
     line_amount = DecimalAmount(required=True, **MONEY)
-    gl_account = _text(required=True)
-    cost_center = _text()
-    location = _text()
+    # Line-level codes: checked per row, so left plain (every row pays for a check); each is
+    # mapped and validated against X3 before posting, and bounded by MLC_MAX_FIELD_KB here.
+    gl_account = _text(required=True, clean=None)
+    cost_center = _text(clean=None)
+    location = _text(clean=None)
 
 
 def invoice_row_schema(layout: Layout) -> type[InvoiceRowSchema]:
@@ -181,22 +268,24 @@ def invoice_row_schema(layout: Layout) -> type[InvoiceRowSchema]:
 def _with_dimensions(names: tuple[str, ...]) -> type[InvoiceRowSchema]:
     if not names:
         return InvoiceRowSchema
-    extra: dict[str, object] = {n: _text(max_len=DIMENSION_MAX) for n in names}
+    extra: dict[str, object] = {n: _text(max_len=DIMENSION_MAX,
+                                         too_long="Longer than maximum length {max}.")
+                                   for n in names}
     return type("InvoiceRowSchemaWithDimensions", (InvoiceRowSchema,), extra)
 
 
 class VendorRowSchema(_LayoutSchema):
-    vendor_id = _text(required=True)
-    vendor_name = _text(required=True)
-    tax_id = _text()
-    address1 = _text()
-    address2 = _text()
-    city = _text()
-    state = _text()
-    postal_code = _text()
+    vendor_id = _text(required=True, max_len=KEY_MAX)
+    vendor_name = _text(required=True, max_len=NAME_MAX, clean="name")
+    tax_id = _text(max_len=CODE_MAX)
+    address1 = _text(max_len=NAME_MAX, clean=None)
+    address2 = _text(max_len=NAME_MAX, clean=None)
+    city = _text(max_len=NAME_MAX, clean=None)
+    state = _text(max_len=NAME_MAX, clean=None)
+    postal_code = _text(max_len=CODE_MAX)
     country = fields.Str(load_default=None, validate=validate.Regexp(
         r"^[A-Z]{2}$", error="must be an ISO 3166 alpha-2 code like US"))
-    email = _text()
-    payment_terms = _text()
-    currency = _text()
+    email = _text(max_len=NAME_MAX)
+    payment_terms = _text(max_len=CODE_MAX)
+    currency = _text(max_len=CODE_MAX)
     active = fields.Str(load_default="true")

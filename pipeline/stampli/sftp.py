@@ -122,20 +122,90 @@ def open_sftp(conn: Connection, *, timeout: float = 20.0) -> Iterator[paramiko.S
         client.close()
 
 
-def list_files(sftp: paramiko.SFTPClient, directory: str, patterns: tuple[str, ...]
-               ) -> list[RemoteFile]:
+def unsafe_name(name: str) -> str | None:
+    """Why a remote file name must not be taken, or None. The server names the files: a name is
+    joined to paths, moved, stored and printed, so it must be one plain, printable segment."""
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # undecodable bytes, kept as surrogates by the listing
+        return "not valid UTF-8"
+    if "/" in name or "\\" in name:
+        return "holds a path separator ('/' or '\\')"
+    if ".." in name:
+        return "holds '..'"
+    if not name.isprintable():
+        return "holds a control or invisible character"
+    if size > 255:
+        return f"longer than 255 bytes ({size})"
+    return None
+
+
+def shown_name(name: str) -> str:
+    """A refused name as it can be stored and printed: escapes instead of controls."""
+    shown = name.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return shown if len(shown) <= 300 else shown[:300] + "..."
+
+
+def listdir_attr(sftp: paramiko.SFTPClient, directory: str) -> list[paramiko.SFTPAttributes]:
+    """Like `SFTPClient.listdir_attr`, but a name that is not UTF-8 does not break the whole
+    listing (paramiko decodes strictly): such names come back with surrogate escapes."""
+    try:
+        return sftp.listdir_attr(directory)
+    except UnicodeDecodeError:
+        return _listdir_attr_raw(sftp, directory)
+
+
+def _listdir_attr_raw(sftp: paramiko.SFTPClient, directory: str
+                      ) -> list[paramiko.SFTPAttributes]:
+    # paramiko's own loop (SFTPClient.listdir_attr), decoding names with surrogateescape.
+    from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
+
+    path = sftp._adjust_cwd(directory)
+    kind, msg = sftp._request(CMD_OPENDIR, path)
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    handle = msg.get_binary()
     found = []
-    for attr in sftp.listdir_attr(directory):
+    try:
+        while True:
+            try:
+                kind, msg = sftp._request(CMD_READDIR, handle)
+            except EOFError:
+                break
+            if kind != CMD_NAME:
+                raise paramiko.SFTPError("Expected name response")
+            for _ in range(msg.get_int()):
+                name = msg.get_string().decode("utf-8", "surrogateescape")
+                longname = msg.get_string().decode("utf-8", "surrogateescape")
+                attr = paramiko.SFTPAttributes._from_msg(msg, name, longname)
+                if name not in (".", ".."):
+                    found.append(attr)
+    finally:
+        sftp._request(CMD_CLOSE, handle)
+    return found
+
+
+def list_files(sftp: paramiko.SFTPClient, directory: str, patterns: tuple[str, ...],
+               refused: list[tuple[str, str]] | None = None) -> list[RemoteFile]:
+    """Regular files matching `patterns`; matching names that are unsafe (`unsafe_name`) are
+    left out, and listed in `refused` as (name, reason) when given."""
+    found = []
+    for attr in listdir_attr(sftp, directory):
         if attr.st_mode is not None and not stat.S_ISREG(attr.st_mode):
             continue
         if any(fnmatch.fnmatchcase(attr.filename, p) for p in patterns):
+            reason = unsafe_name(attr.filename)
+            if reason is not None:
+                if refused is not None:
+                    refused.append((attr.filename, reason))
+                continue
             found.append(RemoteFile(posixpath.join(directory, attr.filename), attr.filename,
                                     int(attr.st_size or 0), int(attr.st_mtime or 0)))
     return sorted(found, key=lambda f: f.name)
 
 
 def names_in(sftp: paramiko.SFTPClient, directory: str) -> set[str]:
-    return set(sftp.listdir(directory))
+    return {attr.filename for attr in listdir_attr(sftp, directory)}
 
 
 def download(sftp: paramiko.SFTPClient, path: str, dest: IO[bytes], max_bytes: int) -> str:

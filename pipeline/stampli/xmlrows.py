@@ -13,6 +13,14 @@ defusedxml's expat reader refuses any DTD, entity declaration or external refere
 billion laughs; such a file is refused as a whole. Expat events rather than ElementTree's
 iterparse: during a start-tag callback the parser's position is that tag's line (iterparse
 reports events after whole chunks), and memory holds one record at a time.
+
+Size bounds (`Limits`): expat rescans a token it cannot finish (a tag with its attributes, a
+comment, a processing instruction) from its start on every feed, so a 50 MB attribute took
+51 s. Between feeds, the bytes expat holds unfinished (fed minus `CurrentByteIndex`, the start
+of the pending token) are checked against the cell cap, as are attributes, comments and PIs that
+fit in one chunk: past it the file is refused (no way to resume inside a token). Text is
+reported as it comes: a field's text over the cap rejects its record only. A deadline is checked
+per chunk, and nesting is bounded.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Iterator
+from time import monotonic
 from typing import IO, Any
 from xml.sax import SAXParseException
 from xml.sax.handler import ContentHandler
@@ -40,6 +49,7 @@ from pipeline.stampli.rows import (
 ROOT = "StampliExport"
 RECORDS = {"Invoice": "invoices", "Vendor": "vendors"}
 _CHUNK = 1 << 16
+_MAX_DEPTH = 32  # the format nests 5 deep
 _DECLARED_ENCODING = re.compile(rb"^\s*<\?xml[^>]*?\bencoding\s*=\s*[\"']([^\"']*)", re.DOTALL)
 _EXPAT_NATIVE = {"utf-8", "utf-16", "utf-16-le", "utf-16-be", "iso8859-1", "ascii"}
 
@@ -67,9 +77,21 @@ class XmlRows(RowSource):
             handler = _Handler(self, expat)
             expat.StartElementHandler, expat.EndElementHandler = handler.start, handler.end
             expat.CharacterDataHandler = handler.text
+            expat.CommentHandler = handler.comment
+            expat.ProcessingInstructionHandler = handler.instruction
             expat.buffer_text = True  # one text event per run of text
+            limits, fed = self.layout.limits, 0
+            deadline = monotonic() + limits.parse_deadline
             for chunk in self._chunks():
+                if monotonic() > deadline:
+                    raise FileUnreadable(f"parsing took longer than the"
+                                         f" {limits.parse_deadline:g} s deadline"
+                                         f" (MLC_PARSE_DEADLINE), at line"
+                                         f" {expat.CurrentLineNumber}")
                 reader.feed(chunk)
+                fed += len(chunk)
+                if fed - expat.CurrentByteIndex > limits.max_field:
+                    handler.too_long()
                 yield from handler.take()
             reader.close()
         except DTDForbidden:
@@ -156,7 +178,24 @@ class _Handler:
         self.field: str | None = None
         self.field_depth = 0
         self.buffer: list[str] = []
+        self.buffered = 0  # characters in buffer
         self.error: tuple[str | None, str] | None = None
+        self.max_field = source.layout.limits.max_field
+        self.max_lines = source.layout.limits.max_invoice_lines
+        self.max_field_kb = source.layout.limits.max_field_kb
+
+    def too_long(self) -> None:
+        raise FileUnreadable(f"an XML tag, attribute, comment or processing instruction longer"
+                             f" than {self.max_field_kb} KB (MLC_MAX_FIELD_KB) at line"
+                             f" {self._line()}")
+
+    def comment(self, text: str) -> None:
+        if len(text) > self.max_field:
+            self.too_long()
+
+    def instruction(self, target: str, data: str) -> None:
+        if len(data) > self.max_field:
+            self.too_long()
 
     def take(self) -> list[NumberedRow]:
         rows, self.ready = self.ready, []
@@ -168,6 +207,11 @@ class _Handler:
     def start(self, name: str, attrs: dict[str, str]) -> None:
         self.path.append(name)
         depth = len(self.path)
+        if attrs and max(map(len, attrs.values())) > self.max_field:
+            self.too_long()
+        if depth > _MAX_DEPTH:
+            raise FileUnreadable(f"XML elements nested deeper than {_MAX_DEPTH} at line"
+                                 f" {self._line()}")
         if self.field is not None:  # markup inside a field's value
             if self.error is None:
                 self.error = (self.field, f"<{self.path[-2]}> at line {self._line()} holds"
@@ -182,7 +226,11 @@ class _Handler:
             if name != "Line":
                 raise FileUnreadable(f"unexpected <{name}> in <Lines> at line {self._line()}")
             self.target = {}
-            self.lines.append((self._line(), self.target))
+            if len(self.lines) < self.max_lines:
+                self.lines.append((self._line(), self.target))
+            elif self.error is None:  # the rest are read and dropped: the invoice is refused
+                self.error = (None, f"more than {self.max_lines} lines, the limit"
+                                    " (MLC_MAX_INVOICE_LINES)")
         elif depth == 2:
             self._start_record(name)
         elif depth == 1:
@@ -224,11 +272,18 @@ class _Handler:
         if ours in target and self.error is None:
             self.error = (ours, f"<{name}> given twice (line {self._line()})")
         self.target_for_field = target
-        self.field, self.field_depth, self.buffer = ours, len(self.path), []
+        self.field, self.field_depth, self.buffer, self.buffered = ours, len(self.path), [], 0
 
     def text(self, content: str) -> None:
         if self.field is not None:
-            self.buffer.append(content)
+            self.buffered += len(content)
+            if self.buffered <= self.max_field:
+                self.buffer.append(content)
+            else:  # over the cap: the record is rejected, the text dropped
+                self.buffer = []
+                if self.error is None:
+                    self.error = (self.field, f"text longer than {self.max_field_kb} KB"
+                                              " (MLC_MAX_FIELD_KB)")
 
     def end(self, name: str) -> None:
         depth = len(self.path)

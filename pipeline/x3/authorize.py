@@ -32,8 +32,14 @@ from psycopg2.extensions import cursor as Cursor
 from pipeline import connections
 from pipeline.logs import mask, register_secret
 from pipeline.x3 import token_store
-from pipeline.x3.errors import X3AuthError, X3OutcomeUnknown, X3Unavailable
-from pipeline.x3.transport import RetryPolicy, Transport, retry_after_seconds
+from pipeline.x3.errors import X3AuthError, X3ConfigError, X3OutcomeUnknown, X3Unavailable
+from pipeline.x3.transport import (
+    RetryPolicy,
+    Transport,
+    json_or_none,
+    plain_url,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +243,9 @@ def regional(url: str, token_url: str, endpoint: str | None) -> tuple[str, str]:
     if not endpoint:
         return url, token_url
     parts = urlsplit(endpoint)
+    if "@" in parts.netloc:
+        raise AuthorizeError("the callback named a regional endpoint holding a user name or "
+                             "password: refused, nothing stored")
     if not parts.hostname or parts.scheme not in ("https", "http") or (
             parts.scheme == "http" and not _is_loopback(parts.hostname)):
         raise AuthorizeError(f"the callback named a regional endpoint that is not an https URL "
@@ -268,10 +277,7 @@ def exchange_code(token_url: str, client_id: str, client_secret: str, code: str,
 
 
 def _grant_answer(resp: requests.Response) -> Grant:
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
+    body = json_or_none(resp)
     body = body if isinstance(body, dict) else {}
     if resp.status_code >= 500 or resp.status_code == 429:
         raise X3Unavailable(f"token endpoint unavailable (HTTP {resp.status_code})",
@@ -323,6 +329,13 @@ def authorize(onb: Onboarding, client_secret: str, *, transaction: Callable[[], 
               http_timeout: float = 30.0) -> Authorized:
     """The onboarding: listen (unless `code` is given), exchange, store in one transaction."""
     register_secret(client_secret)
+    for what, url in (("the X3 URL", onb.url), ("the token URL", onb.token_url),
+                      ("the authorisation URL", onb.authorize_url)):
+        if url:
+            try:
+                plain_url(url, what)
+            except X3ConfigError as exc:
+                raise AuthorizeError(f"{exc}; nothing stored") from None
     if code is None:
         with CallbackListener(onb.redirect_uri) as listener:
             state = new_state()

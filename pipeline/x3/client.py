@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -12,12 +13,13 @@ from typing import Protocol
 class Supplier:
     code: str
     name: str
-    tax_id: str | None = None
+    tax_id: str | None = None  # registration number (CRN), else the EU VAT id
+    eu_vat_id: str | None = None  # EECNUM / europeanUnionVatNumber
 
 
 @dataclass(frozen=True)
 class NewSupplier:
-    code: str
+    code: str | None  # None: X3 numbers the supplier itself (sequence numbering)
     name: str
     tax_id: str | None
     eu_vat_id: str | None
@@ -60,6 +62,8 @@ class NewInvoice:
 class X3Client(Protocol):
     def find_supplier_by_tax_id(self, tax_id: str) -> Supplier | None: ...
     def find_supplier_by_code(self, code: str) -> Supplier | None: ...
+    def find_suppliers(self, *, tax_ids: Sequence[str] = (), codes: Sequence[str] = (),
+                       names: Sequence[str] = ()) -> list[Supplier]: ...
     def create_supplier(self, supplier: NewSupplier) -> Supplier: ...
     def account_exists(self, chart: str, account: str) -> bool: ...
     def dimension_exists(self, dimension_type: str, value: str) -> bool: ...

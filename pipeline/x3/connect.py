@@ -25,24 +25,33 @@ _redis: dict[tuple[int, str], redis.Redis] = {}
 def limiter_for(url: str, folder: str) -> RedisLimiter:
     """The cross-process call cap of one X3 server and folder (the licence's unit)."""
     # Keyed by pid: a client inherited through fork shares its sockets with the parent.
-    key = (os.getpid(), settings().broker_url)
+    s = settings()
+    key = (os.getpid(), s.broker_url)
     client = _redis.get(key)
     if client is None:
-        client = _redis[key] = redis.Redis.from_url(settings().broker_url)
+        # Bounded: a Redis that accepts and never answers (failover, dead NAT entry) makes the
+        # call fail as X3Unavailable, retried later, instead of hanging the worker.
+        client = _redis[key] = redis.Redis.from_url(
+            s.broker_url, socket_timeout=s.redis_socket_timeout,
+            socket_connect_timeout=s.redis_connect_timeout)
     digest = hashlib.sha256(f"{url.rstrip('/')}|{folder}".encode()).hexdigest()[:16]
-    # A lease outlives the longest call it guards, so only a dead holder's slot ever expires.
-    lease = settings().x3_timeout + CONNECT_TIMEOUT + 5
+    # A lease outlives the longest call it guards (one HTTP exchange ends by the call's
+    # deadline), so only a dead holder's slot ever expires.
+    lease = settings().x3_deadline + 5
     return RedisLimiter(client, f"mlc:x3:slots:{digest}", settings().x3_max_concurrency,
                         lease_seconds=lease, wait_seconds=max(30.0, lease))
 
 
 def token_source(conn: connections.Connection) -> TokenSource:
-    s, secret = conn.settings, conn.secret
+    s, secret, cfg = conn.settings, conn.secret, settings()
     if s.get("auth") == "jwt":
         return ConnectedAppTokens(s["client_id"], secret.get("client_secret", ""),
                                   s["x3_user"], s["audience"])
+    # The token endpoint sits behind the same private CA as X3 (or is X3 itself).
     return RefreshTokens(PgTokenStore(conn.name), s["token_url"], s["client_id"],
-                         secret.get("client_secret", ""), timeout=settings().x3_timeout)
+                         secret.get("client_secret", ""), timeout=cfg.x3_timeout,
+                         verify=s.get("ca_bundle") or True, deadline=cfg.x3_deadline,
+                         max_response_mb=cfg.x3_max_response_mb)
 
 
 def open_client(cur: Cursor, name: str = connections.X3) -> X3Client:
@@ -57,6 +66,7 @@ def open_client(cur: Cursor, name: str = connections.X3) -> X3Client:
             s["url"], s["folder"], s["username"], conn.secret.get("password", ""),
             invoice_class=cfg.x3_invoice_class, timeout=cfg.x3_timeout,
             connect_timeout=CONNECT_TIMEOUT, verify=verify, limiter=limiter,
+            deadline=cfg.x3_deadline, max_response_mb=cfg.x3_max_response_mb,
         )
     if conn.kind == "x3_graphql":
         return GraphQLClient(
@@ -64,6 +74,7 @@ def open_client(cur: Cursor, name: str = connections.X3) -> X3Client:
             invoice_package=cfg.x3_graphql_invoice_package,
             invoice_node=cfg.x3_graphql_invoice_node, timeout=cfg.x3_timeout,
             connect_timeout=CONNECT_TIMEOUT, verify=verify, limiter=limiter,
+            deadline=cfg.x3_deadline, max_response_mb=cfg.x3_max_response_mb,
         )
     raise NotImplementedError(f"X3 transport {conn.kind!r} is not available")
 

@@ -2,11 +2,50 @@
 
 from __future__ import annotations
 
+from pipeline.secrets import mask
+
+MAX_TEXT = 1000  # an error's text is stored (last_error, audit) and shown: bounded
+MAX_MESSAGES = 5  # of X3's own messages ($diagnoses, GraphQL errors), each at most ...
+MESSAGE_CHARS = 200
+
+
+def clean(text: str, limit: int = MAX_TEXT) -> str:
+    """Masked, one line, printable, bounded: text that came from X3 or a proxy is hostile.
+    Masked before it is cut, so a secret astride the cut leaves no prefix behind."""
+    text = mask(str(text))
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    text = mask(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def messages_of(values: object) -> list[str]:
+    """X3's messages as kept: strings (or numbers) only, a few, each bounded and masked."""
+    if not isinstance(values, list):
+        return []
+    kept = [clean(str(v), MESSAGE_CHARS) for v in values
+            if isinstance(v, str | int | float) and not isinstance(v, bool)]
+    return [m for m in kept if m][:MAX_MESSAGES]
+
 
 class X3Error(Exception):
-    """Base of every error raised by an X3 client."""
+    """Base of every error raised by an X3 client. Its text is masked when it is made, so
+    wherever it is stored or shown (invoices.last_error, audit rows, logs, Celery retry events)
+    no secret goes with it."""
 
     transient = False
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        super().__init__(clean(message), *args)
+
+
+class X3ProtocolError(X3Error):
+    """X3 (or what answers in its place) broke the contract in a way a retry will not mend: a
+    next-page link off the configured API, paging that loops, a redirect, an answer of the
+    wrong shape. Permanent: the invoice fails with this reason, for a person to look at."""
+
+
+class X3ConfigError(X3Error, ValueError):
+    """The connection's settings cannot be used as they are (refused before any call)."""
 
 
 class X3AuthError(X3Error):
@@ -18,7 +57,10 @@ class X3ValidationError(X3Error):
 
     def __init__(self, message: str, messages: list[str] | None = None) -> None:
         super().__init__(message)
-        self.messages = messages or [message]
+        self.messages = [clean(m, 200) for m in messages] if messages else [str(self)]
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.messages))
 
 
 class X3Unavailable(X3Error):
@@ -30,14 +72,25 @@ class X3Unavailable(X3Error):
         super().__init__(message)
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.retry_after))
+
 
 class X3OutcomeUnknown(X3Error):
     """The request was sent and no answer came: X3 may or may not have done it.
 
-    Never re-send blindly: look the record up first.
+    Never re-send blindly: look the record up first. `reason` is what happened, without the
+    advice (a token refresh reuses it in its own words).
     """
 
     transient = True
+
+    def __init__(self, message: str = "", reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = clean(reason) if reason else str(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.reason))
 
 
 class X3CreateInFlight(X3Error):
@@ -50,3 +103,6 @@ class X3CreateInFlight(X3Error):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.retry_after))

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
 
+from pipeline.secrets import register_login
 from pipeline.x3.client import NewInvoice, NewSupplier, Supplier
-from pipeline.x3.errors import X3AuthError, X3Unavailable, X3ValidationError
+from pipeline.x3.errors import (
+    X3AuthError,
+    X3ProtocolError,
+    X3Unavailable,
+    X3ValidationError,
+    messages_of,
+)
 from pipeline.x3.limits import Limiter
-from pipeline.x3.transport import RetryPolicy, Transport, created_key, retry_after_seconds
+from pipeline.x3.transport import (
+    DEFAULT_MAX_RESPONSE_MB,
+    RetryPolicy,
+    Transport,
+    created_key,
+    json_object,
+    json_or_none,
+    origin,
+    plain_url,
+    retry_after_seconds,
+    status_text,
+)
+
+MAX_PAGES = 100  # a query of ours matches a handful of rows: more pages is a server gone wrong
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def sdata_literal(value: str) -> str:
@@ -24,12 +46,19 @@ class RestClient:
     def __init__(self, base_url: str, folder: str, username: str, password: str, *,
                  invoice_class: str = "BPSINVOICE", timeout: float = 30.0,
                  connect_timeout: float = 5.0, verify: bool | str = True,
-                 limiter: Limiter | None = None, retry: RetryPolicy | None = None) -> None:
-        self.root = f"{base_url.rstrip('/')}/api1/x3/erp/{quote(folder)}"
+                 limiter: Limiter | None = None, retry: RetryPolicy | None = None,
+                 deadline: float | None = None,
+                 max_response_mb: float = DEFAULT_MAX_RESPONSE_MB,
+                 max_pages: int = MAX_PAGES) -> None:
+        self.root = f"{plain_url(base_url).rstrip('/')}/api1/x3/erp/{quote(folder, safe='')}"
         self.invoice_class = invoice_class
+        self.max_pages = max_pages
         self._http = Transport(timeout=timeout, connect_timeout=connect_timeout, verify=verify,
-                               limiter=limiter, retry=retry)
+                               limiter=limiter, retry=retry, deadline=deadline,
+                               max_response_mb=max_response_mb)
         self._http.session.auth = (username, password)
+        # What a proxy may echo back: the password, and the Basic header built from it.
+        register_login(username, password)
 
     def __repr__(self) -> str:
         return f"RestClient({self.root!r})"
@@ -49,15 +78,29 @@ class RestClient:
         rows = self._query("BPSUPPLIER", f"BPSNUM eq {sdata_literal(code)}")
         return _supplier(rows[0]) if rows else None
 
+    def find_suppliers(self, *, tax_ids: Sequence[str] = (), codes: Sequence[str] = (),
+                       names: Sequence[str] = ()) -> list[Supplier]:
+        """Every supplier with any of these tax ids (CRN or EECNUM), codes or names: one query
+        (SData `or`), literal comparisons; the caller decides what matches."""
+        terms = [f"{f} eq {sdata_literal(v)}" for v in dict.fromkeys(tax_ids)
+                 for f in ("CRN", "EECNUM")]
+        terms += [f"BPSNUM eq {sdata_literal(v)}" for v in dict.fromkeys(codes)]
+        terms += [f"BPSNAM eq {sdata_literal(v)}" for v in dict.fromkeys(names)]
+        if not terms:
+            return []
+        return [_supplier(r) for r in self._query("BPSUPPLIER", " or ".join(terms), count=100)]
+
     def create_supplier(self, supplier: NewSupplier) -> Supplier:
         lines = list(supplier.address_lines[:3])
         body: dict[str, Any] = {
-            "BPSNUM": supplier.code, "BPSNAM": supplier.name, "CUR": supplier.currency,
+            "BPSNAM": supplier.name, "CUR": supplier.currency,
             "BPAADD": "A01",
             "BPADDRESS": [{"BPAADD": "A01", "BPAADDLIG": lines + [""] * (3 - len(lines)),
                            "POSCOD": supplier.postal_code, "CTY": supplier.city,
                            "SAT": supplier.state, "CRY": supplier.country}],
         }
+        if supplier.code:  # else X3 numbers it (sequence numbering)
+            body["BPSNUM"] = supplier.code
         if supplier.tax_id:
             body["CRN"] = supplier.tax_id
         if supplier.eu_vat_id:
@@ -78,7 +121,13 @@ class RestClient:
         where = (f"BPR eq {sdata_literal(supplier_code)}"
                  f" and BPRVCR eq {sdata_literal(document_number)}")
         rows = self._query(self.invoice_class, where)
-        return str(rows[0].get("NUM") or rows[0].get("$key")) if rows else None
+        if not rows:
+            return None
+        number = rows[0].get("NUM") or rows[0].get("$key")
+        if not isinstance(number, str | int) or isinstance(number, bool) or not str(number):
+            raise X3ProtocolError(f"X3 answered a {self.invoice_class} query whose row has no "
+                                  "NUM or $key")
+        return str(number)
 
     def create_invoice(self, invoice: NewInvoice) -> str:
         body = {
@@ -103,46 +152,107 @@ class RestClient:
 
     # -- transport ----------------------------------------------------------------------------
     def _query(self, cls: str, where: str, *, count: int = 20) -> list[dict[str, Any]]:
-        url: str | None = f"{self.root}/{cls}"
+        url = f"{self.root}/{cls}"
         params: dict[str, Any] | None = {
             "representation": f"{cls}.$query", "where": where, "count": count,
         }
+        followed = {requests.Request("GET", url, params=params).prepare().url}
         rows: list[dict[str, Any]] = []
-        while url:
+        while True:
             page = self._http.read("GET", url, _answer, params=params)
-            rows.extend(page.get("$resources", []))
-            url = ((page.get("$links") or {}).get("$next") or {}).get("$url")
+            resources, link = _page(page, cls)
+            rows.extend(resources)
+            if link is None:
+                return rows
+            if len(followed) >= self.max_pages:
+                raise X3ProtocolError(f"X3 paging went past {self.max_pages} pages: stopped")
+            url = self._next(url, link)
+            if url in followed:
+                raise X3ProtocolError(f"X3 sent a next-page link already followed (page "
+                                      f"{len(followed) + 1}): paging stopped")
+            followed.add(url)
             params = None  # the $next url carries its own query string
-        return rows
+
+    def _next(self, current: str, link: str) -> str:
+        """The next page's absolute URL, only if it lies under this client's api1 folder: the
+        session sends the Basic login to whatever URL it is given."""
+        url = urljoin(current, link)
+        root = urlsplit(self.root)
+        try:
+            parts = urlsplit(url)
+            port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+            segments = unquote(parts.path).replace("\\", "/").split("/")
+            inside = (parts.scheme.lower() == root.scheme.lower()
+                      and (parts.hostname or "") == (root.hostname or "")
+                      and port == (root.port or DEFAULT_PORTS.get(root.scheme.lower()))
+                      and "@" not in parts.netloc
+                      and parts.path.startswith(root.path + "/")
+                      and not {".", ".."} & set(segments))
+        except ValueError:
+            inside = False
+        if not inside:
+            raise X3ProtocolError(f"X3 sent a next-page link to {origin(url)}, outside "
+                                  f"{self.root}: not followed")
+        return url
 
     def _create(self, cls: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._http.write("POST", f"{self.root}/{cls}", _answer, f"{cls} create",
                                 params={"representation": f"{cls}.$create"}, json=body)
 
 
+def _page(page: dict[str, Any], cls: str) -> tuple[list[dict[str, Any]], str | None]:
+    """A query page's rows and next link, or X3ProtocolError naming what is wrong."""
+    def wrong(what: str) -> X3ProtocolError:
+        return X3ProtocolError(f"X3 answered a {cls} query page that is not the contract's "
+                               f"({what})")
+
+    resources = page.get("$resources", [])
+    if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        raise wrong("$resources is not a list of objects")
+    links = page.get("$links")
+    links = {} if links is None else links
+    if not isinstance(links, dict):
+        raise wrong("$links is not an object")
+    following = links.get("$next")
+    following = {} if following is None else following
+    if not isinstance(following, dict):
+        raise wrong("$links.$next is not an object")
+    link = following.get("$url")
+    if link is not None and not isinstance(link, str):
+        raise wrong("$links.$next.$url is not a string")
+    return resources, link or None
+
+
 def _diagnoses(resp: requests.Response) -> list[str]:
-    try:
-        body = resp.json()
-    except ValueError:
-        return [resp.text[:200] or resp.reason]
-    msgs = [d.get("$message", "") for d in body.get("$diagnoses", []) if isinstance(d, dict)]
-    return [m for m in msgs if m] or [resp.reason or f"HTTP {resp.status_code}"]
+    """X3's own messages ($diagnoses[].$message), never the raw body: an error page from X3 or
+    a proxy may echo the request, Authorization header included."""
+    body = json_or_none(resp)
+    diagnoses = body.get("$diagnoses") if isinstance(body, dict) else None
+    if not isinstance(diagnoses, list):
+        return []
+    return messages_of([d.get("$message") for d in diagnoses if isinstance(d, dict)])
 
 
 def _answer(resp: requests.Response) -> dict[str, Any]:
     code = resp.status_code
     if code < 300:
-        return resp.json() if resp.content else {}
+        return json_object(resp)
     messages = _diagnoses(resp)
-    text = "; ".join(messages)
+    status = f"HTTP {status_text(code)}"
+    text = f"{status}): {'; '.join(messages)}" if messages else f"{status})"
     if code in (401, 403):
-        raise X3AuthError(f"X3 refused the credentials (HTTP {code}): {text}")
-    if code in (429, 502, 503, 504) or code >= 500:
-        raise X3Unavailable(f"X3 unavailable (HTTP {code}): {text}",
+        raise X3AuthError(f"X3 refused the credentials ({text}")
+    if code == 429 or code >= 500:
+        raise X3Unavailable(f"X3 unavailable ({text}",
                             retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
-    raise X3ValidationError(f"X3 refused the request (HTTP {code}): {text}", messages)
+    raise X3ValidationError(f"X3 refused the request ({text}", messages)
 
 
 def _supplier(row: dict[str, Any]) -> Supplier:
-    return Supplier(code=str(row.get("BPSNUM") or row.get("$key")), name=row.get("BPSNAM", ""),
-                    tax_id=row.get("CRN") or row.get("EECNUM") or None)
+    code = row.get("BPSNUM") or row.get("$key")
+    if not isinstance(code, str | int) or isinstance(code, bool) or not str(code):
+        raise X3ProtocolError("X3 answered a supplier without BPSNUM or $key")
+    tax_id = row.get("CRN") or row.get("EECNUM") or None
+    return Supplier(code=str(code), name=str(row.get("BPSNAM") or ""),
+                    tax_id=str(tax_id) if tax_id is not None else None,
+                    eu_vat_id=str(row.get("EECNUM") or "") or None)

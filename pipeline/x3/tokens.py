@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +24,18 @@ from typing import Any, Protocol
 
 import requests
 
-from pipeline.logs import forget_secret, register_secret
+from pipeline.secrets import forget_secret, register_secret
 from pipeline.x3.errors import X3AuthError, X3OutcomeUnknown, X3Unavailable
-from pipeline.x3.transport import RetryPolicy, Transport, retry_after_seconds
+from pipeline.x3.transport import (
+    DEFAULT_MAX_RESPONSE_MB,
+    RetryPolicy,
+    Transport,
+    Unreadable,
+    json_object,
+    plain_url,
+    retry_after_seconds,
+    status_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +179,11 @@ class RefreshTokens:
 
     def __init__(self, store: TokenStore, token_url: str, client_id: str, client_secret: str,
                  *, margin: float = DEFAULT_MARGIN, timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.store, self.token_url, self.client_id = store, token_url, client_id
+                 clock: Callable[[], float] = time.monotonic, verify: bool | str = True,
+                 deadline: float | None = None,
+                 max_response_mb: float = DEFAULT_MAX_RESPONSE_MB) -> None:
+        self.store, self.client_id = store, client_id
+        self.token_url = plain_url(token_url, "the token URL")
         self._secret = client_secret
         self._margin = margin
         self._clock = clock
@@ -179,7 +192,9 @@ class RefreshTokens:
         self._masked = _Masked(clock)
         # A token endpoint that cannot answer is reported at once: a sleeping retry here would
         # hold the refresh lock every other worker is waiting on.
-        self._http = Transport(timeout=timeout, retry=RetryPolicy(attempts=2))
+        # It verifies TLS as the X3 calls do (the connection's CA bundle), with the same bounds.
+        self._http = Transport(timeout=timeout, retry=RetryPolicy(attempts=2), verify=verify,
+                               deadline=deadline, max_response_mb=max_response_mb)
         register_secret(client_secret)
 
     def __repr__(self) -> str:
@@ -230,8 +245,7 @@ class RefreshTokens:
                     rejected = True
                 else:
                     rejected = False
-                    access = answer["access_token"]
-                    expires_in = float(answer.get("expires_in") or 300)
+                    access, expires_in = answer["access_token"], answer["expires_in"]
                     rotated = answer.get("refresh_token") or refresh_token
                     # Stored (committed when the block exits) before the access token is used.
                     locked.save(access, expires_in, rotated)
@@ -251,33 +265,49 @@ class RefreshTokens:
         try:
             return self._http.write("POST", self.token_url, _token_answer, "token refresh",
                                     json=body)
-        except X3OutcomeUnknown:
+        except X3OutcomeUnknown as exc:
             # If the endpoint did rotate, the next try is refused and asks for re-authorisation:
             # nothing better exists once the new refresh token is lost in transit.
-            raise X3Unavailable("token endpoint did not answer the refresh") from None
+            raise X3Unavailable(f"token endpoint gave no usable answer to the refresh "
+                                f"({exc.reason})") from None
 
 
 def _token_answer(resp: requests.Response) -> dict[str, Any]:
+    code = resp.status_code
     try:
-        body = resp.json()
-    except ValueError:
+        body: dict[str, Any] = json_object(resp)
+    except Unreadable as exc:
+        if code < 300:
+            # A proxy's page, a truncated answer: the refresh may or may not have rotated.
+            raise X3Unavailable(f"token endpoint answered HTTP {status_text(code)} with "
+                                f"{exc.shown}, not a token") from None
         body = {}
-    if not isinstance(body, dict):
-        body = {}
-    if resp.status_code >= 500 or resp.status_code == 429:
-        raise X3Unavailable(f"token endpoint unavailable (HTTP {resp.status_code})",
+    if code >= 500 or code == 429:
+        raise X3Unavailable(f"token endpoint unavailable (HTTP {status_text(code)})",
                             retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
-    error = str(body.get("error") or "")
-    if resp.status_code in (400, 401) and error == "invalid_grant":
+    error = body.get("error") if isinstance(body.get("error"), str) else ""
+    if code in (400, 401) and error == "invalid_grant":
         raise _Refused
-    if resp.status_code >= 300 or not isinstance(body.get("access_token"), str):
+    access = body.get("access_token")
+    if code >= 300 or not isinstance(access, str) or not access:
         # Wrong client id/secret or a malformed answer: a person must fix the connection.
-        detail = error or f"HTTP {resp.status_code}"
+        # The OAuth error code only: the endpoint's free text may echo what it was sent.
+        detail = (error if re.fullmatch(r"[a-z_]{1,40}", error) else "") or \
+            f"HTTP {status_text(code)}"
         raise X3AuthError(f"token endpoint refused the client ({detail}): check the client id "
                           "and secret of the x3 connection")
-    for name in ("access_token", "refresh_token"):
-        if isinstance(body.get(name), str):
-            register_secret(body[name])
+    register_secret(access)
+    refresh = body.get("refresh_token")
+    if refresh is not None and (not isinstance(refresh, str) or not refresh):
+        raise X3AuthError("token endpoint answered a refresh token that is not a string: "
+                          "check the token URL of the x3 connection")
+    register_secret(refresh)
+    try:
+        expires_in = float(body.get("expires_in") or 300)
+    except (TypeError, ValueError):
+        expires_in = 300.0
+    # A lifetime out of reason (negative, NaN, centuries) is read as the contract's 5 minutes.
+    body["expires_in"] = expires_in if 0 < expires_in <= 86400 * 31 else 300.0
     return body
 
 

@@ -1,36 +1,141 @@
-"""HTTP plumbing both X3 transports share: one session, timeouts, retries, the call cap.
+"""HTTP plumbing both X3 transports (and the token endpoints) share: one session, timeouts,
+retries, the call cap, and bounds on what a server may send back.
 
 Reads are repeated on connection errors, timeouts and transient answers, with exponential backoff
 and jitter, or after the Retry-After X3 asked for. A create is sent once: if it may have reached
 X3 and no answer came, the outcome is unknown and only a lookup can tell (X3OutcomeUnknown).
+
+Every call (a read with its retries, or a create) has an overall deadline and a byte cap. The
+timeouts requests offers are per socket read, so a server that drips a byte a second (headers or
+body) never trips them: a watchdog thread shuts the socket down when the deadline passes,
+whatever phase the exchange is in. Bodies are streamed and dropped once past the cap. Redirects
+are never followed: X3 and its token endpoint answer where they are configured, or not at all.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import random
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
 from pipeline.x3 import attempts
-from pipeline.x3.errors import X3OutcomeUnknown, X3Unavailable
+from pipeline.x3.errors import X3ConfigError, X3OutcomeUnknown, X3ProtocolError, X3Unavailable
 from pipeline.x3.limits import Limiter, NoLimit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+DEFAULT_DEADLINE = 120.0  # seconds for one call, retries included
+DEFAULT_MAX_RESPONSE_MB = 10.0
+CHUNK = 64 * 1024
+GATEWAY_GAVE_UP = (502, 504)  # to a create: an unknown outcome, not a refusal to do it
+# What an answer callback may raise on a body of the wrong shape: turned into a typed error.
+SHAPE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError)
+
+
+# -- what a status and a body are, said without quoting them ------------------------------------
+def status_text(code: int) -> str:
+    """`401 Unauthorized`: the standard phrase, never the server's (it can hold anything)."""
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
+def origin(url: str | None) -> str:
+    """scheme://host[:port] of a URL a server handed us, without user, path or query."""
+    try:
+        parts = urlsplit(url or "")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "an unreadable URL"
+    if not host or not parts.scheme:
+        return "a relative URL" if url else "nowhere"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port else "")
+
+
+def plain_url(url: str, what: str = "the X3 URL") -> str:
+    """The URL, refused if it holds a user name or password: a URL is stored in the clear,
+    shown by `connection show`, logged; credentials belong in the connection's secret."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        raise X3ConfigError(f"{what} cannot be read as a URL") from None
+    if "@" in netloc:
+        shown = origin(url).replace("://", "://***@", 1)
+        raise X3ConfigError(f"{what} must not hold a user name or password ({shown}): give "
+                            "them as the connection's user and secret instead")
+    return url
+
+
+class Unreadable(ValueError):
+    """A body that is not the JSON object the contract promises; `shown` says what it is."""
+
+    def __init__(self, shown: str) -> None:
+        super().__init__(shown)
+        self.shown = shown
+
+
+def parse_json(content: bytes) -> Any:
+    """The JSON value of a body, or Unreadable naming what it is instead."""
+    text = content.strip()
+    if not text:
+        raise Unreadable("an empty body")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise Unreadable("JSON nested too deeply") from None
+    except ValueError:
+        if text[:1] == b"<":
+            raise Unreadable("an HTML page") from None
+        raise Unreadable("a body that is not JSON") from None
+
+
+def json_kind(value: Any) -> str:
+    if value is None:
+        return "JSON null"
+    kinds = ((bool, "a JSON boolean"), (dict, "a JSON object"), (list, "a JSON list"),
+             (str, "a JSON string"), (int | float, "a JSON number"))
+    return next(name for cls, name in kinds if isinstance(value, cls))
+
+
+def json_object(resp: requests.Response) -> dict[str, Any]:
+    """The body as a JSON object, or Unreadable."""
+    value = parse_json(resp.content)
+    if not isinstance(value, dict):
+        raise Unreadable(json_kind(value))
+    return value
+
+
+def json_or_none(resp: requests.Response) -> Any:
+    """The body's JSON value, or None when it has none (error bodies: anything goes)."""
+    try:
+        return parse_json(resp.content)
+    except Unreadable:
+        return None
+
 
 def created_key(record: dict[str, Any], field: str, what: str) -> str:
     """The key X3 gave a created record; without one the outcome is unknown, not "None"."""
     key = record.get(field) or record.get("$key")
-    if not key:
+    if not isinstance(key, str | int) or isinstance(key, bool) or not str(key).strip():
         raise X3OutcomeUnknown(f"{what} answered without {field}: the record may exist")
     return str(key)
 
@@ -47,17 +152,19 @@ class RetryPolicy:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    """Retry-After as seconds: either delta-seconds or an HTTP date (anything else: None)."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -76,20 +183,117 @@ def backoff_delay(attempt: int, retry_after: float | None, policy: RetryPolicy) 
 
 def never_connected(exc: requests.RequestException) -> bool:
     """True when the request cannot have reached the server (nothing was sent)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return True  # no connection, or a TLS handshake refused before any request
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, NewConnectionError)
 
 
+def _unknown(reason: str, *, advice: bool = True) -> X3OutcomeUnknown:
+    return X3OutcomeUnknown(reason + (": the record may exist" if advice else ""), reason)
+
+
+# -- the deadline watchdog -----------------------------------------------------------------------
+class Overrun(Exception):
+    """The answer took longer than the deadline or grew past the cap; `sent` when the request
+    may have reached the server."""
+
+    def __init__(self, kind: str, sent: bool = True) -> None:
+        super().__init__(kind)
+        self.kind, self.sent = kind, sent
+
+
+_watched = threading.local()
+
+
+class _Watchdog:
+    """Shuts down the sockets of one HTTP exchange when its deadline passes. The connections
+    are those the pool hands out while it is armed (in this thread), reused ones included."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._done = threading.Event()
+        self._conns: list[Any] = []
+        self.fired = False
+
+    def __enter__(self) -> _Watchdog:
+        _watched.current = self
+        threading.Thread(target=self._watch, name="x3-deadline", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        _watched.current = None
+
+    def attach(self, conn: Any) -> None:
+        self._conns.append(conn)
+
+    def _watch(self) -> None:
+        if self._done.wait(self._seconds):
+            return
+        self.fired = True
+        # Again until the exchange gives up: a connection still connecting has no socket yet.
+        while not self._done.is_set():
+            for conn in list(self._conns):
+                sock = getattr(conn, "sock", None)
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            self._done.wait(0.05)
+
+
+def _watch_conn(conn: Any) -> Any:
+    watchdog = getattr(_watched, "current", None)
+    if watchdog is not None:
+        watchdog.attach(conn)
+    return conn
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _watch_conn(super()._get_conn(timeout))
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _watch_conn(super()._get_conn(timeout))
+
+
+_WATCHED = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if hasattr(manager, "pool_classes_by_scheme"):
+            manager.pool_classes_by_scheme = _WATCHED
+        return manager
+
+
+# -- the transport ------------------------------------------------------------------------------
 class Transport:
-    """One requests.Session per client; every HTTP attempt holds one slot of the call cap."""
+    """One requests.Session per client; every HTTP attempt holds one slot of the call cap.
+
+    `deadline`: seconds one call may take in all (a read with its retries, a create), whatever
+    the server does; `max_response_mb`: the largest answer read."""
 
     def __init__(self, *, timeout: float = 30.0, connect_timeout: float = 5.0,
                  verify: bool | str = True, limiter: Limiter | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, deadline: float | None = None,
+                 max_response_mb: float = DEFAULT_MAX_RESPONSE_MB) -> None:
         self.timeout = (connect_timeout, timeout)
+        self.deadline = deadline or DEFAULT_DEADLINE
+        self.max_response_mb = max_response_mb
+        self.max_bytes = int(max_response_mb * 1024 * 1024)
         self.session = requests.Session()
+        for prefix in ("https://", "http://"):
+            self.session.mount(prefix, _WatchedAdapter())
         self.session.verify = verify
         self.session.headers.update({"Accept": "application/json"})
         self.limiter = limiter or NoLimit()
@@ -101,17 +305,25 @@ class Transport:
     def read(self, method: str, url: str, answer: Callable[[requests.Response], T],
              **kwargs: Any) -> T:
         """A call safe to repeat: retried on transient failures, then X3Unavailable."""
+        until = time.monotonic() + self.deadline
         attempt, waited = 1, 0.0
         while True:
             try:
-                return answer(self._send(method, url, **kwargs))
+                resp = self._send(method, url, until=until, **kwargs)
             except requests.RequestException as exc:
                 error = X3Unavailable(f"X3 unreachable: {type(exc).__name__}")
-            except X3Unavailable as exc:
-                error = exc
+            except Overrun as exc:
+                # Not tried again here: the deadline is spent, or the next answer is as large.
+                raise self._overrun(exc) from None
+            else:
+                try:
+                    return self._answer_read(resp, answer)
+                except X3Unavailable as exc:
+                    error = exc
             delay = backoff_delay(attempt, error.retry_after, self.retry)
             if (attempt >= self.retry.attempts or delay is None
-                    or waited + delay > self.retry.max_total_wait):
+                    or waited + delay > self.retry.max_total_wait
+                    or time.monotonic() + delay >= until):
                 raise error
             log.info("X3 read failed (%s), try %d in %.2f s", error, attempt + 1, delay)
             time.sleep(delay)
@@ -120,51 +332,146 @@ class Transport:
     def write(self, method: str, url: str, answer: Callable[[requests.Response], T],
               what: str, **kwargs: Any) -> T:
         """A create: never re-sent once it may have reached X3."""
+        until = time.monotonic() + self.deadline
         attempt = 1
-        # requests would follow a 301/302 on a POST as a GET: an "answer" with nothing created.
-        kwargs.setdefault("allow_redirects", False)
         while True:
             try:
-                resp = self._send(method, url, write=True, **kwargs)
+                resp = self._send(method, url, until=until, write=True, **kwargs)
                 break
+            except Overrun as exc:
+                if not exc.sent:
+                    raise self._overrun(exc) from None
+                if exc.kind == "deadline":
+                    raise _unknown(f"{what} sent, no complete answer within the deadline"
+                                   f" ({self.deadline:g} s)") from None
+                raise _unknown(f"{what} sent, answer larger than {self.max_response_mb:g} MB"
+                               ) from None
             except requests.RequestException as exc:
                 if not never_connected(exc):
                     if isinstance(exc, requests.Timeout):
-                        raise X3OutcomeUnknown(
-                            f"{what} sent, no answer within the timeout") from None
-                    raise X3OutcomeUnknown(
-                        f"{what} sent, connection lost before the answer") from None
+                        raise _unknown(f"{what} sent, no answer within the timeout",
+                                       advice=False) from None
+                    raise _unknown(f"{what} sent, connection lost before the answer",
+                                   advice=False) from None
                 # Nothing left this host: trying again cannot create anything twice.
                 delay = backoff_delay(attempt, None, self.retry)
-                if attempt >= self.retry.attempts or delay is None:
+                if (attempt >= self.retry.attempts or delay is None
+                        or time.monotonic() + delay >= until):
                     raise X3Unavailable(f"X3 unreachable: {type(exc).__name__}") from None
                 time.sleep(delay)
                 attempt += 1
-        if resp.status_code in (502, 504):
-            # A gateway gave up on X3, which may still be working on the create.
-            raise X3OutcomeUnknown(f"{what} sent, a gateway answered HTTP {resp.status_code}:"
-                                   " the record may exist")
-        if 300 <= resp.status_code < 400:
-            raise X3OutcomeUnknown(f"{what} answered with a redirect (HTTP {resp.status_code}"
-                                   f" to {resp.headers.get('Location', '?')}): check the X3 URL")
+        code = resp.status_code
+        if 300 <= code < 400:
+            # requests would follow a 301/302 on a POST as a GET: an "answer" with nothing
+            # created; and the request may have been acted on before the redirect.
+            raise X3OutcomeUnknown(f"{what} answered with a redirect (HTTP {status_text(code)}"
+                                   f" to {origin(resp.headers.get('Location'))}): check the X3 "
+                                   "URL; the record may exist")
+        if code in GATEWAY_GAVE_UP:
+            # A proxy or load balancer in front of X3 gave up waiting, not X3: the create may
+            # have been received and done all the same.
+            raise _unknown(f"{what} answered HTTP {status_text(code)} (a gateway in front of X3"
+                           " gave up)")
         try:
             return answer(resp)
-        except (ValueError, KeyError, TypeError) as exc:
+        except Unreadable as exc:
             # A success whose body we cannot read: the record may exist. Look it up, never
             # assume either way.
-            raise X3OutcomeUnknown(f"{what} answered HTTP {resp.status_code} with a body that"
-                                   f" cannot be read ({type(exc).__name__})") from None
+            raise _unknown(f"{what} answered HTTP {status_text(code)} with {exc.shown}, not a "
+                           "JSON object") from None
+        except SHAPE_ERRORS as exc:
+            raise _unknown(f"{what} answered HTTP {status_text(code)} with a body that cannot "
+                           f"be read ({type(exc).__name__})") from None
 
-    def _send(self, method: str, url: str, *, write: bool = False,
+    def _answer_read(self, resp: requests.Response,
+                     answer: Callable[[requests.Response], T]) -> T:
+        code = resp.status_code
+        if 300 <= code < 400:
+            raise X3ProtocolError(f"X3 answered a redirect (HTTP {status_text(code)} to "
+                                  f"{origin(resp.headers.get('Location'))}): not followed, "
+                                  "check the X3 URL")
+        try:
+            return answer(resp)
+        except Unreadable as exc:
+            # A proxy's maintenance page, a truncated answer: may well pass.
+            raise X3Unavailable(f"X3 answered HTTP {status_text(code)} with {exc.shown}, not "
+                                "a JSON object") from None
+        except SHAPE_ERRORS as exc:
+            raise X3ProtocolError(f"X3 answered HTTP {status_text(code)} with a body that "
+                                  f"cannot be read ({type(exc).__name__})") from None
+
+    def _overrun(self, exc: Overrun) -> X3Unavailable:
+        if exc.kind == "deadline":
+            return X3Unavailable(f"X3 did not answer within the deadline ({self.deadline:g} s)")
+        return X3Unavailable(f"X3 answer larger than {self.max_response_mb:g} MB: not read")
+
+    def _send(self, method: str, url: str, *, until: float, write: bool = False,
               **kwargs: Any) -> requests.Response:
+        """One HTTP try, noted in the attempt records of the invoice or vendor at work."""
+        attempt = attempts.Try(method)
+        try:
+            resp = self._exchange(method, url, until=until, **kwargs)
+        except Overrun as exc:
+            attempt.done("unknown" if write and exc.sent else "error", error=f"over {exc.kind}")
+            raise
+        except requests.RequestException as exc:
+            sent = write and not never_connected(exc)
+            attempt.done("unknown" if sent else "error", error=type(exc).__name__)
+            raise
+        code = resp.status_code
+        if code < 300:
+            attempt.done("ok", code)
+        else:
+            gave_up = write and code in GATEWAY_GAVE_UP
+            attempt.done("unknown" if gave_up else "error", code, f"HTTP {code}")
+        return resp
+
+    def _exchange(self, method: str, url: str, *, until: float,
+                  **kwargs: Any) -> requests.Response:
+        """One HTTP exchange, its body read whole (bounded by `until` and the byte cap)."""
+        kwargs.setdefault("allow_redirects", False)
+        # Per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's
+        # verify (psf/requests#3829), which would drop the connection's CA bundle.
+        kwargs.setdefault("verify", self.session.verify)
         with self.limiter.slot():
-            attempt = attempts.Try(method)
-            try:
-                resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
-            except requests.RequestException as exc:
-                sent = write and not never_connected(exc)
-                attempt.done("unknown" if sent else "error", error=type(exc).__name__)
-                raise
-            attempt.done("ok" if resp.status_code < 300 else "error", resp.status_code,
-                         None if resp.status_code < 300 else f"HTTP {resp.status_code}")
-            return resp
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                raise Overrun("deadline", sent=False)
+            timeout = (min(self.timeout[0], remaining), min(self.timeout[1], remaining))
+            with _Watchdog(remaining) as watchdog:
+                try:
+                    resp = self.session.request(method, url, timeout=timeout, stream=True,
+                                                **kwargs)
+                except requests.RequestException:
+                    if watchdog.fired:
+                        raise Overrun("deadline") from None
+                    raise
+                try:
+                    self._load(resp, until)
+                except requests.RequestException:
+                    resp.close()
+                    if watchdog.fired:
+                        raise Overrun("deadline") from None
+                    raise
+                except Overrun:
+                    resp.close()
+                    raise
+                if watchdog.fired:
+                    resp.close()
+                    raise Overrun("deadline")
+        return resp
+
+    def _load(self, resp: requests.Response, until: float) -> None:
+        declared = (resp.headers.get("Content-Length") or "").strip()
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise Overrun("size")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_content(CHUNK):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise Overrun("size")
+            chunks.append(chunk)
+            if time.monotonic() > until:
+                raise Overrun("deadline")
+        resp._content = b"".join(chunks)

@@ -46,5 +46,12 @@ def test_slow_commits_are_adopted_never_doubled(slow_env, stack, transport):
         cur.execute("SELECT count(*) AS n FROM x3_attempts WHERE call = 'create_invoice'"
                     " AND outcome = 'unknown'")
         unknown = cur.fetchone()["n"]
+        cur.execute("SELECT count(*) AS n FROM audit_events WHERE stage = 'vendor_create'"
+                    " AND outcome = 'ok' AND (detail->>'adopted')::boolean")
+        adopted_suppliers = cur.fetchone()["n"]
+        cur.execute("SELECT count(*) AS n FROM x3_attempts WHERE call = 'create_supplier'"
+                    " AND outcome = 'unknown'")
+        unknown_suppliers = cur.fetchone()["n"]
     # Every create that timed out was settled by a look-up, never by a second create.
     assert adopted == unknown > 0
+    assert adopted_suppliers == unknown_suppliers

@@ -18,9 +18,10 @@ CTX = TaskContext(task_id="test", attempt=1)
 
 @pytest.fixture
 def slow_x3(monkeypatch, connected):
-    """X3 timeout 1 s, in-flight window 3 s; the simulator's next create commits after 2 s."""
+    """X3 timeout 1 s (deadline 2 s), in-flight window 3 s; the next create commits after 2 s."""
     monkeypatch.setenv("MLC_X3_TIMEOUT", "1")
     monkeypatch.setenv("MLC_X3_INFLIGHT_WINDOW", "3")
+    monkeypatch.setenv("MLC_X3_DEADLINE", "2")
     settings.cache_clear()
     yield connected["x3"]
     settings.cache_clear()
@@ -186,3 +187,59 @@ def test_every_x3_call_for_an_invoice_leaves_an_attempt_record(parsed, connected
                          env=os.environ.copy(), check=True).stdout
     shown = json.loads(out)["x3_calls"]
     assert [c["call"] for c in shown] == names
+
+
+def test_run_once_reports_an_unknown_outcome_and_goes_on(parsed, slow_x3):
+    """Without Celery there is no retry: the invoice stays outcome_unknown (never failed),
+    the next invoices of the run are still posted."""
+    from pipeline.run_once import process_invoice
+
+    url, c = slow_x3, client()
+    first, second = parsed["BO-7731"], parsed["INV-88121"]
+    vendors.resolve(CTX, first, c)
+    _slow_next(url)
+    assert process_invoice(first, c, CTX) == "outcome_unknown"
+    assert process_invoice(first, c, CTX) == "outcome_unknown"  # inside the window
+    assert process_invoice(second, c, CTX) == "posted"
+    assert _row(first)["status"] == "outcome_unknown"
+
+
+def test_reexport_while_unknown_goes_to_review_once_settled(parsed, slow_x3):
+    """A changed re-export lands while the outcome is unknown: the row keeps being settled by
+    look-ups (never created again with the old content), then a person decides."""
+    url = slow_x3
+    c = _LosesFirstCreate(client())
+    invoice_id = parsed["BO-7731"]
+    vendors.resolve(CTX, invoice_id, c)
+    with pytest.raises(X3OutcomeUnknown):
+        posting.post(CTX, invoice_id, c)
+    with db.transaction() as cur:
+        cur.execute("UPDATE invoices SET review_reason = 'changed re-export',"
+                    " attempt_started_at = now() - interval '4 seconds' WHERE id = %s",
+                    (invoice_id,))
+    outcome = posting.post(CTX, invoice_id, c)
+    assert outcome.status == "skipped"
+    assert _row(invoice_id)["status"] == "needs_review"
+    assert _invoices(url, "BO-7731") == []
+
+
+def test_text_cut_to_fit_x3_is_named_in_the_audit_trail(parsed, connected):
+    from pipeline.run_once import process_invoice
+
+    invoice_id = parsed["BO-7731"]
+    long = "Quarterly maintenance of the packaging line 4"
+    with db.transaction() as cur:
+        cur.execute("UPDATE invoices SET payload = jsonb_set(payload, '{lines,0,description}',"
+                    " to_jsonb(%s::text)) WHERE id = %s", (long, invoice_id))
+        cur.execute("UPDATE stampli_vendors SET payload = jsonb_set(payload, '{vendor_name}',"
+                    " to_jsonb(%s::text)) WHERE vendor_id = 'v-1003'",
+                    ("Brightline Office Supplies and Services Incorporated",))
+    assert process_invoice(invoice_id, client(), CTX) == "posted"
+    posted = _invoices(connected["x3"], "BO-7731")[0]
+    assert posted["BPSINVLIG"][0]["DES"] == long[:30]
+    notes = {a["stage"]: a["detail"].get("shortened") for a in _audit(invoice_id)
+             if a["detail"].get("shortened")}
+    assert notes["gl_validate"] == [
+        f"line 1 description cut to 30 characters (X3 DES limit; it had {len(long)})"]
+    assert notes["vendor_create"] == [
+        "name cut to 35 characters (X3 BPSNAM limit; it had 52)"]

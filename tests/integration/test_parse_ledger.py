@@ -119,3 +119,81 @@ def test_vendor_xml_is_upserted(db_env):
     outcome = ledger.parse_file(CTX, file_id)
     assert (outcome.status, outcome.accepted, outcome.rejected) == ("partially_parsed", 1, 1)
     assert [r["name"] for r in all_rows("SELECT name FROM stampli_vendors")] == ["Acme & Sons"]
+
+
+HOSTILE_HEADER = ("invoice_number,vendor_id,vendor_name,invoice_date,currency,invoice_total,"
+                  "line_number,line_amount,gl_account,approval_status\n")
+
+
+def _row(number: str, total: str = "100.00", *, vendor: str = "V-1", date: str = "2026-11-01",
+         line: str = "1", amount: str | None = None, name: str = "Acme") -> str:
+    return (f"{number},{vendor},{name},{date},USD,{total},{line},{amount or total},6100,"
+            "Approved\n")
+
+
+def test_a_hostile_export_stores_its_good_invoices_and_names_every_refusal(db_env, monkeypatch):
+    from pipeline.config import settings
+
+    monkeypatch.setenv("MLC_MAX_LINE_KB", "1")
+    settings.cache_clear()
+    ledger.layout.cache_clear()
+    content = (HOSTILE_HEADER
+               + _row("OK-1")                                   # line 2
+               + _row("H-DATE", date="9999-12-31")               # 3
+               + _row("H-\u200b1")                               # 4: zero-width space
+               + _row("H-DIGIT", line="\u0661")                  # 5: arabic-indic one
+               + _row("H-LONG", name="x" * 3000)                 # 6: row over 1 KB
+               + "," * 5000 + "\n"                               # 7: 50 MB of commas, small
+               + _row("H-ZERO", total="-0.00")                   # 8
+               + _row("H-NUMBER-" + "9" * 30)                    # 9: over X3's 30
+               + _row("OK-\uff12", total="50.00", vendor="V-2")  # 10: OK-2 in full width
+               ).encode()
+    file_id = add_file("/export/invoices_hostile.csv", "invoices", content)
+    outcome = ledger.parse_file(CTX, file_id)
+    assert (outcome.status, outcome.accepted, outcome.rejected) == ("partially_parsed", 2, 7)
+    stored = all_rows("SELECT stampli_vendor_id, invoice_number, payload FROM invoices"
+                      " ORDER BY id")
+    assert [(r["stampli_vendor_id"], r["invoice_number"]) for r in stored] == [
+        ("v-1", "ok-1"), ("v-2", "ok-2")]
+    assert stored[1]["payload"]["invoice_number"] == "OK-2"  # NFKC: what X3 will receive
+    rejected = [(r["line_numbers"], r["field"], r["reason"]) for r in all_rows(
+        "SELECT * FROM parse_rejections WHERE source_file_id = %s ORDER BY id", file_id)]
+    window = settings().date_years_back
+    assert [(lines, field) for lines, field, _ in rejected] == [
+        ([3], "invoice_date"), ([4], "invoice_number"), ([5], "line_number"), ([6], None),
+        ([7], None), ([8], "invoice_total"), ([9], "invoice_number")]
+    reasons = [reason for _, _, reason in rejected]
+    assert "9999-12-31 is outside the accepted window" in reasons[0] and window == 10
+    assert "U+200B ZERO WIDTH SPACE" in reasons[1]
+    assert "not a whole number in ASCII digits only" in reasons[2]
+    assert "(line 6): row longer than 1 KB (MLC_MAX_LINE_KB)" in reasons[3]
+    assert reasons[4] == "line 7: row longer than 1 KB (MLC_MAX_LINE_KB)"
+    assert "a zero total is refused as a zero invoice" in reasons[5]
+    assert "longer than 30 characters, the X3 limit" in reasons[6]
+    f = one("SELECT * FROM source_files WHERE id = %s", file_id)
+    assert (f["rows_total"], f["invoices_accepted"], f["invoices_rejected"]) == (9, 2, 7)
+
+
+def test_an_xml_export_with_a_huge_attribute_is_refused_quickly_with_its_line(db_env):
+    content = (b'<?xml version="1.0"?>\n<StampliExport type="invoices">\n<Note a="'
+               + b"a" * (5 << 20) + b'"/>\n</StampliExport>\n')
+    file_id = add_file("/export/invoices_attr.xml", "invoices", content)
+    outcome = ledger.parse_file(CTX, file_id)
+    assert outcome.status == "rejected"
+    f = one("SELECT status, error FROM source_files WHERE id = %s", file_id)
+    assert f["error"] == ("an XML tag, attribute, comment or processing instruction longer than"
+                          " 16 KB (MLC_MAX_FIELD_KB) at line 3")
+    assert one("SELECT count(*) AS n FROM invoices")["n"] == 0
+
+
+def test_a_file_the_parser_trips_on_is_rejected_not_left_for_every_poll(db_env, monkeypatch):
+    from pipeline.stampli import parse
+
+    def broken(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(parse, "parse_invoices", broken)
+    file_id = add_file("/export/invoices_trip.csv", "invoices", b"invoice_number\n1\n")
+    assert ledger.parse_file(CTX, file_id).status == "rejected"
+    f = one("SELECT status, error FROM source_files WHERE id = %s", file_id)
+    assert f["error"] == "the parser failed: RecursionError: maximum recursion depth exceeded"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline import connections, db
+from pipeline import connections, db, locks
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.stampli import poll
@@ -53,15 +53,8 @@ def test_changed_host_key_is_refused_and_audited(connected):
 
 
 def test_a_second_poll_is_locked_out_while_one_runs(connected):
-    with db.connection() as holder:
-        holder.autocommit = True
-        with holder.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", (poll.POLL_LOCK,))
-            try:
-                assert poll.poll(CTX).locked_out
-            finally:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (poll.POLL_LOCK,))
-        holder.autocommit = False
+    with locks.held(locks.poll()):
+        assert poll.poll(CTX).locked_out
 
 
 def _statuses():
@@ -210,3 +203,42 @@ def test_a_large_export_is_fetched_and_parsed_in_flat_memory(connected):
     growth = big_peak - small_peak
     assert growth < size, (f"peak RSS grew {growth / 2**20:.0f} MB for a"
                            f" {size / 2**20:.0f} MB export")
+
+
+def test_hostile_remote_names_are_refused_audited_never_taken_or_moved(connected, monkeypatch):
+    monkeypatch.setenv("MLC_AFTER_DOWNLOAD", "move")
+    monkeypatch.setenv("MLC_STABILITY", "done_marker")
+    settings.cache_clear()
+    export = connected["sftp"].export_dir
+    good = (SAMPLES / "invoices_20261103101500.csv").read_bytes()
+    hostile = [b"invoices_a\nb.csv", b"invoices_\x1b[2J.csv", b"invoices_..csv",
+               b"invoices_a\\b.csv", b"invoices_\xff.csv"]
+    for name in [*hostile, b"invoices_ok.csv"]:
+        path = os.path.join(os.fsencode(export), name)
+        with open(path, "wb") as fh:
+            fh.write(good if name.endswith(b"ok.csv") else good.replace(b"INV", b"HOST"))
+        open(path + b".done", "wb").close()
+    result = poll.poll(CTX)
+    assert result.error is None and len(result.new_file_ids) == 1
+    with db.transaction() as cur:
+        cur.execute("SELECT path FROM source_files")
+        assert [r["path"] for r in cur.fetchall()] == [f"{export}/invoices_ok.csv"]
+        cur.execute("SELECT detail FROM audit_events WHERE stage = 'file_fetch'"
+                    " AND outcome = 'error' ORDER BY id")
+        refused = [r["detail"] for r in cur.fetchall()]
+    assert sorted(d["name"] for d in refused) == sorted(
+        ["invoices_a\\nb.csv", "invoices_\\x1b[2J.csv", "invoices_..csv", "invoices_a\\\\b.csv",
+         "invoices_\\udcff.csv"])
+    reasons = {d["name"]: d["reason"] for d in refused}
+    assert "control" in reasons["invoices_a\\nb.csv"]
+    assert "'..'" in reasons["invoices_..csv"]
+    assert "separator" in reasons["invoices_a\\\\b.csv"]
+    assert "UTF-8" in reasons["invoices_\\udcff.csv"]
+    for name in hostile:  # left where they were: never downloaded, never moved
+        assert os.path.exists(os.path.join(os.fsencode(export), name))
+    again = poll.poll(CTX)  # audited once, not every poll
+    assert again.error is None
+    with db.transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM audit_events WHERE stage = 'file_fetch'"
+                    " AND outcome = 'error'")
+        assert cur.fetchone()["n"] == len(hostile)

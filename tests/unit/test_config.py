@@ -60,3 +60,18 @@ def test_cli_reports_config_error(capsys, monkeypatch):
         settings.cache_clear()
     err = capsys.readouterr().err
     assert "invalid configuration" in err and "DATABASE_URL" in err and "MLC_SECRET_KEYS" in err
+
+
+def test_export_parsing_bounds_default_and_the_deadline_stays_below_the_task_limit():
+    base = {"DATABASE_URL": "postgresql://h/db", "MLC_SECRET_KEYS": KEY}
+    s = load_settings(base)
+    assert (s.max_line_kb, s.max_field_kb, s.max_columns) == (64, 16, 256)
+    assert (s.date_years_back, s.date_years_ahead, s.allow_zero_invoices) == (10, 1, False)
+    assert s.parse_deadline == 480.0  # 80% of MLC_TASK_TIME_LIMIT
+    assert load_settings({**base, "MLC_TASK_TIME_LIMIT": "100"}).parse_deadline == 80.0
+    with pytest.raises(ConfigError) as err:
+        load_settings({**base, "MLC_PARSE_DEADLINE": "600"})
+    assert "MLC_PARSE_DEADLINE: must be lower than MLC_TASK_TIME_LIMIT" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_settings({**base, "MLC_MAX_LINE_KB": "0", "MLC_ALLOW_ZERO_INVOICES": "maybe"})
+    assert "MLC_MAX_LINE_KB" in str(err.value) and "MLC_ALLOW_ZERO_INVOICES" in str(err.value)

@@ -36,3 +36,11 @@ def test_text_lines_for_terminals():
     with logs.bind(file_id=3):
         logger.info("parsed")
     assert stream.getvalue().strip() == "parsed [file_id=3]"
+
+
+def test_json_lines_stay_json_when_a_masked_value_holds_quotes_and_backslashes():
+    logger, stream = capture("json")
+    logger.warning('proxy said Authorization: abc"def\\ and ?token=x"y\\')
+    line = json.loads(stream.getvalue())
+    assert "abc" not in line["message"] and "x\"y" not in line["message"]
+    assert line["message"].startswith("proxy said Authorization: ***")

@@ -9,7 +9,7 @@
 
 import io
 import random
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +37,8 @@ def cents(lo: int, hi: int) -> st.SearchStrategy[Decimal]:
 
 
 optional = st.none().__or__
-dates = st.dates(date(1990, 1, 1), date(2100, 12, 31))
+# Inside the default plausible window (10 years back, 1 year ahead of today).
+dates = st.dates(date.today() - timedelta(days=9 * 365), date.today() + timedelta(days=300))
 
 
 @st.composite
@@ -45,27 +46,30 @@ def invoices(draw: Any, number: int) -> dict[str, Any]:
     n = draw(st.integers(1, 4))
     amounts = draw(st.lists(cents(-10**9, 10**9), min_size=n, max_size=n))
     tax = draw(cents(-10**6, 10**6))
+    if not sum(amounts, tax):  # a zero invoice is refused (MLC_ALLOW_ZERO_INVOICES)
+        tax += Decimal("0.01")
     line_numbers = draw(st.permutations(range(1, n + 1)))  # any order: parse sorts them
     return {
         "stampli_invoice_id": draw(optional(text(10, newlines=False))),
         "invoice_number": f"{draw(text(10, newlines=False))}#{number}"[:30],
         "vendor_id": draw(text(8, newlines=False)),
-        "vendor_name": draw(text(30)),
+        "vendor_name": draw(text(30, newlines=False)),  # names: no control characters
         "vendor_tax_id": draw(optional(text(12, newlines=False))),
         "invoice_date": draw(dates), "due_date": draw(optional(dates)),
         "posting_date": draw(optional(dates)),
         "currency": draw(st.sampled_from(["USD", "EUR", "GBP", "JPY"])),
         "invoice_total": sum(amounts, tax), "tax_amount": tax,
-        "po_number": draw(optional(text(10))),
+        "po_number": draw(optional(text(10, newlines=False))),
         "approval_status": draw(st.sampled_from(["Approved", "approved", "Cancelled"])),
         "approved_date": draw(optional(dates)), "approver": draw(optional(text(10))),
         "lines": [{"line_number": ln, "description": draw(optional(text(40))),
                    "quantity": draw(optional(st.integers(1, 10**8).map(
                        lambda q: Decimal(q).scaleb(-4)))),
                    "amount": amount, "gl_account": draw(text(8, newlines=False)),
-                   "cost_center": draw(optional(text(8))), "location": draw(optional(text(8))),
+                   "cost_center": draw(optional(text(8, newlines=False))),
+                   "location": draw(optional(text(8, newlines=False))),
                    "dimensions": draw(st.fixed_dictionaries({}, optional={
-                       "PRJ": text(30), "DEP": text(10, newlines=False)}))}
+                       "PRJ": text(30, newlines=False), "DEP": text(10, newlines=False)}))}
                   for ln, amount in zip(line_numbers, amounts, strict=True)],
     }
 

@@ -10,7 +10,13 @@ import responses
 import urllib3
 
 from pipeline.x3.client import NewInvoice, NewInvoiceLine, NewSupplier
-from pipeline.x3.errors import X3AuthError, X3OutcomeUnknown, X3Unavailable, X3ValidationError
+from pipeline.x3.errors import (
+    X3AuthError,
+    X3OutcomeUnknown,
+    X3ProtocolError,
+    X3Unavailable,
+    X3ValidationError,
+)
 from pipeline.x3.graphql import GraphQLClient, invoice_create
 from pipeline.x3.transport import RetryPolicy
 
@@ -184,7 +190,7 @@ def test_a_renewed_token_that_expired_during_long_retries_is_renewed_again(token
                                                                           monkeypatch):
     # Short-lived tokens: the renewed one outlived its 3 s while 503s were being retried.
     clock = iter([100.0, 105.0, 110.0])
-    monkeypatch.setattr("pipeline.x3.graphql.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("pipeline.x3.graphql._clock", lambda: next(clock))
     responses.post(URL, status=401, json={})
     responses.post(URL, status=401, json={})
     responses.post(URL, **ok({"x3FinanceData": {"account": {"query": {"edges": []}}}}))
@@ -223,7 +229,8 @@ def test_transient_graphql_errors_on_reads_are_retried_then_unavailable(tokens, 
 @responses.activate
 def test_transient_graphql_error_then_success(tokens):
     responses.post(URL, **error("SERVICE_UNAVAILABLE"))
-    responses.post(URL, **ok({"x3FinanceData": {"dimension": {"query": {"edges": [{}]}}}}))
+    responses.post(URL, **ok({"x3FinanceData": {"dimension": {"query": {"edges": [
+        {"node": {"dimensionType": "CCT", "dimension": "A", "isActive": True}}]}}}}))
     assert client(tokens).dimension_exists("CCT", "A") is True
 
 
@@ -314,9 +321,9 @@ def test_read_connection_errors_are_retried(tokens):
 
 
 @responses.activate
-def test_answer_without_data_is_refused(tokens):
+def test_answer_without_data_is_a_broken_contract(tokens):
     responses.post(URL, json={"data": None})
-    with pytest.raises(X3ValidationError):
+    with pytest.raises(X3ProtocolError, match="without data"):
         client(tokens).account_exists("CONS", "1")
 
 

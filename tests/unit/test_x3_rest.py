@@ -184,7 +184,7 @@ def test_create_answered_without_a_number_is_outcome_unknown_not_none():
 @responses.activate
 def test_create_unreadable_success_body_is_outcome_unknown():
     responses.post(f"{ROOT}/BPSINVOICE", status=201, body="<html>ok</html>")
-    with pytest.raises(X3OutcomeUnknown, match="cannot be read"):
+    with pytest.raises(X3OutcomeUnknown, match="with an HTML page, not a JSON object: the record"):
         client().create_invoice(INVOICE)
 
 

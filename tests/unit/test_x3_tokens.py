@@ -218,7 +218,7 @@ def test_tokens_never_reach_logs_or_reprs(caplog):
 
 @responses.activate
 def test_dead_credentials_leave_the_log_mask_list_so_it_stays_short():
-    from pipeline import logs
+    from pipeline.secrets import registered
 
     clock = Clock()
     store = MemoryTokenStore("rt-0", clock=clock)
@@ -228,7 +228,7 @@ def test_dead_credentials_leave_the_log_mask_list_so_it_stays_short():
     for _ in range(5):
         source.token()
         clock.now += 11  # expired: the next call refreshes
-    masked = {s for s in logs._secrets if "-mask-" in s}
+    masked = {s for s in registered() if "-mask-" in s}
     assert "at-mask-5" in masked and "rt-mask-5" in masked  # live ones stay masked
     assert len([s for s in masked if s.startswith("at-")]) <= 2
     assert not any(s in masked for s in ("rt-mask-1", "rt-mask-2", "rt-mask-3"))

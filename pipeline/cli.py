@@ -754,7 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="vendor_cmd", required=True)
     vl = vp.add_parser("link", help="link a vendor to an X3 supplier by hand (e.g. after two"
                        " suppliers matched it) and re-queue its invoices held for review")
-    vl.add_argument("vendor_id")
+    vl.add_argument("vendor_id", help="the Stampli vendor id, as in the export")
     vl.add_argument("code", help="the X3 supplier code")
     vl.add_argument("--reason", help="why, for the audit trail")
     vl.set_defaults(func=cmd_vendor_link)

@@ -144,6 +144,9 @@ def describe(exc: BaseException) -> str | None:
 
 
 def say(message: str) -> None:
+    from pipeline.logs import mask  # what the workers' logs mask, masked here too
+
+    message = mask(message)
     print(f"mlc: {message}" if not message.startswith("mlc") else message, file=sys.stderr,
           flush=True)
 
@@ -168,7 +171,9 @@ def run(func: Callable[[], int]) -> int:
         say(f"unexpected error: {type(exc).__name__}: {_first_line(exc)} "
             "(MLC_DEBUG=1 shows the traceback)")
         if os.environ.get("MLC_DEBUG"):
-            traceback.print_exc()
+            from pipeline.logs import mask
+
+            print(mask(traceback.format_exc()), file=sys.stderr, end="", flush=True)
         return UNEXPECTED
 
 

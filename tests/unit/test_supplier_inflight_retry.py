@@ -21,7 +21,7 @@ class FakeTask:
     def out_of_retries(self) -> bool:
         return False
 
-    def retry_later(self, exc, retry_after=None):
+    def retry_later(self, exc, retry_after=None, **_):
         self.asked = (exc, retry_after)
         raise _Retry
 

@@ -553,7 +553,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 1
     if not args.dry_run and chosen:
         with Progress("replay: enqueued") as progress:
-            send_many("mlc.resolve_vendor", [[row["id"]] for row in chosen],
+            send_many("mlc.process_invoice", [[row["id"]] for row in chosen],
                       lambda done: progress.count(done, len(chosen), "invoices"))
     verb = "would replay" if args.dry_run else "replaying"
     print(safe(f"{verb} {len(chosen)} invoice(s): {sel.describe()}"))
@@ -575,7 +575,7 @@ def cmd_vendor_link(args: argparse.Namespace) -> int:
         from workers import app
 
         for invoice_id in released:
-            app.send_task("mlc.resolve_vendor", args=[invoice_id])
+            app.send_task("mlc.process_invoice", args=[invoice_id])
     print(f"vendor {args.vendor_id} linked to X3 supplier {args.code.strip().upper()};"
           f" {len(released)} invoice(s) held for review re-queued")
     return 0

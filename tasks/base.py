@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 from typing import Any
@@ -15,11 +16,7 @@ from pipeline.db import TRANSIENT_DB_ERRORS
 from pipeline.secrets import masked_exception
 
 log = logging.getLogger(__name__)
-_FIRST_ARG = {"mlc.parse_file": "file_id", "mlc.resolve_vendor": "invoice_id",
-              "mlc.post_invoice": "invoice_id"}
-_STAGE = {"mlc.fetch_exports": "poll", "mlc.parse_file": "file_parse",
-          "mlc.resolve_vendor": "vendor_lookup", "mlc.post_invoice": "invoice_post",
-          "mlc.replay": "replay"}
+IDS = ("file_id", "invoice_id")  # what tasks receive, named in every log line and audit row
 
 
 def _setting(name: str, default: int) -> int:
@@ -40,6 +37,10 @@ class MlcTask(Task):
     autoretry_for = TRANSIENT_DB_ERRORS
     retry_backoff = True
     retry_jitter = True
+    # Declared by each task (app.task(stage=...)): the audit stage its retries are recorded
+    # under, and its failure hook, `failed(task, exc, ids)`.
+    stage = "poll"
+    failed: Any = None
 
     @property
     def max_retries(self) -> int:  # type: ignore[override]
@@ -49,13 +50,23 @@ class MlcTask(Task):
     def retry_backoff_max(self) -> int:  # type: ignore[override]
         return _setting("retry_backoff_max", 1800)
 
+    def ids(self, args: Any, kwargs: Any) -> dict[str, Any]:
+        """The ids this call works on, however they were passed (positional or by name)."""
+        try:
+            bound = inspect.signature(self.run).bind_partial(*args, **kwargs).arguments
+        except TypeError:
+            bound = dict(kwargs)
+        return {k: bound.get(k) for k in IDS}
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Every log line of the task carries its id, name and the ids it works on.
-        ids = {k: kwargs.get(k) for k in ("file_id", "invoice_id")}
-        if args and self.name in _FIRST_ARG:
-            ids[_FIRST_ARG[self.name]] = args[0]
-        with logs.bind(task_id=self.request.id, task=self.name, **ids):
+        with logs.bind(task_id=self.request.id, task=self.name, **self.ids(args, kwargs)):
             return super().__call__(*args, **kwargs)
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any,
+                   einfo: Any) -> None:
+        if self.failed is not None:
+            type(self).failed(self, exc, self.ids(args, kwargs))
 
     @property
     def ctx(self) -> TaskContext:
@@ -93,15 +104,13 @@ class MlcTask(Task):
         if isinstance(exc, ledger.NotReady):
             return
         planned = getattr(self.request, "mlc_retry", None) or {}
-        ids = {k: kwargs.get(k) for k in ("file_id", "invoice_id")}
-        if args and self.name in _FIRST_ARG:
-            ids[_FIRST_ARG[self.name]] = args[0]
+        ids = self.ids(args, kwargs)
         countdown = planned.get("countdown")
         try:
             from pipeline import audit, db
 
             with db.transaction() as cur:
-                audit.record(cur, planned.get("stage") or _STAGE.get(self.name, "poll"),
+                audit.record(cur, planned.get("stage") or self.stage,
                              "error", ctx=self.ctx, source_file_id=ids.get("file_id"),
                              invoice_id=ids.get("invoice_id"), retry=True,
                              error=f"{type(exc).__name__}: {exc}", task=self.name,

@@ -11,13 +11,13 @@ from typing import Any
 
 from pipeline import replay as replay_mod
 from tasks.base import MlcTask
-from tasks.invoice import resolve_vendor
+from tasks.invoice import process_invoice
 from workers.app import app
 
 
 # A refusal fails the task (Flower shows FAILURE with the reason, not SUCCESS); `throws` makes
 # it an expected error: logged in one line, without a traceback.
-@app.task(bind=True, base=MlcTask, name="mlc.replay", trail=False,
+@app.task(bind=True, base=MlcTask, name="mlc.replay", trail=False, stage="replay",
           throws=(replay_mod.ReplayRefused,))
 def replay(self: MlcTask, invoice_id: int | None = None, vendor_id: str | None = None,
            invoice_number: str | None = None, failed: bool = False, since: str | None = None,
@@ -30,5 +30,5 @@ def replay(self: MlcTask, invoice_id: int | None = None, vendor_id: str | None =
                                           by=by or "celery call", dry_run=dry_run)
     if not dry_run:
         for row in chosen:
-            resolve_vendor.delay(row["id"])
+            process_invoice.delay(row["id"])
     return chosen

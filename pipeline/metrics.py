@@ -33,17 +33,17 @@ def _collect(cur: Cursor) -> Iterator[Metric]:
 
     cur.execute(
         "SELECT"
-        " count(*) FILTER (WHERE stage = 'invoice_post' AND outcome = 'ok') AS posted,"
+        " count(*) FILTER (WHERE stage = 'invoice_post' AND outcome = 'ok') AS posts,"
         " count(*) FILTER (WHERE stage = 'invoice_post' AND outcome = 'error'"
-        "   AND detail->>'terminal' = 'true') AS failed,"
+        "   AND detail->>'terminal' = 'true') AS terminal_failures,"
         " count(*) FILTER (WHERE outcome = 'error' AND detail->>'retry' = 'true') AS retries,"
         " count(*) FILTER (WHERE stage = 'vendor_create' AND outcome = 'ok') AS vendors,"
         " count(*) FILTER (WHERE stage = 'replay') AS replays"
         " FROM audit_events")
     row = cur.fetchone()
     for name, help_text, key in (
-        ("mlc_invoices_posted", "Invoices posted to X3", "posted"),
-        ("mlc_invoices_failed", "Invoices that failed terminally", "failed"),
+        ("mlc_invoices_posted", "Invoices posted to X3", "posts"),
+        ("mlc_invoices_failed", "Invoices that failed terminally", "terminal_failures"),
         ("mlc_retries", "Task retries after an error (each is on the audit trail)", "retries"),
         ("mlc_suppliers_created", "Suppliers created in X3", "vendors"),
         ("mlc_replays", "Invoices replayed", "replays"),

@@ -11,6 +11,11 @@ from typing import Any
 from psycopg2.extensions import cursor as Cursor
 
 from pipeline.stampli.parse import dedup_key
+from pipeline.states import NEEDS_ATTENTION, SETTLED, InvoiceStatus
+
+# Reconciliation buckets: every invoice counts as received, then in its end state or open.
+RECEIVED, OPEN = "received", "open"
+BUCKETS = (RECEIVED, *SETTLED, OPEN)
 
 
 def failed(cur: Cursor) -> list[dict[str, Any]]:
@@ -19,8 +24,7 @@ def failed(cur: Cursor) -> list[dict[str, Any]]:
         " i.payload->>'invoice_number' AS invoice_number, i.status, i.attempts,"
         " i.updated_at AS last_try, coalesce(i.review_reason, i.last_error) AS reason,"
         " f.path AS file FROM invoices i JOIN source_files f ON f.id = i.source_file_id"
-        " WHERE i.status IN ('failed', 'needs_review', 'outcome_unknown')"
-        " ORDER BY i.updated_at, i.id")
+        " WHERE i.status = ANY(%s) ORDER BY i.updated_at, i.id", (list(NEEDS_ATTENTION),))
     return list(cur.fetchall())
 
 
@@ -89,14 +93,14 @@ def reconciliation(cur: Cursor, since: date) -> list[dict[str, Any]]:
         key = (inv["source_file_id"], inv["currency"])
         b = buckets.setdefault(key, _bucket(files[key[0]]["path"], inv["currency"]))
         total = Decimal(inv["total"])
-        state = inv["status"] if inv["status"] in ("posted", "failed", "needs_review") else "open"
-        b["received"] += 1
-        b["received_total"] += total
+        state = inv["status"] if inv["status"] in SETTLED else OPEN
+        b[RECEIVED] += 1
+        b[f"{RECEIVED}_total"] += total
         b[state] += 1
         b[f"{state}_total"] += total
-        if state == "posted":
+        if state == InvoiceStatus.POSTED:
             b["documents"].append(inv["x3_document_number"])
-        elif state in ("failed", "needs_review"):
+        elif state != OPEN:
             b["reasons"].append(inv["reason"])
     cur.execute("SELECT source_file_id, vendor_id, invoice_number, line_numbers, field, reason"
                 " FROM parse_rejections WHERE source_file_id = ANY(%s) ORDER BY id",
@@ -130,12 +134,11 @@ def _rejection_reason(r: dict[str, Any]) -> str:
 def _bucket(path: str, currency: str) -> dict[str, Any]:
     b: dict[str, Any] = defaultdict(int)
     b.update(file=path, currency=currency, documents=[], reasons=[])
-    for state in ("received", "posted", "failed", "needs_review", "open"):
+    for state in BUCKETS:
         b[state] = 0
         b[f"{state}_total"] = Decimal("0.00")
     return b
 
 
-REPORT_COLUMNS = ("file", "currency", "received", "received_total", "posted", "posted_total",
-                  "failed", "failed_total", "needs_review", "needs_review_total", "open",
-                  "open_total", "rejected_at_parse", "documents", "reasons")
+REPORT_COLUMNS = ("file", "currency", *(c for b in BUCKETS for c in (b, f"{b}_total")),
+                  "rejected_at_parse", "documents", "reasons")

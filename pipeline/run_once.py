@@ -13,6 +13,7 @@ from pipeline import ledger, posting, vendors
 from pipeline.audit import TaskContext
 from pipeline.progress import Progress
 from pipeline.stampli import poll
+from pipeline.states import InvoiceStatus
 from pipeline.x3 import attempts
 from pipeline.x3.client import X3Client
 from pipeline.x3.errors import X3CreateInFlight, X3Error
@@ -38,12 +39,13 @@ def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CT
             return "skipped"
         return posting.post(ctx, invoice_id, client).status
     except posting.InvoiceRejectedByValidation:
-        return "failed"
+        return InvoiceStatus.FAILED
     except X3CreateInFlight:
-        return "outcome_unknown"  # looked up again by the next run, created only after the window
+        # Looked up again by the next run, created only after the window.
+        return InvoiceStatus.OUTCOME_UNKNOWN
     except X3Error as exc:
         # No retries here: the row says why; an unknown outcome stays outcome_unknown.
-        return posting.fail(ctx, invoice_id, f"{type(exc).__name__}: {exc}") or "failed"
+        return posting.fail(ctx, invoice_id, f"{type(exc).__name__}: {exc}") or InvoiceStatus.FAILED
 
 
 def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX,

@@ -8,9 +8,9 @@ from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 
+from pipeline.states import SETTLED, FileStatus
 from pipeline.vendors import created_count
 
-SETTLED = ("posted", "failed", "needs_review")
 QUEUE = "celery"
 
 
@@ -92,7 +92,7 @@ def poll_health(cur: Cursor) -> dict[str, Any]:
 
 def settled(summary_: dict[str, Any]) -> bool:
     """Nothing in flight: no file waits for its parse, every invoice reached an end state."""
-    in_flight_files = summary_["files"].get("fetched", 0)
+    in_flight_files = summary_["files"].get(FileStatus.FETCHED, 0)
     open_invoices = sum(n for s, n in summary_["invoices"].items() if s not in SETTLED)
     return in_flight_files == 0 and open_invoices == 0
 

@@ -31,6 +31,7 @@ from psycopg2.extensions import cursor as Cursor
 from pipeline import audit, db, locks, taxid
 from pipeline.audit import TaskContext
 from pipeline.config import settings
+from pipeline.states import LINKABLE, NOT_SENT, RESOLVABLE, InvoiceStatus
 from pipeline.x3.client import NewSupplier, Supplier, X3Client
 from pipeline.x3.errors import (
     X3CreateInFlight,
@@ -39,7 +40,6 @@ from pipeline.x3.errors import (
     X3ValidationError,
 )
 
-RESOLVABLE = ("received", "vendor_resolved", "failed", "posting", "outcome_unknown")
 CODE_MAX = 15
 NAME_MAX = 35
 _X3_CODE = re.compile(r"[A-Z0-9_./-]{1,15}")
@@ -471,9 +471,9 @@ def _needs_review(ctx: TaskContext, invoice_id: int, vendor_id: str, codes: list
     reason = (f"{REVIEW_PREFIX} vendor {vendor_id} matches {len(codes)} X3 suppliers by {by}:"
               f" {', '.join(codes)}; link the right one: mlc vendor link {vendor_id} CODE")
     with db.transaction() as cur:
-        cur.execute("UPDATE invoices SET status = 'needs_review', review_reason = %s,"
-                    " updated_at = now() WHERE id = %s AND status IN"
-                    " ('received', 'vendor_resolved', 'failed')", (reason, invoice_id))
+        cur.execute("UPDATE invoices SET status = %s, review_reason = %s,"
+                    " updated_at = now() WHERE id = %s AND status = ANY(%s)",
+                    (InvoiceStatus.NEEDS_REVIEW, reason, invoice_id, list(NOT_SENT)))
         audit.record(cur, "vendor_lookup", "error", ctx=ctx, invoice_id=invoice_id,
                      **{**detail, "vendor_id": vendor_id, "candidates": codes,
                         "reason": reason})
@@ -491,10 +491,12 @@ def link_by_hand(ctx: TaskContext, vendor_id: str, code: str, *, by: str,
                     " VALUES (%s, %s, 'manual') ON CONFLICT (stampli_vendor_id) DO UPDATE SET"
                     " x3_supplier_code = EXCLUDED.x3_supplier_code, matched_by = 'manual'",
                     (key, code))
-        cur.execute("UPDATE invoices SET status = 'received', review_reason = NULL,"
+        cur.execute("UPDATE invoices SET status = %s, review_reason = NULL,"
                     " x3_supplier_code = NULL, updated_at = now() WHERE stampli_vendor_id = %s"
-                    " AND status = 'needs_review' AND x3_document_number IS NULL"
-                    " AND review_reason LIKE %s RETURNING id", (key, REVIEW_PREFIX + "%"))
+                    " AND status = %s AND x3_document_number IS NULL"
+                    " AND review_reason LIKE %s RETURNING id",
+                    (InvoiceStatus.RECEIVED, key, InvoiceStatus.NEEDS_REVIEW,
+                     REVIEW_PREFIX + "%"))
         released = sorted(r["id"] for r in cur.fetchall())
         audit.record(cur, "vendor_lookup", "ok", ctx=ctx, vendor_id=vendor_id, code=code,
                      matched_by="manual", by=by, reason=reason, released=released)
@@ -509,8 +511,8 @@ def _link_invoice(ctx: TaskContext, invoice_id: int, code: str, how: str, vendor
 def _link_invoice_in(cur: Cursor, ctx: TaskContext, invoice_id: int, code: str, how: str,
                      vendor_id: str) -> None:
     cur.execute("UPDATE invoices SET x3_supplier_code = %s, updated_at = now(),"
-                " status = CASE WHEN status IN ('received', 'failed') THEN 'vendor_resolved'"
-                " ELSE status END WHERE id = %s", (code, invoice_id))
+                " status = CASE WHEN status = ANY(%s) THEN %s ELSE status END WHERE id = %s",
+                (code, list(LINKABLE), InvoiceStatus.VENDOR_RESOLVED, invoice_id))
     if how == "linked":
         audit.record(cur, "vendor_lookup", "ok", ctx=ctx, invoice_id=invoice_id,
                      vendor_id=vendor_id, code=code, matched_by="vendor_links")

@@ -59,7 +59,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _mlc(stack: st.Stack, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=stack.env,
+    return subprocess.run([sys.executable, "-m", "ops.cli", *args], env=stack.env,
                           cwd=st.ROOT, check=True, capture_output=True, text=True).stdout
 
 
@@ -89,7 +89,7 @@ def _replayed(ids: list[int], since: int) -> bool:
 
 
 def _settled(s: dict | None, n: int) -> bool:
-    from pipeline import status
+    from ops import status
 
     return bool(s) and sum(s["invoices"].values()) >= n and status.settled(s)
 

@@ -253,6 +253,22 @@ def store_invoice(cur: Cursor, ctx: TaskContext, file_id: int, inv: parse.Parsed
     return None
 
 
+def find_invoice(cur: Cursor, vendor_id: str, invoice_number: str) -> dict[str, Any] | None:
+    vendor, number = parse.dedup_key(vendor_id, invoice_number)
+    cur.execute("SELECT * FROM invoices WHERE stampli_vendor_id = %s AND invoice_number = %s",
+                (vendor, number))
+    return cur.fetchone()
+
+
+def find_files(cur: Cursor, name: str) -> list[dict[str, Any]]:
+    """Files whose path is `name` or ends with `/name`: the name is taken literally (`%` and
+    `_` are LIKE wildcards: escaped, or `--file %` would select every file)."""
+    literal = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    cur.execute("SELECT id, path, status FROM source_files WHERE path = %s"
+                " OR path LIKE %s ESCAPE '\\' ORDER BY id", (name, f"%/{literal}"))
+    return list(cur.fetchall())
+
+
 def payload_diff(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
     """Field-by-field differences between two normalised invoices (lines by line number)."""
     changes = [{"field": k, "was": old.get(k), "now": new.get(k)}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pipeline import audit, db, reports, states
+from pipeline import audit, db, ledger, states
 from pipeline.audit import TaskContext
 from pipeline.states import REPLAYABLE, InvoiceStatus
 
@@ -43,7 +43,7 @@ class Selection:
 def _chosen(cur: Any, sel: Selection) -> list[dict[str, Any]]:
     if sel.vendor_id or sel.invoice_id is not None:
         if sel.vendor_id:
-            row = reports.find_invoice(cur, sel.vendor_id, sel.invoice_number or "")
+            row = ledger.find_invoice(cur, sel.vendor_id, sel.invoice_number or "")
         else:
             cur.execute("SELECT * FROM invoices WHERE id = %s", (sel.invoice_id,))
             row = cur.fetchone()
@@ -57,7 +57,7 @@ def _chosen(cur: Any, sel: Selection) -> list[dict[str, Any]]:
                                 "a person must decide, replay will not post it")
         return [row]
     if sel.file:
-        ids = [f["id"] for f in reports.find_files(cur, sel.file)]
+        ids = [f["id"] for f in ledger.find_files(cur, sel.file)]
         if not ids:
             raise ReplayRefused(f"no file named {sel.file} in the ledger")
         cur.execute("SELECT * FROM invoices WHERE source_file_id = ANY(%s) AND status = ANY(%s)"

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline import ledger, posting, vendors
 from pipeline.audit import TaskContext
-from pipeline.progress import Progress
 from pipeline.stampli import poll
 from pipeline.states import InvoiceStatus
 from pipeline.x3 import attempts
@@ -29,6 +28,12 @@ class RunReport:
     error: str | None = None
     poll_error: str | None = None  # the export could not be read (host key refused, ...)
     locked_out: bool = False  # another poll was running: nothing fetched by this one
+
+
+class ProgressLine(Protocol):
+    """Where a long run says how far it got (the CLI's terminal line, ops.progress)."""
+
+    def update(self, text: str, *, force: bool = False) -> None: ...
 
 
 def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> str:
@@ -61,7 +66,7 @@ def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX,
 
 
 def run_once(client: X3Client, ctx: TaskContext = CLI_CTX,
-             progress: Progress | None = None) -> RunReport:
+             progress: ProgressLine | None = None) -> RunReport:
     if progress:
         progress.update("polling the export", force=True)
     result = poll.poll(ctx)

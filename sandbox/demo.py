@@ -64,7 +64,8 @@ def main(keep: bool = False) -> int:
                MLC_SECRET_KEYS=Fernet.generate_key().decode(), MLC_POLL_INTERVAL="30",
                MLC_STABILITY_RECHECK="2", MLC_AFTER_DOWNLOAD="move")
     os.environ.update(env)  # this process talks to the same database through pipeline.*
-    from pipeline import db, migrate, status
+    from ops import status
+    from pipeline import db, migrate
     from pipeline.config import settings
     from pipeline.states import InvoiceStatus
 

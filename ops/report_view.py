@@ -8,8 +8,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline import tables
-from pipeline.reports import OPEN, RECEIVED
+from ops import tables
+from ops.reports import OPEN, RECEIVED
 from pipeline.states import InvoiceStatus as S
 
 WIDTH = 100

@@ -29,6 +29,18 @@ def cmd_mapping_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `mapping list` prints: each mapping's title, then one line per row.
+LISTING = (
+    ("gl", "GL accounts (unmapped codes pass through unchanged):",
+     "  {stampli_code:<20} -> {x3_account}"),
+    ("cost_centers", "cost centers:", "  {stampli_code:<20} -> {dimension_type}={dimension_value}"),
+    ("dimensions", "other dimensions (unmapped values pass through):",
+     "  {dimension_type} {stampli_code:<17} -> {dimension_value}"),
+    ("routes", "routes (location -> company/site; no location: the default route):",
+     "  {location:<20} -> {company}/{site}"),
+)
+
+
 def cmd_mapping_list(args: argparse.Namespace) -> int:
     from pipeline import db, mapping
 
@@ -37,21 +49,12 @@ def cmd_mapping_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(maps, indent=2))
         return 0
-    gl, cc, dims, routes = (maps[k] for k in ("gl", "cost_centers", "dimensions", "routes"))
     from ops.tables import safe
 
-    print("GL accounts (unmapped codes pass through unchanged):")
-    for r in gl:
-        print(safe(f"  {r['stampli_code']:<20} -> {r['x3_account']}"))
-    print("cost centers:")
-    for r in cc:
-        print(safe(f"  {r['stampli_code']:<20} -> {r['dimension_type']}={r['dimension_value']}"))
-    print("other dimensions (unmapped values pass through):")
-    for r in dims:
-        print(safe(f"  {r['dimension_type']} {r['stampli_code']:<17} -> {r['dimension_value']}"))
-    print("routes (location -> company/site; no location: the default route):")
-    for r in routes:
-        print(safe(f"  {r['location']:<20} -> {r['company']}/{r['site']}"))
+    for key, title, line in LISTING:
+        print(title)
+        for row in maps[key]:
+            print(safe(line.format(**row)))
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from psycopg2.extensions import cursor as Cursor
 
 from pipeline.states import SETTLED, FileStatus
-from pipeline.vendors import created_count
+from pipeline.vendor_links import created_count
 
 
 def summary(cur: Cursor, *, poll_interval: int | None = None,

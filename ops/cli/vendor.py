@@ -9,10 +9,10 @@ from typing import Any
 def cmd_vendor_link(args: argparse.Namespace) -> int:
     import getpass
 
-    from pipeline import vendors
+    from pipeline import vendor_links
     from pipeline.run_once import CLI_CTX
 
-    released = vendors.link_by_hand(CLI_CTX, args.vendor_id, args.code.strip().upper(),
+    released = vendor_links.link_by_hand(CLI_CTX, args.vendor_id, args.code.strip().upper(),
                                     by=getpass.getuser(), reason=args.reason)
     if released:
         from workers import app

@@ -31,6 +31,23 @@ class InvoiceStatus(StrEnum):
     NEEDS_REVIEW = "needs_review"  # a person decides
 
 
+class CreateState(StrEnum):
+    """supplier_creates.state: a supplier create, recorded before it is sent."""
+
+    SENDING = "sending"  # recorded, sent or about to be: the reservation of its code
+    UNKNOWN = "unknown"  # sent, no readable answer: looked up before any new create
+    CREATED = "created"
+    ADOPTED = "adopted"  # found in X3 after its answer was lost
+    REFUSED = "refused"  # X3 said no: nothing was created
+    NOT_SENT = "not_sent"  # X3 did not process it, or another vendor's create made it moot
+    LOST = "lost"  # not in X3 once the in-flight window had passed
+
+
+# A create still open: it may commit in X3, no second one is sent (unique indexes in 0007).
+OPEN_CREATES = (CreateState.SENDING, CreateState.UNKNOWN)
+# A create that ended with a supplier in X3.
+MADE_CREATES = (CreateState.CREATED, CreateState.ADOPTED)
+
 S = InvoiceStatus
 
 # The create may be in X3 already: the poster looks it up before sending anything.

@@ -16,7 +16,7 @@ from psycopg2.extensions import cursor as Cursor
 
 from pipeline import audit, db, taxid
 from pipeline.audit import TaskContext
-from pipeline.states import LINKABLE, NOT_SENT, InvoiceStatus
+from pipeline.states import LINKABLE, NOT_SENT, OPEN_CREATES, InvoiceStatus
 from pipeline.x3.client import NewSupplier, Supplier
 
 CODE_MAX = 15
@@ -107,8 +107,8 @@ def taken_in(cur: Cursor, code: str, key: str) -> bool:
     """Is this X3 code another Stampli vendor's (linked, or being created for it)?"""
     cur.execute("SELECT 1 FROM vendor_links WHERE x3_supplier_code = %s"
                 " AND stampli_vendor_id <> %s UNION ALL SELECT 1 FROM supplier_creates"
-                " WHERE code = %s AND stampli_vendor_id <> %s AND state IN ('sending', 'unknown')"
-                " LIMIT 1", (code, key, code, key))
+                " WHERE code = %s AND stampli_vendor_id <> %s AND state = ANY(%s)"
+                " LIMIT 1", (code, key, code, key, list(OPEN_CREATES)))
     return cur.fetchone() is not None
 
 

@@ -29,7 +29,8 @@ from psycopg2.extensions import cursor as Cursor
 from pipeline import audit, db, locks, taxid
 from pipeline.audit import TaskContext
 from pipeline.config import settings
-from pipeline.states import RESOLVABLE
+from pipeline.states import MADE_CREATES, OPEN_CREATES, RESOLVABLE
+from pipeline.states import CreateState as C
 from pipeline.vendor_links import (
     Vendor,
     candidate_codes,
@@ -188,12 +189,12 @@ def _create(ctx: TaskContext, invoice_id: int, vendor: Vendor, seen: list[Suppli
     # Another Stampli vendor with this tax id may have created the supplier since we looked.
     with db.transaction() as cur:
         cur.execute("SELECT supplier_code, tax_id FROM supplier_creates WHERE tax_key = %s"
-                    " AND state IN ('created', 'adopted') AND settled_at >= %s",
-                    (vendor.tax_key, looked_at))
+                    " AND state = ANY(%s) AND settled_at >= %s",
+                    (vendor.tax_key, list(MADE_CREATES), looked_at))
         theirs = next((r for r in cur.fetchall()
                        if taxid.same_tax_id(vendor.tax_id, r["tax_id"])), None)
         if theirs:
-            _settle(cur, create_id, "not_sent", None, "a supplier with this tax id was just"
+            _settle(cur, create_id, C.NOT_SENT, None, "a supplier with this tax id was just"
                     " created for another Stampli vendor")
     if theirs:
         link_vendor(vendor.key, theirs["supplier_code"], "tax_id")
@@ -204,8 +205,8 @@ def _create(ctx: TaskContext, invoice_id: int, vendor: Vendor, seen: list[Suppli
         created = client.create_supplier(new)
     except X3OutcomeUnknown as exc:
         with db.transaction() as cur:
-            cur.execute("UPDATE supplier_creates SET state = 'unknown', error = %s"
-                        " WHERE id = %s", (str(exc), create_id))
+            cur.execute("UPDATE supplier_creates SET state = %s, error = %s WHERE id = %s",
+                        (C.UNKNOWN, str(exc), create_id))
             audit.record(cur, "vendor_create", "error", ctx=ctx, invoice_id=invoice_id,
                          vendor_id=vendor.id, code=new.code, error=str(exc),
                          outcome_unknown=True)
@@ -213,13 +214,13 @@ def _create(ctx: TaskContext, invoice_id: int, vendor: Vendor, seen: list[Suppli
     except (X3ValidationError, X3Unavailable) as exc:
         # Refused, or not processed: nothing was created, the reservation ends.
         with db.transaction() as cur:
-            _settle(cur, create_id, "refused" if isinstance(exc, X3ValidationError)
-                    else "not_sent", None, str(exc))
+            _settle(cur, create_id, C.REFUSED if isinstance(exc, X3ValidationError)
+                    else C.NOT_SENT, None, str(exc))
             audit.record(cur, "vendor_create", "error", ctx=ctx, invoice_id=invoice_id,
                          vendor_id=vendor.id, code=new.code, error=str(exc))
         raise
     with db.transaction() as cur:
-        _settle(cur, create_id, "created", created.code)
+        _settle(cur, create_id, C.CREATED, created.code)
         link_vendor_in(cur, vendor.key, created.code, "created")
         audit.record(cur, "vendor_create", "ok", ctx=ctx, invoice_id=invoice_id,
                      vendor_id=vendor.id, code=created.code, name=new.name, tax_id=vendor.tax_id,
@@ -280,10 +281,10 @@ def _insert_create(vendor: Vendor, code: str | None, known: list[str]) -> int:
         # Another Stampli vendor with this tax id (or, unlocked, this vendor) is creating it.
         with db.transaction() as cur:
             cur.execute("SELECT *, GREATEST(0, %s - EXTRACT(EPOCH FROM now() -"
-                        " started_at))::float AS left FROM supplier_creates WHERE state IN"
-                        " ('sending', 'unknown') AND (tax_key = %s OR stampli_vendor_id = %s)"
-                        " LIMIT 1", (settings().x3_inflight_window, vendor.tax_key,
-                                     vendor.key))
+                        " started_at))::float AS left FROM supplier_creates WHERE state = ANY(%s)"
+                        " AND (tax_key = %s OR stampli_vendor_id = %s) LIMIT 1",
+                        (settings().x3_inflight_window, list(OPEN_CREATES), vendor.tax_key,
+                         vendor.key))
             other = cur.fetchone()
         left = other["left"] if other else 1.0
         raise SupplierCreateInFlight(
@@ -293,18 +294,18 @@ def _insert_create(vendor: Vendor, code: str | None, known: list[str]) -> int:
             stale=other if other and left <= 0 else None) from None
 
 
-def _settle(cur: Cursor, create_id: int, state: str, code: str | None,
+def _settle(cur: Cursor, create_id: int, state: C, code: str | None,
             error: str | None = None) -> None:
     # Only an open create is settled: two resolutions settling one agree, the first one wins.
     cur.execute("UPDATE supplier_creates SET state = %s, supplier_code = %s, settled_at = now(),"
-                " error = COALESCE(%s, error) WHERE id = %s AND state IN ('sending', 'unknown')",
-                (state, code, error, create_id))
+                " error = COALESCE(%s, error) WHERE id = %s AND state = ANY(%s)",
+                (state, code, error, create_id, list(OPEN_CREATES)))
 
 
 def _open_create(cur: Cursor, key: str) -> dict[str, Any] | None:
     cur.execute("SELECT *, EXTRACT(EPOCH FROM now() - started_at)::float AS age"
                 " FROM supplier_creates WHERE stampli_vendor_id = %s"
-                " AND state IN ('sending', 'unknown')", (key,))
+                " AND state = ANY(%s)", (key, list(OPEN_CREATES)))
     return cur.fetchone()
 
 
@@ -320,7 +321,7 @@ def _settle_open_create(ctx: TaskContext, invoice_id: int, vendor: Vendor,
     if hits:
         code = hits[0].code
         with db.transaction() as cur:
-            _settle(cur, pending["id"], "adopted", code)
+            _settle(cur, pending["id"], C.ADOPTED, code)
             link_vendor_in(cur, vendor.key, code, "adopted")
             audit.record(cur, "vendor_create", "ok", ctx=ctx, invoice_id=invoice_id,
                          vendor_id=vendor.id, code=code, name=pending["name"],
@@ -340,7 +341,7 @@ def _settle_open_create(ctx: TaskContext, invoice_id: int, vendor: Vendor,
             f"supplier create for vendor {vendor.id!r} started {pending['age']:.0f} s ago is"
             f" not in X3 yet; it may still commit (MLC_X3_INFLIGHT_WINDOW={window:.0f} s)", left)
     with db.transaction() as cur:  # it can no longer commit: it never will
-        _settle(cur, pending["id"], "lost", None, "not in X3 after the in-flight window")
+        _settle(cur, pending["id"], C.LOST, None, "not in X3 after the in-flight window")
     return _CONTINUE
 
 
@@ -365,9 +366,9 @@ def _settle_stale(other: dict[str, Any], client: X3Client) -> None:
     hits = _made_by(other, client, None)
     with db.transaction() as cur:
         if len(hits) == 1:
-            _settle(cur, other["id"], "adopted", hits[0].code)
+            _settle(cur, other["id"], C.ADOPTED, hits[0].code)
             cur.execute("INSERT INTO vendor_links (stampli_vendor_id, x3_supplier_code,"
                         " matched_by) VALUES (%s, %s, 'adopted') ON CONFLICT DO NOTHING",
                         (other["stampli_vendor_id"], hits[0].code))
         elif not hits:
-            _settle(cur, other["id"], "lost", None, "not in X3 after the in-flight window")
+            _settle(cur, other["id"], C.LOST, None, "not in X3 after the in-flight window")

@@ -64,8 +64,10 @@ def main(keep: bool = False) -> int:
                MLC_SECRET_KEYS=Fernet.generate_key().decode(), MLC_POLL_INTERVAL="30",
                MLC_STABILITY_RECHECK="2", MLC_AFTER_DOWNLOAD="move")
     os.environ.update(env)  # this process talks to the same database through pipeline.*
-    from pipeline import db, migrate, status
+    from ops import status
+    from pipeline import db, migrate
     from pipeline.config import settings
+    from pipeline.states import InvoiceStatus
 
     settings.cache_clear()
     started = []
@@ -99,7 +101,7 @@ def main(keep: bool = False) -> int:
         for inv in state["invoices"]:
             print(f"  {inv['NUM']}  supplier {inv['BPR']:<8} document {inv['BPRVCR']:<10}"
                   f" {inv['CUR']} {inv['AMTATI']:>9}  lines {len(inv['BPSINVLIG'])}")
-        posted = summary["invoices"].get("posted", 0)
+        posted = summary["invoices"].get(InvoiceStatus.POSTED, 0)
         ok = posted == 3 and len(state["invoices"]) == 3
         print(f"\ndemo: {'OK' if ok else 'FAILED'}: {posted} of 3 sample invoices posted")
         return 0 if ok else 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sandbox.x3sim_gqlparse import Field, GraphQLSyntaxError, Operation, parse, resolve
+from sandbox.x3sim.gqlparse import Field, GraphQLSyntaxError, Operation, parse, resolve
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 1000

@@ -35,7 +35,7 @@ Seed (the --seed file, or ``make_server(seed=...)``; every key optional)::
      "dimensions": [{"DIE": "CCT", "CCE": "PLANT1", "DES": "...", "ENAFLG": true}],
      "invoices": [{"NUM": "SIV000001", "BPR": "ACME01", ...}]}
 
-GraphQL (OAuth2 bearer, see sandbox/x3sim_graphql.py for what it understands):
+GraphQL (OAuth2 bearer, see sandbox/x3sim/graphql.py for what it understands):
     POST /xtrem/api  {"query", "variables"}, headers Authorization: Bearer <token> and
                      x-xtrem-endpoint: {FOLDER} (400 when missing or another folder).
                      401 for a missing, unknown or expired token. A bearer is either an access
@@ -91,9 +91,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, quote, unquote, urlencode, urlsplit
 
-from sandbox import x3sim_graphql as gql
-from sandbox.x3sim_oauth import REGIONS, OAuthState, consent
-from sandbox.x3sim_where import UnknownPropertyError, WhereSyntaxError, compile_where
+from sandbox.x3sim import graphql as gql
+from sandbox.x3sim.oauth import REGIONS, OAuthState, consent
+from sandbox.x3sim.where import UnknownPropertyError, WhereSyntaxError, compile_where
 
 DEFAULT_FOLDER = "SEED"
 DEFAULT_COA = "CONS"
@@ -1244,6 +1244,3 @@ def main(argv: list[str] | None = None) -> int:
         server.server_close()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

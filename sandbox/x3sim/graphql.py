@@ -16,10 +16,10 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from sandbox.x3sim.gqlparse import Field, GraphQLSyntaxError, Operation, parse, resolve
+from sandbox.x3sim.rules import iso_date_problem
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 1000
@@ -27,17 +27,6 @@ DOCUMENT_NUMBER_MAX = 30
 SUPPLIER_CODE_MAX = 15
 _DECIMAL_RE = re.compile(r"[+-]?\d+(\.\d+)?")
 _PAGE_INFO = ("endCursor", "hasNextPage", "startCursor", "hasPreviousPage")
-
-
-def iso_date_problem(name: str, value: str) -> str | None:
-    """Dates travel as YYYY-MM-DD on both transports; the reason when one does not."""
-    try:
-        if len(value) != 10:
-            raise ValueError
-        date.fromisoformat(value)
-    except ValueError:
-        return f"{name}: invalid date '{value}', expected YYYY-MM-DD"
-    return None
 
 
 class GraphQLError(Exception):
@@ -353,7 +342,7 @@ def _create(state: Any, node: NodeType, f: Field, op: Operation, variables: dict
         creator = state.create_invoice
     if errors:
         raise GraphQLError(errors, path=path)
-    state.wait_before_commit()
+    state.faults.wait_before_commit()
     try:
         record = creator(body)
     except ValueError as exc:  # ValidationFailed: the api1 rules, under the state lock

@@ -1,7 +1,9 @@
-"""The rules an X3 create must pass: what the simulator refuses, and how it says so.
+"""The rules a supplier or invoice create must pass, written once for both transports.
 
-Each problem found is listed (X3 lists all its diagnoses, not the first one), named by the field
-it is about.
+They read the api1 body (BPSNUM, BPR, BPSINVLIG...): GraphQL maps its input to that body first
+(graphql_input.py). Every problem found is listed, as X3 lists all its diagnoses, and named by
+the field it is about: api1's own name by default, or through `Names` the name the client sent
+(GraphQL's `lines 1: account` for api1's `BPSINVLIG line 1: ACC`).
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 SUPPLIER_CODE_MAX = 15
 DOCUMENT_NUMBER_MAX = 30
+INVOICE_CATEGORIES = ("invoice", "creditNote")
 _DECIMAL_RE = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
@@ -24,6 +27,31 @@ class ValidationFailed(ValueError):
     def __init__(self, messages: list[str]) -> None:
         super().__init__("; ".join(messages))
         self.messages = messages
+
+
+@dataclass(frozen=True)
+class Names:
+    """How a problem names a field: api1's names unless `fields` maps them to the client's."""
+
+    fields: Mapping[str, str] = field(default_factory=dict)  # api1 name -> name shown
+    line: str = "BPSINVLIG line {n}: "  # prefix of a problem on invoice line n
+    address: str = "BPADDRESS {n}: "  # prefix of a problem on supplier address n
+
+    def __call__(self, name: str) -> str:
+        return self.fields.get(name, name)
+
+
+API1_NAMES = Names()
+
+
+@dataclass
+class InvoiceRefs:
+    """What an invoice may point at, looked up under the state lock."""
+
+    suppliers: Mapping[str, Any]
+    accounts: Mapping[tuple[str, str], Mapping[str, Any]]
+    dimensions: Mapping[tuple[str, str], Mapping[str, Any]]
+    coa: str
 
 
 def iso_date_problem(name: str, value: str) -> str | None:
@@ -37,143 +65,157 @@ def iso_date_problem(name: str, value: str) -> str | None:
     return None
 
 
-def _text(
-    body: Mapping[str, Any],
-    name: str,
-    errors: list[str],
-    *,
-    required: bool = False,
-    max_len: int | None = None,
-    where: str = "",
-) -> str | None:
-    value = body.get(name)
-    if value is None or value == "":
-        if required:
-            errors.append(f"{where}{name}: mandatory field")
-        return None
-    if not isinstance(value, str):
-        errors.append(f"{where}{name}: must be a string, got {json.dumps(value)}")
-        return None
-    if max_len is not None and len(value) > max_len:
-        errors.append(f"{where}{name}: '{value}' is longer than {max_len} characters")
-        return None
-    return value
+class _Problems:
+    """The problems found in one body, each named through `names` after the `where` prefix."""
+
+    def __init__(self, names: Names) -> None:
+        self.names = names
+        self.errors: list[str] = []
+
+    def add(self, name: str, problem: str, where: str = "") -> None:
+        self.errors.append(f"{where}{self.names(name)}: {problem}")
+
+    def text(self, body: Mapping[str, Any], name: str, where: str = "", *,
+             required: bool = False, max_len: int | None = None) -> str | None:
+        return self.text_value(body.get(name), name, where, required=required, max_len=max_len)
+
+    def text_value(self, value: Any, name: str, where: str = "", *, required: bool = False,
+                   max_len: int | None = None) -> str | None:
+        if value is None or value == "":
+            if required:
+                self.add(name, "mandatory field", where)
+            return None
+        if not isinstance(value, str):
+            self.add(name, f"must be a string, got {json.dumps(value)}", where)
+            return None
+        if max_len is not None and len(value) > max_len:
+            self.add(name, f"'{value}' is longer than {max_len} characters", where)
+            return None
+        return value
+
+    def decimal(self, body: Mapping[str, Any], name: str, where: str = "", *,
+                required: bool) -> None:
+        value = body.get(name)
+        if value is None:
+            if required:
+                self.add(name, "mandatory field", where)
+        elif isinstance(value, bool | int | float):
+            # Binary floats lose cents; the contract sends decimals as strings: refuse numbers.
+            self.add(name, f"decimal must be sent as a string, got number {value}", where)
+        elif not isinstance(value, str) or not _DECIMAL_RE.fullmatch(value):
+            self.add(name, f"invalid decimal {json.dumps(value)}", where)
+
+    def date(self, body: Mapping[str, Any], name: str, *, required: bool) -> None:
+        value = self.text(body, name, required=required)
+        if value is not None and (problem := iso_date_problem(self.names(name), value)):
+            self.errors.append(problem)
+
+    def objects(self, body: Mapping[str, Any], name: str, what: str) -> list[dict[str, Any]]:
+        """The list of objects under `name` (absent: none); a problem if it is something else."""
+        items = body.get(name, [])
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            self.add(name, f"must be a list of {what} objects")
+            return []
+        return items
 
 
-def _decimal(
-    body: Mapping[str, Any], name: str, errors: list[str], *, required: bool, where: str = ""
-) -> None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            errors.append(f"{where}{name}: mandatory field")
-    elif isinstance(value, bool | int | float):
-        # Binary floats lose cents; the contract sends decimals as strings, so refuse numbers.
-        errors.append(f"{where}{name}: decimal must be sent as a string, got number {value}")
-    elif not isinstance(value, str) or not _DECIMAL_RE.fullmatch(value):
-        errors.append(f"{where}{name}: invalid decimal {json.dumps(value)}")
-
-
-def _iso_date(body: Mapping[str, Any], name: str, errors: list[str]) -> None:
-    value = _text(body, name, errors, required=True)
-    if value is not None and (problem := iso_date_problem(name, value)):
-        errors.append(problem)
-
-
-def check_supplier(
-    body: Mapping[str, Any], existing: Mapping[str, Any], *, numbered: bool = False
-) -> list[str]:
+def check_supplier(body: Mapping[str, Any], existing: Mapping[str, Any], *,
+                   numbered: bool = False, names: Names = API1_NAMES) -> list[str]:
     """`numbered`: X3 numbers suppliers itself (sequence), so BPSNUM may be left out."""
-    errors: list[str] = []
-    code = _text(body, "BPSNUM", errors, required=not numbered)
+    p = _Problems(names)
+    code = p.text(body, "BPSNUM", required=not numbered)
     if code is not None:
         if code != code.upper() or code != code.strip():
-            errors.append(f"BPSNUM: supplier code '{code}' must be upper case without spaces")
+            p.add("BPSNUM", f"supplier code '{code}' must be upper case without spaces")
         elif len(code) > SUPPLIER_CODE_MAX:
-            errors.append(f"BPSNUM: '{code}' is longer than {SUPPLIER_CODE_MAX} characters")
+            p.add("BPSNUM", f"'{code}' is longer than {SUPPLIER_CODE_MAX} characters")
         elif code in existing:
-            errors.append(f"BPSNUM: record already exists: supplier '{code}'")
-    _text(body, "BPSNAM", errors, required=True)
+            p.add("BPSNUM", f"record already exists: supplier '{code}'")
+    p.text(body, "BPSNAM", required=True)
     for name in ("CRN", "EECNUM", "CUR", "BPAADD"):
-        _text(body, name, errors)
-    addresses = body.get("BPADDRESS", [])
-    if not isinstance(addresses, list) or not all(isinstance(a, dict) for a in addresses):
-        errors.append("BPADDRESS: must be a list of address objects")
-    else:
-        for number, address in enumerate(addresses, start=1):
-            _text(address, "BPAADD", errors, required=True, where=f"BPADDRESS {number}: ")
-    return errors
+        p.text(body, name)
+    for number, address in enumerate(p.objects(body, "BPADDRESS", "address"), start=1):
+        where = names.address.format(n=number)
+        p.text(address, "BPAADD", where, required=True)
+        for name in ("POSCOD", "CTY", "SAT", "CRY"):
+            p.text(address, name, where)
+        lines = address.get("BPAADDLIG", [])
+        if not isinstance(lines, list):
+            p.add("BPAADDLIG", "must be a list of address lines", where)
+            continue
+        for index, value in enumerate(lines, start=1):
+            p.text_value(value, f"BPAADDLIG {index}", where)
+    return p.errors
 
 
-@dataclass
-class InvoiceRefs:
-    """What an invoice may point at, looked up under the state lock."""
-
-    suppliers: Mapping[str, Any]
-    accounts: Mapping[tuple[str, str], Mapping[str, Any]]
-    dimensions: Mapping[tuple[str, str], Mapping[str, Any]]
-    coa: str
-
-
-def check_invoice(body: Mapping[str, Any], refs: InvoiceRefs) -> list[str]:
-    errors: list[str] = []
-    supplier = _text(body, "BPR", errors, required=True)
-    if supplier is not None and supplier not in refs.suppliers:
-        errors.append(f"BPR: supplier '{supplier}' does not exist")
-    _text(body, "BPRVCR", errors, required=True, max_len=DOCUMENT_NUMBER_MAX)
-    _iso_date(body, "BPRDAT", errors)
-    _iso_date(body, "ACCDAT", errors)
-    _text(body, "CUR", errors, required=True)
+def check_invoice(body: Mapping[str, Any], refs: InvoiceRefs, *,
+                  names: Names = API1_NAMES) -> list[str]:
+    p = _Problems(names)
+    for name in ("BPR", "BPRPAY"):  # the supplier billing, and the one paid if another
+        supplier = p.text(body, name, required=name == "BPR")
+        if supplier is not None and supplier not in refs.suppliers:
+            p.add(name, f"supplier '{supplier}' does not exist")
+    p.text(body, "BPRVCR", required=True, max_len=DOCUMENT_NUMBER_MAX)
+    p.date(body, "BPRDAT", required=True)
+    p.date(body, "ACCDAT", required=True)
+    p.date(body, "DUDDAT", required=False)
+    p.text(body, "CUR", required=True)
     for name in ("INVTYP", "SIVTYP", "FCY", "CPY", "DES"):
-        _text(body, name, errors)
-    _decimal(body, "AMTATI", errors, required=True)
-    _decimal(body, "AMTNOT", errors, required=False)
+        p.text(body, name)
+    category = p.text(body, "category")
+    if category is not None and category not in INVOICE_CATEGORIES:
+        p.add("category", f"'{category}' is not one of {list(INVOICE_CATEGORIES)}")
+    p.decimal(body, "AMTATI", required=True)
+    p.decimal(body, "AMTNOT", required=False)
     lines = body.get("BPSINVLIG")
     if not isinstance(lines, list) or not lines:
-        errors.append("BPSINVLIG: at least one line is required")
+        p.add("BPSINVLIG", "at least one line is required")
     elif not all(isinstance(line, dict) for line in lines):
-        errors.append("BPSINVLIG: lines must be objects")
+        p.add("BPSINVLIG", "lines must be objects")
     else:
         for number, line in enumerate(lines, start=1):
-            _check_invoice_line(line, f"BPSINVLIG line {number}: ", refs, errors)
-    return errors
+            _check_invoice_line(line, names.line.format(n=number), refs, p)
+    return p.errors
 
 
-def _check_invoice_line(
-    line: Mapping[str, Any], where: str, refs: InvoiceRefs, errors: list[str]
-) -> None:
+def _check_invoice_line(line: Mapping[str, Any], where: str, refs: InvoiceRefs,
+                        p: _Problems) -> None:
     lig = line.get("LIG")
     if not isinstance(lig, int) or isinstance(lig, bool) or lig < 1:
-        errors.append(f"{where}LIG: must be a positive integer, got {json.dumps(lig)}")
-    account = _text(line, "ACC", errors, required=True, where=where)
-    if account is not None:
+        p.add("LIG", f"must be a positive integer, got {json.dumps(lig)}", where)
+    p.text(line, "FCY", where)
+    # A line may name its chart (GraphQL's do); it must be the ledger's, which api1 implies.
+    chart = p.text(line, "COA", where)
+    account = p.text(line, "ACC", where, required=True)
+    if chart is not None and chart != refs.coa:
+        p.add("COA", f"'{chart}' is not the chart of the ledger ('{refs.coa}')", where)
+    elif account is not None:
         found = refs.accounts.get((refs.coa, account))
         if found is None:
-            errors.append(f"{where}ACC: account '{account}' does not exist in {refs.coa}")
+            p.add("ACC", f"account '{account}' does not exist in {refs.coa}", where)
         elif not found.get("ENAFLG", True):
-            errors.append(f"{where}ACC: account '{account}' is inactive in {refs.coa}")
-    _decimal(line, "AMTNOTLIN", errors, required=True, where=where)
-    _decimal(line, "QTY", errors, required=False, where=where)
-    _text(line, "DES", errors, where=where)
-    _check_line_dimensions(line, where, refs, errors)
+            p.add("ACC", f"account '{account}' is inactive in {refs.coa}", where)
+    p.decimal(line, "AMTNOTLIN", where, required=True)
+    p.decimal(line, "QTY", where, required=False)
+    p.text(line, "DES", where)
+    _check_line_dimensions(line, where, refs, p)
 
 
-def _check_line_dimensions(
-    line: Mapping[str, Any], where: str, refs: InvoiceRefs, errors: list[str]
-) -> None:
+def _check_line_dimensions(line: Mapping[str, Any], where: str, refs: InvoiceRefs,
+                           p: _Problems) -> None:
     types, values = line.get("DIE", []), line.get("CCE", [])
     if not _is_str_list(types) or not _is_str_list(values):
-        errors.append(f"{where}DIE and CCE must be lists of strings")
+        p.errors.append(f"{where}DIE and CCE must be lists of strings")
         return
     if len(types) != len(values):
-        errors.append(f"{where}DIE has {len(types)} entries but CCE has {len(values)}")
+        p.errors.append(f"{where}DIE has {len(types)} entries but CCE has {len(values)}")
         return
     for die, cce in zip(types, values, strict=True):
         found = refs.dimensions.get((die, cce))
         if found is None:
-            errors.append(f"{where}CCE: dimension '{cce}' of type '{die}' does not exist")
+            p.add("CCE", f"dimension '{cce}' of type '{die}' does not exist", where)
         elif not found.get("ENAFLG", True):
-            errors.append(f"{where}CCE: dimension '{cce}' of type '{die}' is inactive")
+            p.add("CCE", f"dimension '{cce}' of type '{die}' is inactive", where)
 
 
 def _is_str_list(value: Any) -> bool:

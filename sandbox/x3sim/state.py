@@ -14,7 +14,14 @@ from typing import Any
 
 from sandbox.x3sim.faults import Faults
 from sandbox.x3sim.oauth import OAuthState
-from sandbox.x3sim.rules import InvoiceRefs, ValidationFailed, check_invoice, check_supplier
+from sandbox.x3sim.rules import (
+    API1_NAMES,
+    InvoiceRefs,
+    Names,
+    ValidationFailed,
+    check_invoice,
+    check_supplier,
+)
 
 DEFAULT_COA = "CONS"
 DEFAULT_INVOICE_CLASS = "BPSINVOICE"
@@ -211,11 +218,23 @@ class X3State:
             result["faults"] = self.faults.settings()
             return result
 
-    def create_supplier(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Store a supplier; raises ValidationFailed."""
+    def supplier_problems(self, body: Mapping[str, Any], names: Names = API1_NAMES) -> list[str]:
+        """Why a create of this supplier would be refused now (empty: it would not)."""
         with self._lock:
             numbered = self.supplier_numbering == "sequence"
-            errors = check_supplier(body, self._suppliers, numbered=numbered)
+            return check_supplier(body, self._suppliers, numbered=numbered, names=names)
+
+    def invoice_problems(self, body: Mapping[str, Any], names: Names = API1_NAMES) -> list[str]:
+        """Why a create of this invoice would be refused now (empty: it would not)."""
+        with self._lock:
+            refs = InvoiceRefs(self._suppliers, self._accounts, self._dimensions, self.coa)
+            return check_invoice(body, refs, names=names)
+
+    def create_supplier(self, body: Mapping[str, Any], names: Names = API1_NAMES
+                        ) -> dict[str, Any]:
+        """Store a supplier; raises ValidationFailed, its problems named through `names`."""
+        with self._lock:
+            errors = self.supplier_problems(body, names)
             if errors:
                 raise ValidationFailed(errors)
             record = copy.deepcopy(dict(body))
@@ -236,15 +255,16 @@ class X3State:
         self._next_supplier += 1
         return code
 
-    def create_invoice(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Store a supplier invoice with the next NUM; raises ValidationFailed.
+    def create_invoice(self, body: Mapping[str, Any], names: Names = API1_NAMES
+                       ) -> dict[str, Any]:
+        """Store a supplier invoice with the next NUM; raises ValidationFailed, its problems
+        named through `names`.
 
         A second invoice with the same BPR + BPRVCR is accepted on purpose: X3 need not refuse
         it, and the connector's tests detect double posting by counting.
         """
         with self._lock:
-            refs = InvoiceRefs(self._suppliers, self._accounts, self._dimensions, self.coa)
-            errors = check_invoice(body, refs)
+            errors = self.invoice_problems(body, names)
             if errors:
                 raise ValidationFailed(errors)
             # X3 numbers the document itself: a NUM in the request is ignored.

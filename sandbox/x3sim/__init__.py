@@ -4,6 +4,16 @@ Run it with ``python -m sandbox.x3sim --port 8124`` or start it in-process with
 ``make_server("127.0.0.1", 0)``. It keeps everything in memory (``X3State``); api1 and GraphQL
 serve the same suppliers, accounts, dimensions and invoices.
 
+Modules, following one request through:
+    server.py         HTTP: routes a request to one of the endpoints below; make_server, main
+    api1.py           REST api1: Basic auth, $query (where.py: SData filters), $details, $create
+    graphql.py        POST /xtrem/api: runs a query (gqlparse.py parses it) or a create;
+    graphql_input.py  a create's input type-checked and mapped to the api1 body
+    rules.py          what a supplier or invoice create must pass, for both transports
+    state.py          the data in memory, the seed, the counters (X3State)
+    faults.py         injected latency, errors, slow and dropped commits, request counters
+    oauth.py          OAuth2 tokens, connected-app JWTs, the consent page, regional endpoints
+
 REST api1 (HTTP Basic), base ``/api1/x3/erp/{FOLDER}`` (see api1.py):
     GET  /{CLASS}?representation={CLASS}.$query&where=...&count=N&startIndex=I&orderBy=F desc
     GET  /{CLASS}('KEY')?representation={CLASS}.$details

@@ -140,6 +140,13 @@ def _steps(f: fields.Field, v: str, i: str, env: dict[str, Any], together: bool 
         check = f"not ({v}.isascii() and {v}.isprintable())"
         return [f"if {'not clean and ' if together else ''}{check}: {v} = n{i}({v})",
                 *_checks(f.validators, v, i, env)]
+    if isinstance(f, LayoutDate | fields.Integer | AsciiInt) or f.metadata.get("repeats"):
+        # Deterministic in the value and repeated across rows (dates, line numbers, fields the
+        # schema marks as repeating): remember results; deserialize runs marshmallow's own
+        # conversion and validators on a miss.
+        cache: dict[str, Any] = {}
+        env[f"k{i}"], env[f"m{i}"] = cache.get, _remember(cache, f.deserialize)
+        return [f"r = k{i}({v})", f"{v} = m{i}({v}) if r is None else r"]
     if isinstance(f, DecimalAmount):
         # Not cached: amounts are mostly distinct. The common shapes are inlined (the field says
         # which text is `Decimal(text without thousands separators)`); the rest goes through
@@ -153,12 +160,6 @@ def _steps(f: fields.Field, v: str, i: str, env: dict[str, Any], together: bool 
             convert = [f"if p{i}({v}):", f"    {v} = Decimal({text})",
                        f"    if not {v}: {v} = {v}.copy_abs()", "else:", f"    {v} = c{i}({v})"]
         return [*convert, *_checks(f.validators, v, i, env)]
-    if isinstance(f, LayoutDate | fields.Integer | AsciiInt):
-        # Deterministic in the value and repeated across rows (dates, line numbers): remember
-        # results; deserialize runs marshmallow's own conversion and validators on a miss.
-        cache: dict[str, Any] = {}
-        env[f"k{i}"], env[f"m{i}"] = cache.get, _remember(cache, f.deserialize)
-        return [f"r = k{i}({v})", f"{v} = m{i}({v}) if r is None else r"]
     env[f"c{i}"] = f.deserialize
     return [f"{v} = c{i}({v})"]
 

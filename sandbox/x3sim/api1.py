@@ -14,7 +14,6 @@ import base64
 import binascii
 import json
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,17 +116,11 @@ class Api1:
         self, method: str, url: SplitResult, body: bytes, authorization: str, base_url: str
     ) -> Reply:
         """One request, faults first (latency, injected errors), then authentication."""
-        faults = self.state.faults
-        ticket = faults.begin_request()
-        try:
-            if ticket.latency:
-                time.sleep(ticket.latency)
+        with self.state.faults.request() as ticket:
             if ticket.fault is not None:
                 raise fault_error(ticket)
             self._check_auth(authorization)
             return self._route(method, url, body, base_url)
-        finally:
-            faults.end_request(ticket)
 
     def _check_auth(self, header: str) -> None:
         expected = f"{self.username}:{self.password}"

@@ -1,9 +1,8 @@
 """What goes wrong, and when: the fault settings `/_sim/faults` holds, the dice that apply them,
 and the counters of requests, calls in flight and faults served.
 
-Every API request (api1 or GraphQL) takes a `RequestTicket` from `Faults.begin_request` and gives
-it back with `end_request`; a create asks `wait_before_commit` before it commits and
-`should_drop` after.
+Every API request (api1 or GraphQL) runs inside `Faults.request()`, which hands it a
+`RequestTicket`; a create asks `wait_before_commit` before it commits and `should_drop` after.
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ import copy
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +119,18 @@ class Faults:
         if fault is not None:
             self._count(str(fault))
         return fault
+
+    @contextmanager
+    def request(self) -> Iterator[RequestTicket]:
+        """One API request: counted, held back by the latency fault, its in-flight slot given
+        back on every path. The ticket says which fault, if any, to answer with."""
+        ticket = self.begin_request()
+        try:
+            if ticket.latency:
+                time.sleep(ticket.latency)
+            yield ticket
+        finally:
+            self.end_request(ticket)
 
     def end_request(self, ticket: RequestTicket) -> None:
         if ticket.counted:

@@ -9,7 +9,6 @@ import json
 import signal
 import socket
 import sys
-import time
 import traceback
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -136,10 +135,7 @@ class X3Handler(BaseHTTPRequestHandler):
         if method != "POST":
             raise ApiError(405, "GraphQL takes POST")
         state = self.server.state
-        ticket = state.faults.begin_request()
-        try:
-            if ticket.latency:
-                time.sleep(ticket.latency)
+        with state.faults.request() as ticket:
             if ticket.fault is not None:
                 self._graphql_fault(ticket)
                 return
@@ -157,8 +153,6 @@ class X3Handler(BaseHTTPRequestHandler):
             if result.committed and state.faults.should_drop():
                 raise DropConnection
             self._send_json(200, result.payload)
-        finally:
-            state.faults.end_request(ticket)
 
     def _graphql_fault(self, ticket: RequestTicket) -> None:
         if ticket.fault == 500:

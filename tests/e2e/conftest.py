@@ -57,8 +57,13 @@ class Stack:
 
 @pytest.fixture
 def stack_env(connected) -> dict[str, str]:
-    """Override settings for a test by updating this dict before `stack` starts workers."""
-    return {**os.environ, **connected["env"], "MLC_LOG_LEVEL": "DEBUG"}
+    """Override settings for a test by updating this dict before `stack` starts workers.
+
+    X3 time-outs and the in-flight window are short here: a worker killed after marking an
+    invoice `posting` but before its create left leaves nothing in X3, and that invoice waits
+    out the whole window (default 600 s) before it is sent again."""
+    return {**os.environ, **connected["env"], "MLC_LOG_LEVEL": "DEBUG",
+            "MLC_X3_TIMEOUT": "5", "MLC_X3_DEADLINE": "8", "MLC_X3_INFLIGHT_WINDOW": "12"}
 
 
 @pytest.fixture

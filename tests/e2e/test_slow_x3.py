@@ -16,7 +16,7 @@ N, V = 40, 8
 
 @pytest.fixture
 def slow_env(stack_env):
-    stack_env.update(MLC_X3_TIMEOUT="1", MLC_X3_INFLIGHT_WINDOW="8",
+    stack_env.update(MLC_X3_TIMEOUT="1", MLC_X3_DEADLINE="4", MLC_X3_INFLIGHT_WINDOW="8",
                      MLC_VISIBILITY_TIMEOUT="30", MLC_TASK_TIME_LIMIT="20",
                      MLC_RETRY_BACKOFF_MAX="3", MLC_MAX_RETRIES="5")
 

@@ -40,22 +40,30 @@ problem with) sends its invoice down `_InvoiceBuilder._slow`: `Schema.load` row 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter, itemgetter
 from typing import IO, Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError
+from marshmallow import EXCLUDE, ValidationError
 
 from pipeline.stampli.csvrows import CsvRows
 from pipeline.stampli.fastload import FastLoader, NeedsSchema, as_marshmallow_input
 from pipeline.stampli.layout import LINE_KEYS
+from pipeline.stampli.parsed import (
+    APPROVED,
+    CANCELLED,
+    InvoiceFileResult,
+    ParsedInvoice,
+    ParseStream,
+    Rejection,
+    VendorFileResult,
+    dedup_key,
+    first_error,
+)
 from pipeline.stampli.rows import (
     FileUnreadable,
-    ListRows,
     NumberedRow,
     Record,
-    RowError,
     RowSource,
     normalised_key,
     seekable,
@@ -64,12 +72,11 @@ from pipeline.stampli.rows import (
 from pipeline.stampli.schema import (
     INVOICE_HEADER_FIELDS,
     INVOICE_LINE_FIELDS,
-    VENDOR_FIELDS,
     InvoiceRowSchema,
     Layout,
-    VendorRowSchema,
     invoice_row_schema,
 )
+from pipeline.stampli.vendor_stream import VendorStream, parse_vendors
 from pipeline.stampli.xmlrows import XmlRows
 
 __all__ = [
@@ -77,70 +84,6 @@ __all__ = [
     "RowSource", "VendorFileResult", "VendorStream", "dedup_key", "parse_invoices",
     "parse_vendors", "read_csv_rows", "read_rows",
 ]
-
-APPROVED = "approved"
-CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True)
-class Rejection:
-    vendor_id: str | None
-    invoice_number: str | None
-    line_numbers: tuple[int, ...]
-    field: str | None
-    reason: str
-
-
-@dataclass(slots=True)
-class ParsedInvoice:
-    header: dict[str, Any]
-    lines: list[dict[str, Any]]
-    source_lines: tuple[int, ...]
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return dedup_key(self.header["vendor_id"], self.header["invoice_number"])
-
-    @property
-    def cancelled(self) -> bool:
-        return self.header["approval_status"].casefold() == CANCELLED
-
-    def payload(self) -> dict[str, Any]:
-        """JSON-ready normalised invoice: decimals as strings, dates as ISO strings."""
-        return _jsonable({**self.header, "lines": self.lines})
-
-
-@dataclass
-class InvoiceFileResult:
-    invoices: list[ParsedInvoice] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-    rows: int = 0
-
-
-@dataclass
-class VendorFileResult:
-    vendors: list[dict[str, Any]] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-    rows: int = 0
-
-
-def dedup_key(vendor_id: str, invoice_number: str) -> tuple[str, str]:
-    """NFKC, stripped, case-folded: `INV-７` and `inv-7` are one invoice."""
-    vendor, number = normalised_key((vendor_id, invoice_number))
-    return vendor, number
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
 
 # -- reading rows -----------------------------------------------------------------------------
 def read_rows(filename: str, stream: IO[bytes], layout: Layout) -> RowSource:
@@ -156,39 +99,6 @@ def read_csv_rows(stream: IO[bytes], layout: Layout) -> CsvRows:
     return CsvRows(seekable(stream), layout)
 
 
-class _Stream:
-    """Single-use iterator over a file's outcomes; `rows` counts data rows seen so far.
-    `collect()` gathers everything in lists: for small files and tests."""
-
-    def __init__(self, rows: Iterable[NumberedRow], layout: Layout) -> None:
-        # Anything but a RowSource (a list or generator of rows) is kept in memory: only readers
-        # can be read twice from their stream.
-        self.source = rows if isinstance(rows, RowSource) else ListRows(rows)
-        self.layout, self.rows = layout, 0
-        self._started = False
-        self._collected: Any = None
-
-    def __iter__(self) -> Iterator[Any]:
-        if self._started:
-            raise RuntimeError("a parse stream can be iterated once")
-        self._started = True
-        return self._generate()
-
-    def _generate(self) -> Iterator[Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _check_columns(self, schema: Schema, kind: str) -> None:
-        columns = self.source.columns
-        if columns is None:
-            return
-        missing = [n for n, f in schema.fields.items() if f.required and n not in columns]
-        if missing:
-            raise FileUnreadable(f"the header has no column for required field"
-                                 f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
-                                 f" (not a{'n' if kind == 'invoices' else ''} {kind} file,"
-                                 " or a layout alias missing?)")
-
-
 # Records of invoice rows are laid out header fields first, then line fields: the header part
 # of a row is one slice, compared at C speed with the invoice's first row.
 INVOICE_FIELDS = (*INVOICE_HEADER_FIELDS, *INVOICE_LINE_FIELDS)
@@ -197,7 +107,7 @@ _VENDOR, _NUMBER = INVOICE_FIELDS.index("vendor_id"), INVOICE_FIELDS.index("invo
 _Group = list[Record]
 
 
-class InvoiceStream(_Stream):
+class InvoiceStream(ParseStream):
     """Yields `ParsedInvoice | Rejection` as each invoice completes."""
 
     def collect(self) -> InvoiceFileResult:
@@ -370,7 +280,7 @@ class _InvoiceBuilder:
                 loaded.append((line_no, self.schema.load(
                     as_marshmallow_input(self.fields, values))))
             except ValidationError as exc:
-                name, text = _first_error(exc)
+                name, text = first_error(exc)
                 return reject(name, f"{name}: {text}", (line_no,))
         first_line, first_row = loaded[0]
         header = {name: first_row.get(name) for name in INVOICE_HEADER_FIELDS}
@@ -383,12 +293,6 @@ class _InvoiceBuilder:
         lines = [{ours: row.get(theirs) for theirs, ours in self.line_keys.items()}
                  for _, row in loaded]
         return header, lines
-
-
-def _first_error(exc: ValidationError) -> tuple[str, str]:
-    name, messages = sorted(exc.normalized_messages().items())[0]
-    text = messages[0] if isinstance(messages, list) else str(messages)
-    return name, text
 
 
 def _rejecter(rows: _Group) -> Any:
@@ -449,69 +353,6 @@ def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, 
     return ParsedInvoice(header=header, lines=lines, source_lines=tuple(map(_LINE_OF, rows)))
 
 
-# -- vendors ----------------------------------------------------------------------------------
-class VendorStream(_Stream):
-    """Yields a vendor dict (with its source "line") or a `Rejection` per row."""
-
-    def collect(self) -> VendorFileResult:
-        if self._collected is None:
-            result = VendorFileResult()
-            for item in self:
-                (result.rejections if isinstance(item, Rejection) else result.vendors
-                 ).append(item)
-            result.rows = self.rows
-            self._collected = result
-        return self._collected
-
-    @property
-    def vendors(self) -> list[dict[str, Any]]:
-        return self.collect().vendors
-
-    @property
-    def rejections(self) -> list[Rejection]:
-        return self.collect().rejections
-
-    def _generate(self) -> Iterator[dict[str, Any] | Rejection]:
-        self.source.expect_kind("vendors")
-        schema = VendorRowSchema(self.layout, unknown=EXCLUDE)
-        self._check_columns(schema, "vendors")
-        load = FastLoader(schema, VENDOR_FIELDS).load
-        for line_no, values, error in self.source.records(VENDOR_FIELDS):
-            self.rows += 1
-            try:
-                if error is not None:
-                    raise NeedsSchema
-                vendor = load(values)
-            except NeedsSchema:
-                outcome = _vendor_slow(schema, line_no, values, error)
-                if isinstance(outcome, Rejection):
-                    yield outcome
-                    continue
-                vendor = outcome
-            vendor["line"] = line_no
-            yield vendor
-
-
-def _vendor_slow(schema: Schema, line_no: int, values: tuple[str, ...], error: RowError | None
-                 ) -> Rejection | dict[str, Any]:
-    vendor_id = values[0] or None  # VENDOR_FIELDS starts with vendor_id
-    if error is not None:
-        name, reason = error
-        return Rejection(vendor_id, None, (line_no,), name,
-                         f"vendor at line {line_no}: {f'{name}: {reason}' if name else reason}")
-    try:
-        return schema.load(as_marshmallow_input(VENDOR_FIELDS, values))
-    except ValidationError as exc:
-        name, text = _first_error(exc)
-        return Rejection(vendor_id, None, (line_no,), name,
-                         f"vendor at line {line_no}: {name}: {text}")
-
-
 def parse_invoices(rows: Iterable[NumberedRow], layout: Layout) -> InvoiceStream:
     """Invoices of a file, as they complete: iterate for `ParsedInvoice | Rejection`."""
     return InvoiceStream(rows, layout)
-
-
-def parse_vendors(rows: Iterable[NumberedRow], layout: Layout) -> VendorStream:
-    """Vendors of a file, row by row: iterate for `dict | Rejection`."""
-    return VendorStream(rows, layout)

@@ -18,8 +18,6 @@ import json
 import logging
 import math
 import random
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,13 +28,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
 from pipeline.x3 import attempts
 from pipeline.x3.errors import X3ConfigError, X3OutcomeUnknown, X3ProtocolError, X3Unavailable
 from pipeline.x3.limits import Limiter, NoLimit
+from pipeline.x3.watchdog import Overrun, Watchdog, WatchedAdapter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -193,89 +190,6 @@ def _unknown(reason: str, *, advice: bool = True) -> X3OutcomeUnknown:
     return X3OutcomeUnknown(reason + (": the record may exist" if advice else ""), reason)
 
 
-# -- the deadline watchdog -----------------------------------------------------------------------
-class Overrun(Exception):
-    """The answer took longer than the deadline or grew past the cap; `sent` when the request
-    may have reached the server."""
-
-    def __init__(self, kind: str, sent: bool = True) -> None:
-        super().__init__(kind)
-        self.kind, self.sent = kind, sent
-
-
-_watched = threading.local()
-
-
-class _Watchdog:
-    """Shuts down the sockets of one HTTP exchange when its deadline passes. The connections
-    are those the pool hands out while it is armed (in this thread), reused ones included."""
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._done = threading.Event()
-        self._conns: list[Any] = []
-        self.fired = False
-
-    def __enter__(self) -> _Watchdog:
-        _watched.current = self
-        threading.Thread(target=self._watch, name="x3-deadline", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        _watched.current = None
-
-    def attach(self, conn: Any) -> None:
-        self._conns.append(conn)
-
-    def _watch(self) -> None:
-        if self._done.wait(self._seconds):
-            return
-        self.fired = True
-        # Again until the exchange gives up: a connection still connecting has no socket yet.
-        while not self._done.is_set():
-            for conn in list(self._conns):
-                sock = getattr(conn, "sock", None)
-                if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-            self._done.wait(0.05)
-
-
-def _watch_conn(conn: Any) -> Any:
-    watchdog = getattr(_watched, "current", None)
-    if watchdog is not None:
-        watchdog.attach(conn)
-    return conn
-
-
-class _WatchedHTTPPool(HTTPConnectionPool):
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        return _watch_conn(super()._get_conn(timeout))
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        return _watch_conn(super()._get_conn(timeout))
-
-
-_WATCHED = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
-class _WatchedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _WATCHED
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        if hasattr(manager, "pool_classes_by_scheme"):
-            manager.pool_classes_by_scheme = _WATCHED
-        return manager
-
-
 # -- the transport ------------------------------------------------------------------------------
 class Transport:
     """One requests.Session per client; every HTTP attempt holds one slot of the call cap.
@@ -293,7 +207,7 @@ class Transport:
         self.max_bytes = int(max_response_mb * 1024 * 1024)
         self.session = requests.Session()
         for prefix in ("https://", "http://"):
-            self.session.mount(prefix, _WatchedAdapter())
+            self.session.mount(prefix, WatchedAdapter())
         self.session.verify = verify
         self.session.headers.update({"Accept": "application/json"})
         self.limiter = limiter or NoLimit()
@@ -438,7 +352,7 @@ class Transport:
             if remaining <= 0:
                 raise Overrun("deadline", sent=False)
             timeout = (min(self.timeout[0], remaining), min(self.timeout[1], remaining))
-            with _Watchdog(remaining) as watchdog:
+            with Watchdog(remaining) as watchdog:
                 try:
                     resp = self.session.request(method, url, timeout=timeout, stream=True,
                                                 **kwargs)

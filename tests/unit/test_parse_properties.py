@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import EXCLUDE, ValidationError
 
-from pipeline.stampli import parse
+from pipeline.stampli import parse, parsed
 from pipeline.stampli.fastload import FastLoader, NeedsSchema, as_marshmallow_input
 from pipeline.stampli.layout import Layout
 from pipeline.stampli.schema import InvoiceRowSchema, VendorRowSchema, invoice_row_schema
@@ -118,7 +118,7 @@ def expected_payload(inv: dict[str, Any], layout: Layout | None = None) -> dict[
     lines = [{**line, "description": line["description"] or "",
               "quantity": line["quantity"] if line["quantity"] is not None else Decimal("1")}
              for line in sorted(inv["lines"], key=lambda x: x["line_number"])]
-    return parse._jsonable({**out, "lines": lines})
+    return parsed.jsonable({**out, "lines": lines})
 
 
 def parse_bytes(name: str, data: bytes, layout: Layout) -> parse.InvoiceFileResult:

@@ -609,7 +609,7 @@ def cmd_sandbox_sftp(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sandbox import demo
 
-    return demo.main(keep=args.keep)
+    return demo.main(keep=args.keep, console=args.console)
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -730,7 +730,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the whole pipeline on the sample export")
     demo.add_argument("--keep", action="store_true", help="keep the demo database")
+    demo.add_argument("--console", action="store_true",
+                      help="leave the stack and the web console running until Ctrl-C")
     demo.set_defaults(func=cmd_demo)
+    from console.cli import add_commands as add_console_commands  # the `console` group
+
+    add_console_commands(sub)
     return p
 
 

@@ -59,6 +59,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         return render_template("error.html", code=exc.code, name=exc.name,
                                description=exc.description), exc.code or 500
 
+    @app.get("/favicon.ico")
+    def favicon() -> tuple[str, int]:
+        return "", 204
+
     @app.get("/healthz")
     def health() -> dict[str, str]:
         from pipeline import db

@@ -29,7 +29,7 @@ class StackedChart:
     labels: list[tuple[float, str]]
 
 
-def stacked_per_day(rows: list[dict[str, Any]], days: int = 30, width: int = 720,
+def stacked_per_day(rows: list[dict[str, Any]], days: int = 30, width: int = 900,
                     height: int = 200) -> StackedChart:
     """rows: {day, series, n}; one stacked bar per day of the last `days` days."""
     first = date.today() - timedelta(days=days - 1)
@@ -49,7 +49,7 @@ def stacked_per_day(rows: list[dict[str, Any]], days: int = 30, width: int = 720
             y -= h
             bars.append(Bar(round(i * slot + 1, 1), round(y, 1), round(slot - 2, 1),
                             round(h, 1), colors[name], f"{day}: {n} {name}"))
-        if i % 7 == 0 or i == days - 1:
+        if (days - 1 - i) % 7 == 0:  # weekly, ending today
             labels.append((round(i * slot, 1), day.strftime("%d %b")))
     return StackedChart(width, height, bars, [(s, colors[s]) for s in series], top, labels)
 

@@ -22,7 +22,7 @@ from console import users
 from pipeline import db
 
 F = TypeVar("F", bound=Callable[..., Any])
-PUBLIC_ENDPOINTS = {"auth.login", "static", "health"}
+PUBLIC_ENDPOINTS = {"auth.login", "static", "health", "favicon"}
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -69,7 +69,10 @@ def before_request() -> Response | None:
         with db.transaction() as cur:
             g.user = users.current(cur, uid, gen)
     if g.user is None:
-        session.clear()
+        # Keep the CSRF token: a login form open in another tab (or the browser's own
+        # favicon request) must not make that form stale.
+        for key in ("uid", "gen", "seen"):
+            session.pop(key, None)
         target = request.full_path if request.method == "GET" else None
         return redirect(url_for("auth.login", next=target, expired=1 if uid else None))
     session["seen"] = int(time.time())

@@ -266,3 +266,15 @@ def test_login_next_stays_on_this_site(client):
     r = client.post("/login?next=//evil.example/x", data={
         "name": "vera", "password": PASSWORD, "csrf_token": csrf(page.get_data(as_text=True))})
     assert r.headers["Location"] == "/"
+
+
+def test_a_request_between_login_form_and_post_keeps_the_token_valid(client):
+    """Found in the browser: its favicon request ran through the login redirect, which cleared
+    the session and with it the login form's CSRF token (the POST then got 400)."""
+    add_user("vera", "viewer")
+    page = client.get("/login").get_data(as_text=True)
+    assert client.get("/favicon.ico").status_code == 204
+    client.get("/invoices")  # redirected to the login page: the form's token stays valid
+    r = client.post("/login", data={"name": "vera", "password": PASSWORD,
+                                    "csrf_token": csrf(page)})
+    assert r.status_code == 302

@@ -39,8 +39,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(overrides or {})
     app.session_interface = security.SessionInterface()
-    if os.environ.get("MLC_CONSOLE_PROXIES"):
-        hops = int(os.environ["MLC_CONSOLE_PROXIES"])
+    hops = int(os.environ.get("MLC_CONSOLE_PROXIES") or 0)
+    if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.before_request(security.before_request)
     app.after_request(security.headers)

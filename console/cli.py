@@ -5,6 +5,7 @@
     mlc console user passwd NAME [--role ROLE] [--password-stdin]
     mlc console user disable NAME
     mlc console user list
+    mlc console ping [--url http://127.0.0.1:8000]
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ def add_commands(sub: Any) -> None:
     cp.add_argument("--host", default="127.0.0.1")
     cp.add_argument("--port", type=int, default=8000)
     cp.set_defaults(func=cmd_serve)
-    users = cp.add_subparsers(dest="console_cmd").add_parser(
-        "user", help="console users").add_subparsers(dest="user_cmd", required=True)
+    more = cp.add_subparsers(dest="console_cmd")
+    ping = more.add_parser("ping", help="exit 0 when a running console answers (healthcheck)")
+    ping.add_argument("--url", default="http://127.0.0.1:8000")
+    ping.set_defaults(func=cmd_ping)
+    users = more.add_parser("user", help="console users").add_subparsers(dest="user_cmd",
+                                                                          required=True)
     for name, helptext in (("add", "add a user"), ("passwd", "set a user's password"),
                            ("disable", "disable a user (ends their sessions)"),
                            ("list", "list users")):
@@ -72,6 +77,20 @@ def cmd_user(args: argparse.Namespace) -> int:
         return 1
     print(safe(f"user {args.name}: {args.user_cmd} done"))
     return 0
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    import requests
+
+    try:
+        answer = requests.get(args.url.rstrip("/") + "/healthz", timeout=5,
+                              allow_redirects=False)
+    except requests.RequestException as exc:
+        print(f"mlc: console unreachable: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    ok = answer.status_code == 200
+    print("console answers" if ok else f"console answered HTTP {answer.status_code}")
+    return 0 if ok else 1
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -46,16 +46,26 @@ def polls(cur: Cursor) -> dict[str, Any]:
             "waiting": waiting if isinstance(waiting, list) else [str(waiting)]}
 
 
-def posted_per_day(cur: Cursor, days: int = 30, by: str = "currency") -> list[dict[str, Any]]:
-    """Invoices posted per day and currency (or company) over the last `days` days."""
+def posted_per_day(cur: Cursor, days: int = 30, by: str = "currency",
+                   default_company: str = "") -> list[dict[str, Any]]:
+    """Invoices posted per day and currency (or company) over the last `days` days. An invoice's
+    company is its lines' route (one per invoice: posting refuses several), else the default."""
     since = date.today() - timedelta(days=days - 1)
-    key = ("i.payload->>'currency'" if by == "currency" else
-           "coalesce((SELECT r.company FROM invoice_lines l JOIN entity_routes r"
-           " ON r.location = lower(btrim(l.location)) WHERE l.invoice_id = i.id LIMIT 1),"
-           " '(default)')")
-    cur.execute(f"SELECT i.posted_at::date AS day, {key} AS series, count(*) AS n"
-                " FROM invoices i WHERE i.posted_at >= %s AND i.status = 'posted'"
-                " GROUP BY 1, 2 ORDER BY 1, 2", (since,))
+    if by == "currency":
+        cur.execute("SELECT posted_at::date AS day, payload->>'currency' AS series,"
+                    " count(*) AS n FROM invoices WHERE posted_at >= %s AND status = 'posted'"
+                    " GROUP BY 1, 2 ORDER BY 1, 2", (since,))
+        return list(cur.fetchall())
+    cur.execute(
+        "WITH posted AS (SELECT id, posted_at FROM invoices WHERE posted_at >= %s"
+        " AND status = 'posted'),"
+        " routed AS (SELECT DISTINCT ON (l.invoice_id) l.invoice_id, r.company"
+        " FROM invoice_lines l JOIN posted p ON p.id = l.invoice_id"
+        " JOIN entity_routes r ON r.location = lower(btrim(l.location))"
+        " WHERE l.location IS NOT NULL ORDER BY l.invoice_id, l.line_number)"
+        " SELECT p.posted_at::date AS day, coalesce(r.company, %s) AS series, count(*) AS n"
+        " FROM posted p LEFT JOIN routed r ON r.invoice_id = p.id GROUP BY 1, 2 ORDER BY 1, 2",
+        (since, default_company))
     return list(cur.fetchall())
 
 

@@ -18,7 +18,7 @@ def index() -> str:
     with db.transaction() as cur:
         summary = status.summary(cur, poll_interval=s.poll_interval, broker_url=s.broker_url)
         polls = queries.polls(cur)
-        posted = queries.posted_per_day(cur, by=by)
+        posted = queries.posted_per_day(cur, by=by, default_company=s.x3_company)
         failures = queries.failures_by_reason(cur)
     return render_template("overview.html", summary=summary, polls=polls, by=by,
                            posted=charts.stacked_per_day(posted),

@@ -170,15 +170,26 @@ def acknowledgements(cur: Cursor, invoice_id: int) -> list[dict[str, Any]]:
     return list(cur.fetchall())
 
 
-def review_queue(cur: Cursor, limit: int = 500) -> list[dict[str, Any]]:
-    """Failed, under review (not yet acknowledged) and unknown-outcome invoices, with their
-    reason group; oldest first."""
+UNACKNOWLEDGED = ("i.status = ANY(%s) AND NOT EXISTS (SELECT 1 FROM console_acknowledgements a"
+                  " WHERE a.invoice_id = i.id AND a.review_reason = i.review_reason)")
+
+
+def review_groups(cur: Cursor) -> dict[tuple[str, str], int]:
+    """How many invoices wait in each (status, reason group), all of them counted."""
+    cur.execute(f"SELECT i.status, {REASON_GROUP} AS reason_group, count(*) AS n"
+                f" FROM invoices i WHERE {UNACKNOWLEDGED} GROUP BY 1, 2",
+                (list(OPEN_STATUSES),))
+    return {(r["status"], r["reason_group"] or ""): r["n"] for r in cur.fetchall()}
+
+
+def review_queue(cur: Cursor, limit: int = 200) -> list[dict[str, Any]]:
+    """The oldest `limit` failed, under review (not yet acknowledged) and unknown-outcome
+    invoices, with their reason group."""
     cur.execute(
         f"SELECT {INVOICE_COLUMNS}, {REASON_GROUP} AS reason_group FROM invoices i"
         " JOIN source_files f ON f.id = i.source_file_id"
-        " WHERE i.status = ANY(%s) AND NOT EXISTS (SELECT 1 FROM console_acknowledgements a"
-        " WHERE a.invoice_id = i.id AND a.review_reason = i.review_reason)"
-        " ORDER BY i.updated_at, i.id LIMIT %s", (list(OPEN_STATUSES), limit))
+        f" WHERE {UNACKNOWLEDGED} ORDER BY i.updated_at, i.id LIMIT %s",
+        (list(OPEN_STATUSES), limit))
     return list(cur.fetchall())
 
 

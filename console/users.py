@@ -125,6 +125,9 @@ def authenticate(cur: Cursor, name: str, password: str, address: str
     ok = bool(row) and good and row["disabled_at"] is None and not limited
     cur.execute("INSERT INTO console_login_attempts (username, address, ok) VALUES (%s,%s,%s)",
                 (name, address, ok and not limited))
+    # Only the window matters: this name's older tries go (the index serves the delete).
+    cur.execute("DELETE FROM console_login_attempts WHERE username = %s"
+                " AND at < now() - make_interval(secs => %s)", (name, 2 * WINDOW_SECONDS))
     record(cur, "login", name, "ok" if ok else "error", address=address,
            reason=None if ok else ("rate limited" if limited else "wrong name or password"))
     if limited:

@@ -43,12 +43,23 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+def _file_id(value: str) -> int | None:
+    """A file by ledger id, or by name as `mlc replay --file` takes it (the newest of that name;
+    -1, which matches nothing, when no file has it)."""
+    value = value.strip()[:255]
+    if not value or value.isdigit():
+        return _int(value)
+    with db.transaction() as cur:
+        found = reports.find_files(cur, value)
+    return found[-1]["id"] if found else -1
+
+
 @bp.get("/invoices")
 def index() -> str:
     a = request.args
     f = queries.InvoiceFilter(
         status=a.get("status", "") if a.get("status") in STATUSES else "",
-        vendor=a.get("vendor", "").strip()[:100], file_id=_int(a.get("file")),
+        vendor=a.get("vendor", "").strip()[:100], file_id=_file_id(a.get("file", "")),
         company=a.get("company", "").strip()[:30], since=_date(a.get("since")),
         until=_date(a.get("until")), number=a.get("number", "").strip()[:60])
     company = settings().x3_company

@@ -111,6 +111,13 @@ def test_pages_show_the_ledger(client, ledger_filled):
     assert "BO-7731" in client.get("/invoices?number=bo-77").get_data(as_text=True)
     assert "BO-7731" not in client.get("/invoices?vendor=V-1001").get_data(as_text=True)
     assert "BO-7731" in client.get("/invoices?company=US01").get_data(as_text=True)
+    assert "BO-7731" not in client.get("/invoices?company=US99").get_data(as_text=True)
+    by_name = client.get("/invoices?file=invoices_20261103101500.csv").get_data(as_text=True)
+    assert "BO-7731" in by_name and "2026/117" in by_name
+    assert "No invoice matches" in client.get("/invoices?file=nope.csv").get_data(as_text=True)
+    assert "No invoice matches" in client.get("/invoices?since=2099-01-01").get_data(as_text=True)
+    by_company = client.get("/?by=company").get_data(as_text=True)
+    assert "US01" in by_company
     detail = client.get(f"/invoices/{ids['INV-88121']}").get_data(as_text=True)
     assert 'id="review-diff"' in detail and "Hydraulic hoses revised" in detail
     assert "CC-PLANT1" in detail and "CCT=PLANT1" in detail and "US01/US011" in detail
@@ -278,3 +285,17 @@ def test_a_request_between_login_form_and_post_keeps_the_token_valid(client):
     r = client.post("/login", data={"name": "vera", "password": PASSWORD,
                                     "csrf_token": csrf(page)})
     assert r.status_code == 302
+
+
+def test_behind_a_tls_proxy_cookies_are_secure_and_limits_see_the_client(db_env, monkeypatch):
+    from console import create_app
+
+    monkeypatch.setenv("MLC_CONSOLE_PROXIES", "1")
+    client = create_app({"TESTING": True}).test_client()
+    add_user("vera", "viewer")
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    page = client.get("/login", headers=proxied)
+    r = client.post("/login", headers=proxied, data={
+        "name": "vera", "password": PASSWORD, "csrf_token": csrf(page.get_data(as_text=True))})
+    assert "Secure" in r.headers["Set-Cookie"]
+    assert audit_rows("login")[-1]["detail"]["address"] == "203.0.113.7"

@@ -15,7 +15,7 @@ import getpass
 import sys
 from typing import Any
 
-from console.users import ROLES
+ROLES = ("viewer", "operator", "admin")  # console.users.ROLES, without importing it here
 
 
 def add_commands(sub: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -46,5 +47,7 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
-# Checked against when the user does not exist, so that the answer takes as long.
-DUMMY_HASH = hash_password("not a real password, only for timing")
+@functools.cache
+def dummy_hash() -> str:
+    """Checked against when the user does not exist, so that the answer takes as long."""
+    return hash_password("not a real password, only for timing")

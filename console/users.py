@@ -9,7 +9,7 @@ from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 
-from console.passwords import DUMMY_HASH, check_strength, hash_password, verify_password
+from console.passwords import check_strength, dummy_hash, hash_password, verify_password
 from pipeline import audit
 from pipeline.audit import TaskContext
 
@@ -121,7 +121,7 @@ def authenticate(cur: Cursor, name: str, password: str, address: str
                 " FROM console_users WHERE name = %s", (name,))
     row = cur.fetchone()
     # Hash even when the answer is known, so timing tells nothing about which names exist.
-    good = verify_password(password, row["password_hash"] if row else DUMMY_HASH)
+    good = verify_password(password, row["password_hash"] if row else dummy_hash())
     ok = bool(row) and good and row["disabled_at"] is None and not limited
     cur.execute("INSERT INTO console_login_attempts (username, address, ok) VALUES (%s,%s,%s)",
                 (name, address, ok and not limited))

@@ -22,3 +22,19 @@ def test_short_passwords_are_refused():
         assert "10 characters" in str(exc)
     else:
         raise AssertionError("a short password was accepted")
+
+
+def test_mlc_does_not_import_flask_or_hash_to_build_its_parser():
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.cli; pipeline.cli.build_parser();"
+            " print(sorted(m for m in sys.modules if m.split('.')[0] in"
+            " ('flask', 'werkzeug', 'console')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['console', 'console.cli']"
+    from console.cli import ROLES
+    from console.users import ROLES as USER_ROLES
+
+    assert ROLES == USER_ROLES

@@ -149,6 +149,18 @@ def invoice(cur: Cursor, invoice_id: int) -> dict[str, Any] | None:
     return cur.fetchone()
 
 
+def file_events(cur: Cursor, file_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The fetch and parse of an invoice's file (rows without an invoice id), for its timeline,
+    summarised like the rows of `pipeline.reports.trail`."""
+    cur.execute("SELECT * FROM audit_events WHERE source_file_id = %s AND invoice_id IS NULL"
+                " AND stage IN ('file_fetch', 'file_parse') ORDER BY id LIMIT %s",
+                (file_id, limit))
+    keys = ("path", "accepted", "rejected", "reason", "error", "moved_to")
+    return [dict(r, summary="; ".join(f"{k}={r['detail'][k]}" for k in keys
+                                      if r["detail"].get(k) not in (None, "", [])))
+            for r in cur.fetchall()]
+
+
 def vendor_link(cur: Cursor, vendor_key: str) -> dict[str, Any] | None:
     cur.execute("SELECT x3_supplier_code, matched_by, created_at FROM vendor_links"
                 " WHERE stampli_vendor_id = %s", (vendor_key,))

@@ -104,7 +104,9 @@ def detail(invoice_id: int) -> str:
         if inv is None:
             abort(404)
         lines = _applied(cur, inv["payload"])
-        trail = reports.trail(cur, invoice_id=invoice_id)
+        trail = sorted(queries.file_events(cur, inv["source_file_id"])
+                       + reports.trail(cur, invoice_id=invoice_id),
+                       key=lambda e: (e["at"], e["id"]))
         calls = attempts.for_invoice(cur, invoice_id)
         link = queries.vendor_link(cur, inv["stampli_vendor_id"])
         changes = queries.review_changes(cur, invoice_id) if inv["review_reason"] else []

@@ -122,6 +122,7 @@ def test_pages_show_the_ledger(client, ledger_filled):
     assert 'id="review-diff"' in detail and "Hydraulic hoses revised" in detail
     assert "CC-PLANT1" in detail and "CCT=PLANT1" in detail and "US01/US011" in detail
     assert "invoice_post" in detail and "create_invoice" in detail  # trail and X3 calls
+    assert "file_fetch" in detail and "file_parse" in detail  # its file's fetch and parse
     review = client.get("/review").get_data(as_text=True)
     assert "BO-7731" in review and "INV-88121" in review
     files = client.get("/files").get_data(as_text=True)

@@ -1,6 +1,6 @@
-"""A ledger filled by the real pipeline (run-once against sshd and the X3 simulator): two
-posted invoices, BO-7731 failed on an unknown GL code, INV-88121 under review after a changed
-re-export. Module-scoped: the tests only add to it what they look at."""
+"""Console fixtures: a ledger filled by the real pipeline (polls against sshd, posts to the X3
+simulator): 2026/117 posted, BO-7731 failed on an unknown GL code, INV-88121 under review after
+a changed re-export; the app and its test client; chromium; the console served in a thread."""
 
 from __future__ import annotations
 
@@ -53,8 +53,9 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One chromium per module, closed with it (Playwright's sync API runs its own loop)."""
     from playwright.sync_api import sync_playwright
 
     from tests.console.browser import CHROMIUM

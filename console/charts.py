@@ -33,6 +33,7 @@ def stacked_per_day(rows: list[dict[str, Any]], days: int = 30, width: int = 900
                     height: int = 200) -> StackedChart:
     """rows: {day, series, n}; one stacked bar per day of the last `days` days."""
     first = date.today() - timedelta(days=days - 1)
+    rows = [r for r in rows if first <= r["day"] <= date.today()]  # the database's day may differ
     series = sorted({r["series"] or "?" for r in rows})
     colors = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(series)}
     per_day: dict[date, list[tuple[str, int]]] = {}

@@ -19,6 +19,14 @@ def replay(user: users.User, invoice_id: int, reason: str) -> list[dict[str, Any
     reason = reason.strip()
     if not reason:
         raise ActionRefused("a replay needs a reason (it goes in the audit trail)")
+    from pipeline.config import settings
+    from workers.send import broker_ping, send_many
+
+    try:  # Redis down: say so before any row is reset, as `mlc replay` does
+        broker_ping(settings().broker_url)
+    except Exception as exc:  # noqa: BLE001 - any broker failure refuses the replay
+        raise ActionRefused(f"the queue (Redis) does not answer: {type(exc).__name__};"
+                            " nothing was changed") from None
     try:
         chosen = replay_mod.select_for_replay(users.CONSOLE,
                                               replay_mod.Selection(invoice_id=invoice_id),
@@ -29,10 +37,7 @@ def replay(user: users.User, invoice_id: int, reason: str) -> list[dict[str, Any
                          reason=reason, refused=str(exc))
         raise ActionRefused(str(exc)) from exc
     # After the commit above, as the CLI does: the worker reads the reset row.
-    from workers.app import app
-
-    for row in chosen:
-        app.send_task("mlc.resolve_vendor", args=[row["id"]])
+    send_many("mlc.process_invoice", [[row["id"]] for row in chosen])
     return chosen
 
 

@@ -21,12 +21,13 @@ ROLES = ("viewer", "operator", "admin")  # console.users.ROLES, without importin
 def add_commands(sub: Any) -> None:
     """Called by pipeline.cli.build_parser: the whole `console` command group."""
     cp = sub.add_parser("console", help="the finance team's web console")
-    cp.add_argument("--host", default="127.0.0.1")
-    cp.add_argument("--port", type=int, default=8000)
+    cp.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    cp.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     cp.set_defaults(func=cmd_serve)
     more = cp.add_subparsers(dest="console_cmd")
     ping = more.add_parser("ping", help="exit 0 when a running console answers (healthcheck)")
-    ping.add_argument("--url", default="http://127.0.0.1:8000")
+    ping.add_argument("--url", default="http://127.0.0.1:8000",
+                      help="the console's base URL (http://127.0.0.1:8000)")
     ping.set_defaults(func=cmd_ping)
     users = more.add_parser("user", help="console users").add_subparsers(dest="user_cmd",
                                                                           required=True)
@@ -35,9 +36,12 @@ def add_commands(sub: Any) -> None:
                            ("list", "list users")):
         p = users.add_parser(name, help=helptext)
         if name != "list":
-            p.add_argument("name")
+            p.add_argument("name", help="the user's login name")
         if name in ("add", "passwd"):
-            p.add_argument("--role", choices=ROLES, required=name == "add")
+            p.add_argument("--role", choices=ROLES, required=name == "add",
+                           help="viewer reads; operator also replays and acknowledges; admin "
+                                "also edits mappings and users" + ("" if name == "add" else
+                                                                   " (default: unchanged)"))
             p.add_argument("--password-stdin", action="store_true",
                            help="read the password from the first line of stdin")
         p.set_defaults(func=cmd_user)

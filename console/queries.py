@@ -30,22 +30,6 @@ class InvoiceFilter:
     number: str = ""
 
 
-def polls(cur: Cursor) -> dict[str, Any]:
-    """Last poll, last successful poll, last poll error, files waiting for stability."""
-    cur.execute("SELECT id, started_at, finished_at, outcome, detail FROM polls"
-                " ORDER BY started_at DESC LIMIT 1")
-    last = cur.fetchone()
-    cur.execute("SELECT started_at FROM polls WHERE outcome = 'ok'"
-                " ORDER BY started_at DESC LIMIT 1")
-    ok = cur.fetchone()
-    cur.execute("SELECT started_at, detail->>'error' AS error FROM polls WHERE outcome = 'error'"
-                " ORDER BY started_at DESC LIMIT 1")
-    error = cur.fetchone()
-    waiting = (last["detail"] or {}).get("waiting") or [] if last else []
-    return {"last": last, "last_ok": ok["started_at"] if ok else None, "last_error": error,
-            "waiting": waiting if isinstance(waiting, list) else [str(waiting)]}
-
-
 def posted_per_day(cur: Cursor, days: int = 30, by: str = "currency",
                    default_company: str = "") -> list[dict[str, Any]]:
     """Invoices posted per day and currency (or company) over the last `days` days. An invoice's

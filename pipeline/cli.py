@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError
+from pipeline.cli_errors import OneLineParser, iso_date
 
 Handler = Callable[[argparse.Namespace], int]
+AUTH_TRIES = 3  # mlc x3 check: a busy X3 gets two more chances (1 s, then 2 s later)
 
 
 def _read_stdin_secret(what: str) -> str:
@@ -139,7 +141,7 @@ def cmd_x3_check(args: argparse.Namespace) -> int:
     from pipeline import connections, db
     from pipeline.config import settings
     from pipeline.x3.connect import open_client
-    from pipeline.x3.errors import X3Error
+    from pipeline.x3.errors import X3Error, X3Unavailable
 
     try:
         with db.transaction() as cur:
@@ -150,10 +152,21 @@ def cmd_x3_check(args: argparse.Namespace) -> int:
     dim_type, _, dim_value = (args.dimension or f"{settings().x3_dimension_type}=").partition("=")
 
     def authenticate() -> str:
-        if not hasattr(client, "authenticate"):
-            return "HTTP Basic, sent with every call below"
-        client.authenticate()
-        return "bearer token obtained"
+        """A fresh authentication and one authenticated call, now: never a cached token. X3
+        busy (503, or not answering) is retried briefly, as a read is."""
+        for attempt in range(1, AUTH_TRIES + 1):
+            try:
+                how = "HTTP Basic"
+                if hasattr(client, "authenticate"):
+                    client.authenticate(fresh=True)
+                    how = "new bearer token obtained"
+                client.find_supplier_by_code(probe)
+                return f"{how}; X3 answered an authenticated call"
+            except X3Unavailable:
+                if attempt == AUTH_TRIES:
+                    raise
+                time.sleep(attempt)
+        raise AssertionError("unreachable")
 
     def found(what: str, given: str | None, exists: object) -> str:
         if given and not exists:
@@ -228,9 +241,11 @@ def _add_x3_graphql_args(cset: argparse.ArgumentParser) -> None:
         "client secret, then refresh token (oauth)")
     g.add_argument("--auth", choices=["oauth", "jwt"], default="oauth",
                    help="oauth: cloud refresh-token flow; jwt: on-premise connected application")
-    g.add_argument("--client-id")
-    g.add_argument("--client-secret-stdin", action="store_true")
-    g.add_argument("--refresh-token-stdin", action="store_true")
+    g.add_argument("--client-id", help="the application's client id registered in X3")
+    g.add_argument("--client-secret-stdin", action="store_true",
+                   help="read the client secret from the first line of standard input")
+    g.add_argument("--refresh-token-stdin", action="store_true",
+                   help="read the refresh token from the next line of standard input (oauth)")
     g.add_argument("--token-url", help="OAuth2 token endpoint (oauth)")
     g.add_argument("--x3-user", help="X3 user the JWT acts as (jwt)")
     g.add_argument("--audience", help="JWT aud claim (jwt)")
@@ -238,9 +253,10 @@ def _add_x3_graphql_args(cset: argparse.ArgumentParser) -> None:
 
 def _add_x3_commands(sub: Any) -> None:
     x3 = sub.add_parser("x3", help="Sage X3").add_subparsers(dest="x3_cmd", required=True)
-    chk = x3.add_parser("check", help="authenticate, query a supplier, an account and a "
+    chk = x3.add_parser("check", help="authenticate afresh (a new token and one call, never a "
+                        "cached token), query a supplier, an account and a "
                         "dimension with the stored credentials; exit 1 if anything fails")
-    chk.add_argument("--name", default="x3")
+    chk.add_argument("--name", default="x3", help="the X3 connection to check (default x3)")
     chk.add_argument("--supplier", help="supplier code that must exist")
     chk.add_argument("--account", help="account (in MLC_X3_COA) that must exist")
     chk.add_argument("--dimension", metavar="TYPE=VALUE", help="dimension that must exist")
@@ -248,23 +264,28 @@ def _add_x3_commands(sub: Any) -> None:
     au = x3.add_parser("authorize", help="OAuth2 onboarding of X3 cloud: print the "
                        "authorisation URL, take the callback on the loopback redirect URI (or "
                        "--code), store the tokens encrypted")
-    au.add_argument("--name", default="x3")
+    au.add_argument("--name", default="x3", help="the connection to store (default x3)")
     au.add_argument("--url", required=True, help="X3 URL (GraphQL at URL/xtrem/api)")
-    au.add_argument("--folder", default="SEED")
-    au.add_argument("--client-id", required=True)
-    au.add_argument("--client-secret-stdin", action="store_true")
+    au.add_argument("--folder", default="SEED", help="X3 folder (endpoint), default SEED")
+    au.add_argument("--client-id", required=True,
+                    help="the application's client id registered with Sage")
+    au.add_argument("--client-secret-stdin", action="store_true",
+                    help="read the client secret from the first line of standard input "
+                         "(required)")
     au.add_argument("--token-url", required=True, help="OAuth2 token endpoint")
     au.add_argument("--authorize-url", help="the authorisation page (not needed with --code)")
     au.add_argument("--redirect-uri", required=True,
                     help="registered redirect URI; listened on: http://127.0.0.1:PORT/PATH")
-    au.add_argument("--scope", default="api.graphQL")
+    au.add_argument("--scope", default="api.graphQL",
+                    help="OAuth2 scope to ask for (default api.graphQL)")
     au.add_argument("--customer", help="X3 customer URL in the request (default: --url)")
     au.add_argument("--code", help="the code from a callback received elsewhere (no "
                     "listener); '-' reads it from standard input after the client secret")
     au.add_argument("--endpoint", help="with --code: the regional endpoint the callback named")
     au.add_argument("--timeout", type=float, default=300.0,
                     help="seconds to wait for the callback (default 300)")
-    au.add_argument("--ca-bundle")
+    au.add_argument("--ca-bundle", help="CA certificates (PEM) to trust for X3 and the token "
+                    "endpoint (a private CA)")
     au.set_defaults(func=cmd_x3_authorize)
 
 
@@ -318,14 +339,24 @@ def cmd_run_once(args: argparse.Namespace) -> int:
 
     with db.transaction() as cur:
         client = open_client(cur)
+    from collections import Counter
+
+    from pipeline.progress import Progress
+    from pipeline.status import render_waiting
     from pipeline.tables import safe
 
-    report = run_once(client)
+    with Progress("run-once") as progress:
+        report = run_once(client, progress=progress)
     if report.locked_out:
         print("another poll is running: nothing fetched by this one")
     print(f"files fetched: {len(report.files)}")
     for invoice_id, outcome in sorted(report.outcomes.items()):
         print(f"  invoice {invoice_id}: {outcome}")
+    counts = Counter(report.outcomes.values())
+    print(f"invoices: {len(report.outcomes)}"
+          + "".join(f", {n} {state}" for state, n in sorted(counts.items())))
+    for line in render_waiting(report.waiting_files):
+        print(safe(line))
     if report.poll_error:  # a refused host key, refused credentials, an unreachable server
         print(f"mlc: run-once: the export could not be polled: {safe(report.poll_error)}",
               file=sys.stderr)
@@ -355,8 +386,11 @@ def cmd_mapping_import(args: argparse.Namespace) -> int:
         raise SystemExit(f"mlc: mapping import {args.kind} needs FILE.csv")
     else:
         dim_type, path = None, args.args[0]
-    with db.transaction() as cur:
-        n = mapping.import_csv(cur, kind, path, dimension_type=dim_type)
+    from pipeline.progress import Progress
+
+    with Progress(f"mapping import {args.kind}") as progress, db.transaction() as cur:
+        n = mapping.import_csv(cur, kind, path, dimension_type=dim_type,
+                               on_row=lambda done, total: progress.count(done, total, "rows"))
     print(f"{args.kind}{' ' + dim_type if dim_type else ''}: {n} row(s) mapped from {path}")
     return 0
 
@@ -397,10 +431,9 @@ def cmd_mapping_list(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from workers import app
+    from workers.send import send
 
-    result = app.send_task("mlc.fetch_exports")
-    print(f"poll queued: task {result.id}")
+    print(f"poll queued: task {send('mlc.fetch_exports')}")
     return 0
 
 
@@ -480,11 +513,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from datetime import date
-
     from pipeline import db, reports, tables
 
-    since = date.fromisoformat(args.since)
+    since = args.since
     with db.transaction() as cur:
         rows = reports.reconciliation(cur, since)
     if args.format == "json":
@@ -492,18 +523,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(tables.to_csv(rows, reports.REPORT_COLUMNS))
     else:
-        short = [c for c in reports.REPORT_COLUMNS if c not in ("documents", "reasons")]
-        text = tables.table(rows, short)
-        notes = [tables.safe(f"{r['file']}: {reason}") for r in rows for reason in r["reasons"]]
-        if notes:
-            text += "\n\nreasons:\n" + "\n".join(notes)
-        tables.emit(text or f"no invoice files since {since}")
+        from pipeline import report_view
+
+        tables.emit(report_view.render(rows, reports.REPORT_COLUMNS, wide=args.wide,
+                                       since=since))
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from datetime import date
-
     from pipeline import replay as replay_mod
     from pipeline.run_once import CLI_CTX
     from pipeline.tables import safe
@@ -511,7 +538,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     vendor, number = args.invoice if args.invoice else (None, None)
     sel = replay_mod.Selection(invoice_id=args.id, vendor_id=vendor, invoice_number=number,
                                failed=args.failed, file=args.file,
-                               since=date.fromisoformat(args.since) if args.since else None)
+                               since=args.since)
+    from pipeline.config import settings
+    from pipeline.progress import Progress
+    from workers.send import broker_ping, send_many
+
+    if not args.dry_run:
+        broker_ping(settings().broker_url)  # Redis down: say so before any row is reset
     try:
         chosen = replay_mod.select_for_replay(CLI_CTX, sel, reason=args.reason,
                                               dry_run=args.dry_run)
@@ -519,10 +552,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(safe(f"mlc: replay refused: {exc}"), file=sys.stderr)
         return 1
     if not args.dry_run and chosen:
-        from workers import app
-
-        for row in chosen:
-            app.send_task("mlc.resolve_vendor", args=[row["id"]])
+        with Progress("replay: enqueued") as progress:
+            send_many("mlc.process_invoice", [[row["id"]] for row in chosen],
+                      lambda done: progress.count(done, len(chosen), "invoices"))
     verb = "would replay" if args.dry_run else "replaying"
     print(safe(f"{verb} {len(chosen)} invoice(s): {sel.describe()}"))
     for row in chosen:
@@ -543,7 +575,7 @@ def cmd_vendor_link(args: argparse.Namespace) -> int:
         from workers import app
 
         for invoice_id in released:
-            app.send_task("mlc.resolve_vendor", args=[invoice_id])
+            app.send_task("mlc.process_invoice", args=[invoice_id])
     print(f"vendor {args.vendor_id} linked to X3 supplier {args.code.strip().upper()};"
           f" {len(released)} invoice(s) held for review re-queued")
     return 0
@@ -551,9 +583,13 @@ def cmd_vendor_link(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     from pipeline import health, tables
+    from pipeline.config import settings
 
+    settings()  # invalid settings are one line and exit 2, not five DOWN checks
     names = health.LOCAL if args.local else tuple(health.CHECKS)
     results = health.run(names)
+    if args.beat_schedule:
+        results.append(health.beat_schedule(args.beat_schedule))
     if args.json:
         print(tables.to_json([r.__dict__ for r in results]))
     else:
@@ -614,7 +650,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlc", description="Stampli to Sage X3 connector")
+    p = OneLineParser(prog="mlc", description="Stampli to Sage X3 connector")
     sub = p.add_subparsers(dest="command", required=True)
 
     dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
@@ -623,81 +659,102 @@ def build_parser() -> argparse.ArgumentParser:
     conn = sub.add_parser("connection", help="endpoints and their encrypted credentials")
     csub = conn.add_subparsers(dest="conn_cmd", required=True)
     cset = csub.add_parser("set", help="create or replace a connection")
-    cset.add_argument("name", choices=["stampli", "x3"])
-    cset.add_argument("--host")
-    cset.add_argument("--port", type=int)
-    cset.add_argument("--username")
-    cset.add_argument("--remote-dir", default=".")
-    cset.add_argument("--host-key", help="pinned key: 'ssh-ed25519 AAAA...'")
-    cset.add_argument("--password-stdin", action="store_true")
-    cset.add_argument("--key-file")
-    cset.add_argument("--key-passphrase-stdin", action="store_true")
-    cset.add_argument("--transport", choices=["rest", "graphql"], default="rest")
-    cset.add_argument("--url")
+    cset.add_argument("name", choices=["stampli", "x3"],
+                      help="stampli: the SFTP export; x3: the Sage X3 API")
+    cset.add_argument("--host", help="stampli: SFTP host name or address")
+    cset.add_argument("--port", type=int, help="stampli: SFTP port (default 22)")
+    cset.add_argument("--username", help="stampli: SFTP user; x3 (rest): X3 user")
+    cset.add_argument("--remote-dir", default=".",
+                      help="stampli: the export directory on the server (default: login dir)")
+    cset.add_argument("--host-key", help="stampli: the server's pinned public key, "
+                      "'ssh-ed25519 AAAA...' (a changed key is refused)")
+    cset.add_argument("--password-stdin", action="store_true",
+                      help="read the password (SFTP, or X3 rest) from standard input")
+    cset.add_argument("--key-file", help="stampli: private key file for SFTP key login "
+                      "(stored encrypted; the file is read once)")
+    cset.add_argument("--key-passphrase-stdin", action="store_true",
+                      help="stampli: read the key's passphrase from standard input")
+    cset.add_argument("--transport", choices=["rest", "graphql"], default="rest",
+                      help="x3: rest (api1, HTTP Basic) or graphql (OAuth2 or JWT)")
+    cset.add_argument("--url", help="x3: the X3 base URL (https)")
     cset.add_argument("--allow-plain-http", action="store_true",
                       help="accept an http:// X3 URL off loopback (credentials in clear)")
-    cset.add_argument("--folder", default="SEED")
-    cset.add_argument("--ca-bundle")
+    cset.add_argument("--folder", default="SEED", help="x3: X3 folder (endpoint), default SEED")
+    cset.add_argument("--ca-bundle", help="x3: CA certificates (PEM) to trust (a private CA)")
     _add_x3_graphql_args(cset)
     cset.set_defaults(func=cmd_connection_set)
     csub.add_parser("show", help="list connections (never secrets)").set_defaults(
         func=cmd_connection_show)
     ctest = csub.add_parser("test", help="connect to the SFTP export and list it")
-    ctest.add_argument("name", nargs="?", default="stampli")
+    ctest.add_argument("name", nargs="?", default="stampli",
+                       help="the SFTP connection to test (default stampli)")
     ctest.set_defaults(func=cmd_connection_test)
 
     _add_x3_commands(sub)
 
-    sec = sub.add_parser("secrets").add_subparsers(dest="sec_cmd", required=True)
+    sec = sub.add_parser("secrets", help="encrypted secrets of the connections").add_subparsers(
+        dest="sec_cmd", required=True)
     sec.add_parser("rotate", help="re-encrypt every secret with the newest key").set_defaults(
         func=cmd_secrets_rotate)
 
-    mp = sub.add_parser("mapping").add_subparsers(dest="map_cmd", required=True)
+    mp = sub.add_parser("mapping", help="Stampli codes to X3 accounts, dimensions and "
+                        "company/site routes").add_subparsers(dest="map_cmd", required=True)
     mi = mp.add_parser("import", help="load a mapping CSV (gl: stampli_code,x3_account; "
                        "cost-centers: stampli_code,dimension_type,dimension_value)")
-    mi.add_argument("kind", choices=["gl", "cost-centers", "dimension", "route"])
+    mi.add_argument("kind", choices=["gl", "cost-centers", "dimension", "route"],
+                    help="which mapping the file holds")
     mi.add_argument("args", nargs="+", metavar="[TYPE] FILE",
                     help="dimension: TYPE FILE (stampli_code,dimension_value); "
                          "route: FILE (location,company,site)")
     mi.set_defaults(func=cmd_mapping_import)
     ml = mp.add_parser("list", help="show the mappings")
-    ml.add_argument("--json", action="store_true")
+    ml.add_argument("--json", action="store_true", help="JSON instead of text")
     ml.set_defaults(func=cmd_mapping_list)
 
     sub.add_parser("poll", help="queue one fetch now").set_defaults(func=cmd_poll)
     sub.add_parser("run-once", help="poll and process in this process, without Celery"
                    ).set_defaults(func=cmd_run_once)
     st = sub.add_parser("status", help="files, invoices, vendors, last poll")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="JSON instead of text")
     st.set_defaults(func=cmd_status)
     fl = sub.add_parser("failed", help="failed / needs-review invoices and rejected rows")
-    fl.add_argument("--json", action="store_true")
+    fl.add_argument("--json", action="store_true", help="JSON instead of tables")
     fl.set_defaults(func=cmd_failed)
     au = sub.add_parser("audit", help="the chronological trail of an invoice or a file")
-    au.add_argument("what", choices=["invoice", "file"])
+    au.add_argument("what", choices=["invoice", "file"], help="an invoice or a file")
     au.add_argument("key", nargs="+", help="VENDOR_ID INVOICE_NUMBER, or a file NAME")
-    au.add_argument("--json", action="store_true")
+    au.add_argument("--json", action="store_true", help="JSON instead of tables")
     au.set_defaults(func=cmd_audit)
     rep = sub.add_parser("report", help="reconciliation per file: received, posted, failed")
-    rep.add_argument("--since", required=True, help="YYYY-MM-DD")
-    rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    rep.add_argument("--since", required=True, type=iso_date,
+                     help="files fetched on or after this day, YYYY-MM-DD")
+    rep.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="table (default, for people), csv or json (every column)")
+    rep.add_argument("--wide", action="store_true",
+                     help="table: every column and full file paths (the default fits 100 "
+                          "columns)")
     rep.set_defaults(func=cmd_report)
     rp = sub.add_parser("replay", help="re-enqueue failed invoices from what Postgres holds")
     target = rp.add_mutually_exclusive_group(required=True)
-    target.add_argument("--invoice", nargs=2, metavar=("VENDOR_ID", "INVOICE_NUMBER"))
+    target.add_argument("--invoice", nargs=2, metavar=("VENDOR_ID", "INVOICE_NUMBER"),
+                        help="one invoice, by Stampli vendor id and invoice number")
     target.add_argument("--id", type=int, help="the ledger id of one invoice")
-    target.add_argument("--failed", action="store_true")
-    target.add_argument("--file", metavar="NAME")
-    rp.add_argument("--since", help="with --failed: failed on or after YYYY-MM-DD")
+    target.add_argument("--failed", action="store_true",
+                        help="every failed invoice (not those needing review)")
+    target.add_argument("--file", metavar="NAME",
+                        help="the unfinished invoices of one export file")
+    rp.add_argument("--since", type=iso_date,
+                    help="with --failed: failed on or after YYYY-MM-DD")
     rp.add_argument("--reason", help="why, for the audit trail")
-    rp.add_argument("--dry-run", action="store_true")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="list what would be replayed; change nothing")
     rp.set_defaults(func=cmd_replay)
 
     vp = sub.add_parser("vendor", help="Stampli vendors and their X3 suppliers").add_subparsers(
         dest="vendor_cmd", required=True)
     vl = vp.add_parser("link", help="link a vendor to an X3 supplier by hand (e.g. after two"
                        " suppliers matched it) and re-queue its invoices held for review")
-    vl.add_argument("vendor_id")
+    vl.add_argument("vendor_id", help="the Stampli vendor id, as in the export")
     vl.add_argument("code", help="the X3 supplier code")
     vl.add_argument("--reason", help="why, for the audit trail")
     vl.set_defaults(func=cmd_vendor_link)
@@ -705,31 +762,41 @@ def build_parser() -> argparse.ArgumentParser:
     hp = sub.add_parser("health", help="check Postgres, Redis, migrations, SFTP and X3")
     hp.add_argument("--local", action="store_true",
                     help="only what this container needs: Postgres, migrations, Redis")
-    hp.add_argument("--json", action="store_true")
+    hp.add_argument("--json", action="store_true", help="JSON instead of text")
+    hp.add_argument("--beat-schedule", metavar="PATH",
+                    help="also check that beat rewrote its schedule file (celery beat "
+                         "--schedule=PATH) within two poll intervals: beat's healthcheck")
     hp.set_defaults(func=cmd_health)
 
     mt = sub.add_parser("metrics", help="Prometheus metrics of files and invoices")
     mt.add_argument("--serve", action="store_true", help="serve /metrics instead of printing")
-    mt.add_argument("--host", default="127.0.0.1")
-    mt.add_argument("--port", type=int, default=9808)
+    mt.add_argument("--host", default="127.0.0.1",
+                    help="with --serve: address to listen on (default 127.0.0.1)")
+    mt.add_argument("--port", type=int, default=9808,
+                    help="with --serve: port to listen on (default 9808)")
     mt.set_defaults(func=cmd_metrics)
 
     sb = sub.add_parser("sandbox", help="local simulators").add_subparsers(
         dest="sb_cmd", required=True)
     x3 = sb.add_parser("x3", help="run the X3 simulator")
-    x3.add_argument("--host", default="127.0.0.1")
-    x3.add_argument("--port", type=int, default=8124)
-    x3.add_argument("--seed")
+    x3.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    x3.add_argument("--port", type=int, default=8124, help="port to listen on (8124)")
+    x3.add_argument("--seed", metavar="FILE.json",
+                    help="master data: suppliers, accounts, dimensions (default: demo seed)")
     x3.set_defaults(func=cmd_sandbox_x3)
     sf = sb.add_parser("sftp", help="run a local SFTP export (OpenSSH sshd)")
-    sf.add_argument("--host", default="127.0.0.1")
-    sf.add_argument("--port", type=int, default=2222)
-    sf.add_argument("--dir", required=True)
-    sf.add_argument("--state-dir")
+    sf.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    sf.add_argument("--port", type=int, default=2222, help="port to listen on (2222)")
+    sf.add_argument("--dir", required=True, help="the export directory to serve")
+    sf.add_argument("--state-dir", help="where sshd keeps its keys and config; keep it across "
+                    "restarts so the pinned host key stays the same (default: a temporary dir)")
     sf.set_defaults(func=cmd_sandbox_sftp)
 
     demo = sub.add_parser("demo", help="run the whole pipeline on the sample export")
-    demo.add_argument("--keep", action="store_true", help="keep the demo database")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the work directory (logs of the simulator, worker and beat, "
+                           "the SFTP export, sshd state) instead of removing it; the database "
+                           "mlc_demo is always left for inspection (the next demo recreates it)")
     demo.add_argument("--console", action="store_true",
                       help="leave the stack and the web console running until Ctrl-C")
     demo.set_defaults(func=cmd_demo)
@@ -758,13 +825,12 @@ def _configure_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline import cli_errors
+
+    cli_errors.fail_fast_defaults()
     _configure_logging()
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ConfigError as exc:
-        print(f"mlc: {exc}", file=sys.stderr)
-        return 2
+    return cli_errors.run(lambda: args.func(args))
 
 
 if __name__ == "__main__":

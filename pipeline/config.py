@@ -48,6 +48,8 @@ class _SettingsSchema(Schema):
                            validate=validate.OneOf(["listing", "done_marker"]))
     MLC_AFTER_DOWNLOAD = mf.Str(load_default="leave",
                                 validate=validate.OneOf(["leave", "move", "delete"]))
+    # A file refused as a whole (unreadable): move it to failed/ beside it, or leave it.
+    MLC_AFTER_FAILURE = mf.Str(load_default="move", validate=validate.OneOf(["leave", "move"]))
     MLC_MAX_FILE_MB = mf.Int(load_default=200, validate=validate.Range(min=1, max=10240))
     MLC_STABILITY_RECHECK = mf.Int(load_default=10, validate=validate.Range(min=1, max=3600))
     MLC_DRY_RUN = mf.Bool(load_default=False)
@@ -189,6 +191,7 @@ class Settings:
     max_retries: int
     log_level: str
     requeue_after: int = 2400
+    after_failure: str = "move"
     pg_connect_timeout: int = 10
     pg_statement_timeout: float = 300.0
     pg_lock_timeout: float = 120.0
@@ -278,6 +281,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=data["MLC_LOG_LEVEL"],
         requeue_after=data["MLC_REQUEUE_AFTER"]
         or data["MLC_RETRY_BACKOFF_MAX"] + data["MLC_TASK_TIME_LIMIT"],
+        after_failure=data["MLC_AFTER_FAILURE"],
         pg_connect_timeout=data["MLC_PG_CONNECT_TIMEOUT"],
         pg_statement_timeout=data["MLC_PG_STATEMENT_TIMEOUT"],
         pg_lock_timeout=data["MLC_PG_LOCK_TIMEOUT"],

@@ -6,6 +6,7 @@ An unmapped code passes through unchanged and is validated against X3 like any o
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 from psycopg2.extensions import cursor as Cursor
@@ -48,6 +49,16 @@ def cost_centers(cur: Cursor, codes: set[str]) -> dict[str, tuple[str, str]]:
     return {c: found.get(c.strip(), (default, c.strip())) for c in codes}
 
 
+class MappingFileError(ValueError):
+    """A mapping file that does not have the columns its kind needs."""
+
+
+COLUMNS = {"gl": ("stampli_code", "x3_account"),
+           "cost_centers": ("stampli_code", "dimension_type", "dimension_value"),
+           "dimension": ("stampli_code", "dimension_value"),
+           "route": ("location", "company", "site")}
+
+
 class UnknownRoute(LookupError):
     """The invoice's location has no route to an X3 company and site."""
 
@@ -74,15 +85,30 @@ def route(cur: Cursor, location: str | None) -> tuple[str, str]:
     return row["company"], row["site"]
 
 
-def import_csv(cur: Cursor, kind: str, path: str | Path, dimension_type: str | None = None
-               ) -> int:
+def import_csv(cur: Cursor, kind: str, path: str | Path, dimension_type: str | None = None,
+               on_row: Callable[[int, int], None] | None = None) -> int:
     """Load a mapping file; existing codes are replaced. Columns per kind:
     gl: stampli_code,x3_account; cost_centers: stampli_code,dimension_type,dimension_value;
     dimension (with dimension_type): stampli_code,dimension_value;
     route: location,company,site."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
-    for row in rows:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in COLUMNS[kind] if c not in header]
+        if missing:
+            raise MappingFileError(
+                f"{path}: the header must be {','.join(COLUMNS[kind])} (missing "
+                f"{', '.join(missing)}; found {','.join(header) or 'an empty file'})")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            row = {(k or "").strip(): v for k, v in row.items()}
+            if any(not (row.get(c) or "").strip() for c in COLUMNS[kind]):
+                raise MappingFileError(f"{path}, line {line}: every row needs "
+                                       f"{', '.join(COLUMNS[kind])}; nothing imported")
+            rows.append(row)
+    for done, row in enumerate(rows, start=1):
+        if on_row:
+            on_row(done, len(rows))
         if kind == "dimension":
             cur.execute("INSERT INTO dimension_map VALUES (%s,%s,%s) ON CONFLICT"
                         " (dimension_type, stampli_code) DO UPDATE"

@@ -36,7 +36,7 @@ def _collect(cur: Cursor) -> Iterator[Metric]:
         " count(*) FILTER (WHERE stage = 'invoice_post' AND outcome = 'ok') AS posted,"
         " count(*) FILTER (WHERE stage = 'invoice_post' AND outcome = 'error'"
         "   AND detail->>'terminal' = 'true') AS failed,"
-        " count(*) FILTER (WHERE outcome = 'error' AND detail->>'transient' = 'true') AS retries,"
+        " count(*) FILTER (WHERE outcome = 'error' AND detail->>'retry' = 'true') AS retries,"
         " count(*) FILTER (WHERE stage = 'vendor_create' AND outcome = 'ok') AS vendors,"
         " count(*) FILTER (WHERE stage = 'replay') AS replays"
         " FROM audit_events")
@@ -44,7 +44,7 @@ def _collect(cur: Cursor) -> Iterator[Metric]:
     for name, help_text, key in (
         ("mlc_invoices_posted", "Invoices posted to X3", "posted"),
         ("mlc_invoices_failed", "Invoices that failed terminally", "failed"),
-        ("mlc_retries", "Transient errors that led to a retry", "retries"),
+        ("mlc_retries", "Task retries after an error (each is on the audit trail)", "retries"),
         ("mlc_suppliers_created", "Suppliers created in X3", "vendors"),
         ("mlc_replays", "Invoices replayed", "replays"),
     ):
@@ -68,10 +68,19 @@ def _collect(cur: Cursor) -> Iterator[Metric]:
             latency.add_metric(["0.5" if q == "p50" else "0.95"], row[q] / 1000)
     yield latency
 
-    cur.execute("SELECT extract(epoch FROM max(started_at)) AS t FROM polls")
-    last = cur.fetchone()["t"]
-    yield GaugeMetricFamily("mlc_last_poll_timestamp_seconds", "When the export was last polled",
-                            value=float(last or 0))
+    cur.execute("SELECT extract(epoch FROM max(started_at)) AS t,"
+                " extract(epoch FROM max(started_at) FILTER (WHERE outcome = 'ok')) AS ok,"
+                " count(*) FILTER (WHERE outcome = 'error') AS errors FROM polls")
+    row = cur.fetchone()
+    yield GaugeMetricFamily("mlc_last_poll_timestamp_seconds",
+                            "When the export was last polled, whatever the outcome",
+                            value=float(row["t"] or 0))
+    # Alert on this one: it stops advancing when the SFTP export cannot be read.
+    yield GaugeMetricFamily("mlc_last_successful_poll_timestamp_seconds",
+                            "When a poll last read the export without error",
+                            value=float(row["ok"] or 0))
+    yield CounterMetricFamily("mlc_poll_errors", "Polls that could not read the export",
+                              value=row["errors"])
 
 
 def exposition() -> bytes:

@@ -65,8 +65,9 @@ def trail(cur: Cursor, *, invoice_id: int | None = None,
 
 def _summarise(event: dict[str, Any]) -> str:
     d = event["detail"] or {}
-    keys = ("reason", "error", "problems", "document_number", "adopted", "code", "matched_by",
-            "path", "accepted", "rejected", "previous_status", "moved_to", "dry_run", "by")
+    keys = ("reason", "error", "retry_in_s", "next_attempt", "problems", "document_number",
+            "adopted", "code", "matched_by", "path", "accepted", "rejected", "previous_status",
+            "moved_to", "dry_run", "by")
     parts = [f"{k}={d[k]}" for k in keys if d.get(k) not in (None, "", [], False)]
     return "; ".join(parts)
 
@@ -97,16 +98,33 @@ def reconciliation(cur: Cursor, since: date) -> list[dict[str, Any]]:
             b["documents"].append(inv["x3_document_number"])
         elif state in ("failed", "needs_review"):
             b["reasons"].append(inv["reason"])
-    cur.execute("SELECT source_file_id, count(*) AS n FROM parse_rejections"
-                " WHERE source_file_id = ANY(%s) GROUP BY 1", (list(files),))
-    rejected = {r["source_file_id"]: r["n"] for r in cur.fetchall()}
+    cur.execute("SELECT source_file_id, vendor_id, invoice_number, line_numbers, field, reason"
+                " FROM parse_rejections WHERE source_file_id = ANY(%s) ORDER BY id",
+                (list(files),))
+    rejected: dict[int, list[str]] = defaultdict(list)
+    for r in cur.fetchall():
+        rejected[r["source_file_id"]].append(_rejection_reason(r))
     rows = []
     for file_id, f in files.items():
         mine = [b for (fid, _), b in sorted(buckets.items()) if fid == file_id]
-        for b in mine or [_bucket(f["path"], "")]:
-            b["rejected_at_parse"] = rejected.get(file_id, 0)
+        for i, b in enumerate(mine or [_bucket(f["path"], "")]):
+            # A row rejected at parse has no trusted currency: the file's count (and the
+            # reasons) go on its first row only, so the column sums to the file's rejections.
+            b["rejected_at_parse"] = len(rejected[file_id]) if i == 0 else 0
+            if i == 0:
+                b["reasons"].extend(rejected[file_id])
             rows.append(b)
     return rows
+
+
+def _rejection_reason(r: dict[str, Any]) -> str:
+    lines = ", ".join(str(n) for n in r["line_numbers"] or [])
+    what = " ".join(p for p in (f"invoice {r['invoice_number']}" if r["invoice_number"] else "",
+                                f"of vendor {r['vendor_id']}" if r["vendor_id"] else "") if p)
+    label = "lines" if len(r["line_numbers"] or []) > 1 else "line"
+    where = "; ".join(p for p in (f"{label} {lines}" if lines else "", what) if p)
+    field = f"{r['field']}: " if r["field"] else ""
+    return f"rejected at parse ({where}): {field}{r['reason']}"
 
 
 def _bucket(path: str, currency: str) -> dict[str, Any]:

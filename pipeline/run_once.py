@@ -5,10 +5,13 @@ Same functions the tasks call, in the same order; transient X3 errors propagate 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline import ledger, posting, vendors
 from pipeline.audit import TaskContext
+from pipeline.progress import Progress
 from pipeline.stampli import poll
 from pipeline.x3 import attempts
 from pipeline.x3.client import X3Client
@@ -21,6 +24,8 @@ CLI_CTX = TaskContext(task_id="run-once", attempt=1)
 class RunReport:
     files: list[int] = field(default_factory=list)
     outcomes: dict[int, str] = field(default_factory=dict)
+    waiting_files: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
     poll_error: str | None = None  # the export could not be read (host key refused, ...)
     locked_out: bool = False  # another poll was running: nothing fetched by this one
 
@@ -41,15 +46,33 @@ def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CT
         return posting.fail(ctx, invoice_id, f"{type(exc).__name__}: {exc}") or "failed"
 
 
-def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> dict[int, str]:
+def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX,
+                 on_invoice: Callable[[int, int], None] | None = None) -> dict[int, str]:
+    """Parse one file and process its invoices; on_invoice(done, total) after each."""
     outcome = ledger.parse_file(ctx, file_id)
-    return {i: process_invoice(i, client, ctx) for i in outcome.invoice_ids}
+    done: dict[int, str] = {}
+    for i in outcome.invoice_ids:
+        done[i] = process_invoice(i, client, ctx)
+        if on_invoice:
+            on_invoice(len(done), len(outcome.invoice_ids))
+    return done
 
 
-def run_once(client: X3Client, ctx: TaskContext = CLI_CTX) -> RunReport:
+def run_once(client: X3Client, ctx: TaskContext = CLI_CTX,
+             progress: Progress | None = None) -> RunReport:
+    if progress:
+        progress.update("polling the export", force=True)
     result = poll.poll(ctx)
-    report = RunReport(files=list(result.new_file_ids), poll_error=result.error,
+    report = RunReport(files=list(result.new_file_ids), waiting_files=result.waiting_files,
+                       error=result.error, poll_error=result.error,
                        locked_out=result.locked_out)
-    for file_id in result.new_file_ids:
-        report.outcomes.update(process_file(file_id, client, ctx))
+    n = len(result.new_file_ids)
+    for k, file_id in enumerate(result.new_file_ids, start=1):
+        def shown(done: int, total: int, k: int = k) -> None:
+            if progress:
+                progress.update(f"file {k}/{n}: invoice {done}/{total}", force=done == total)
+
+        if progress:
+            progress.update(f"file {k}/{n}: parsing", force=True)
+        report.outcomes.update(process_file(file_id, client, ctx, shown))
     return report

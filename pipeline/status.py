@@ -3,7 +3,7 @@ will poll next, how much work waits in the queue, and the oldest invoice not yet
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
@@ -33,8 +33,8 @@ def summary(cur: Cursor, *, poll_interval: int | None = None,
     invoices = {r["status"]: r["n"] for r in cur.fetchall()}
     cur.execute("SELECT count(*) AS n FROM parse_rejections")
     rejected = cur.fetchone()["n"]
-    cur.execute("SELECT max(started_at) AS at FROM polls")
-    last = cur.fetchone()["at"]
+    polls = poll_health(cur)
+    last = polls["last_poll_at"]
     cur.execute("SELECT id, stampli_vendor_id, invoice_number, status, created_at FROM invoices"
                 " WHERE status <> ALL(%s) ORDER BY created_at, id LIMIT 1", (list(SETTLED),))
     oldest = cur.fetchone()
@@ -43,7 +43,11 @@ def summary(cur: Cursor, *, poll_interval: int | None = None,
         "invoices": invoices,
         "invoices_rejected_at_parse": rejected,
         "vendors_created": created_count(cur),
-        "last_poll_at": last.isoformat() if last else None,
+        "last_poll_at": _iso(last),
+        "last_poll_outcome": polls["last_poll_outcome"],
+        "last_successful_poll_at": _iso(polls["last_successful_poll_at"]),
+        "last_error": polls["last_error"],
+        "waiting_files": polls["waiting_files"],
         "oldest_unsettled": None if oldest is None else {
             "id": oldest["id"], "vendor_id": oldest["stampli_vendor_id"],
             "invoice_number": oldest["invoice_number"], "status": oldest["status"],
@@ -55,6 +59,35 @@ def summary(cur: Cursor, *, poll_interval: int | None = None,
     if broker_url is not None:
         data["queue"] = queue_depth(broker_url)
     return data
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def poll_health(cur: Cursor) -> dict[str, Any]:
+    """The last poll, the last that reached the export without error, the last error (with
+    when it happened), and the files the last poll found still being written."""
+    cur.execute("SELECT started_at, outcome, detail FROM polls ORDER BY started_at DESC, id DESC"
+                " LIMIT 1")
+    last = cur.fetchone()
+    cur.execute("SELECT max(started_at) AS at FROM polls WHERE outcome = 'ok'")
+    ok_at = cur.fetchone()["at"]
+    cur.execute("SELECT started_at, detail->>'error' AS error FROM polls WHERE outcome = 'error'"
+                " ORDER BY started_at DESC, id DESC LIMIT 1")
+    err = cur.fetchone()
+    cur.execute("SELECT detail FROM polls WHERE finished_at IS NOT NULL"
+                " ORDER BY started_at DESC, id DESC LIMIT 1")
+    finished = cur.fetchone()
+    waiting = (finished["detail"] or {}).get("waiting_files", []) if finished else []
+    return {
+        "last_poll_at": last["started_at"] if last else None,
+        "last_poll_outcome": (last["outcome"] or "running") if last else None,
+        "last_successful_poll_at": ok_at,
+        "last_error": {"at": err["started_at"].isoformat(), "error": err["error"]}
+        if err else None,
+        "waiting_files": waiting,
+    }
 
 
 def settled(summary_: dict[str, Any]) -> bool:
@@ -76,11 +109,28 @@ def render(summary_: dict[str, Any]) -> str:
     width = max(len(f"{a} {b}") for a, b, _ in rows) + 2
     out = [f"{'what':<{width}}count", "-" * (width + 5)]
     out += [f"{f'{a} {b}':<{width}}{n}" for a, b, n in rows]
-    out.append(f"last poll: {summary_['last_poll_at'] or 'never'}")
+    outcome = summary_.get("last_poll_outcome")
+    out.append(f"last poll: {summary_['last_poll_at'] or 'never'}"
+               + (f" ({outcome})" if outcome else ""))
+    out.append(f"last successful poll: {summary_.get('last_successful_poll_at') or 'never'}")
+    error = summary_.get("last_error")
+    if error:
+        out.append(f"last poll error: {error['at']}: {error['error']}")
     if "next_poll_at" in summary_:
         out.append(f"next poll: {summary_['next_poll_at'] or 'at the next beat tick'}")
     oldest = summary_.get("oldest_unsettled")
     if oldest:
         out.append(f"oldest unsettled: invoice {oldest['invoice_number']} of vendor "
                    f"{oldest['vendor_id']} ({oldest['status']} since {oldest['since']})")
+    out += render_waiting(summary_.get("waiting_files") or [])
     return "\n".join(out)
+
+
+def render_waiting(files: list[dict[str, Any]]) -> list[str]:
+    """Files seen on the export but not yet stable (still being written), oldest first."""
+    if not files:
+        return []
+    out = [f"waiting for stability ({len(files)}):"]
+    for f in sorted(files, key=lambda f: (f["first_seen"], f["name"])):
+        out.append(f"  {f['name']}  {f['size']} bytes  first seen {f['first_seen']}")
+    return out

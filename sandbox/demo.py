@@ -37,16 +37,22 @@ ADMIN_DSN = os.environ.get("MLC_ADMIN_DSN", "postgresql://postgres@127.0.0.1:543
 DEMO_DB = "mlc_demo"
 
 
+def _first_line(exc: BaseException) -> str:
+    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+
+
 def _check_services(broker: str) -> None:
     try:
         psycopg2.connect(ADMIN_DSN, connect_timeout=3).close()
     except psycopg2.OperationalError as exc:
-        raise SystemExit(f"demo: PostgreSQL is not reachable at {ADMIN_DSN} ({exc}). "
+        raise SystemExit(f"demo: PostgreSQL is not reachable at {ADMIN_DSN} ({_first_line(exc)}; "
+                         "MLC_ADMIN_DSN names the server). "
                          "Install the Debian package postgresql (make services).") from None
     try:
         redis.Redis.from_url(broker, socket_timeout=3, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
-        raise SystemExit(f"demo: Redis is not reachable at {broker} ({exc}). "
+        raise SystemExit(f"demo: Redis is not reachable at {broker} ({_first_line(exc)}; "
+                         "MLC_DEMO_BROKER names it). "
                          "Install the Debian package redis-server (make services).") from None
 
 

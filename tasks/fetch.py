@@ -38,13 +38,13 @@ def fetch_exports(self: MlcTask, recheck: int = 0, **_: Any) -> dict[str, Any]:
 
 def _requeue_stuck(task: MlcTask) -> int:
     """Messages lost with a Redis restart: the rows still say what is unfinished."""
-    from tasks.invoice import resolve_vendor
+    from tasks.invoice import process_invoice
 
     stuck = recovery.find_stuck(task.ctx, settings().requeue_after)
     for file_id in stuck.file_ids:
         parse_file.delay(file_id)
     for invoice_id in stuck.invoice_ids:
-        resolve_vendor.delay(invoice_id)
+        process_invoice.delay(invoice_id)
     if stuck.file_ids or stuck.invoice_ids:
         log.warning("re-enqueued %d files and %d invoices unchanged for %d s",
                     len(stuck.file_ids), len(stuck.invoice_ids), settings().requeue_after)

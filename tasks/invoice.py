@@ -1,9 +1,16 @@
-"""mlc.resolve_vendor then mlc.post_invoice, per invoice. Both idempotent: they re-read the row."""
+"""mlc.process_invoice: resolve the invoice's vendor, then post it, in one task per invoice.
+
+One task, not a chain: a second message per invoice cost more Celery work than the post itself
+(README, Benchmarks). Both steps are idempotent: they re-read the row. The names of earlier
+releases (mlc.resolve_vendor, mlc.post_invoice) stay registered for the same body, so messages
+queued before a deploy still run.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from pipeline import posting, vendors
 from pipeline.config import settings
@@ -13,61 +20,52 @@ from pipeline.x3.errors import X3CreateInFlight, X3Error
 from tasks.base import MlcTask
 from workers.app import app
 
-T = TypeVar("T")
+NAME = "mlc.process_invoice"
+RENAMED = ("mlc.resolve_vendor", "mlc.post_invoice")
+# Failures the pipeline expects and has already written to the row: Celery marks the task
+# failed (Flower shows it) without a traceback in the worker log.
+EXPECTED = (X3Error, posting.InvoiceRejectedByValidation)
 
 
-_FAILED = object()
-
-
-def _x3_step(task: MlcTask, invoice_id: int, step: Callable[[], T]) -> T | object:
-    """Run one X3 step: a refusal fails the invoice at once, trouble that may pass is retried
-    with backoff until the invoice has failed MLC_MAX_RETRIES tries (counted in its row, so
-    re-enqueues and redeliveries do not start again at 0), then it fails with the last error.
-    A create that may still be in flight is a scheduled wait, not a failed try."""
+@contextmanager
+def x3_step(task: MlcTask, invoice_id: int, stage: str) -> Iterator[None]:
+    """Trouble that may pass is retried with backoff until the invoice has failed
+    MLC_MAX_RETRIES tries (counted in its row: re-enqueues and redeliveries do not start again
+    at 0); a create that may still be in flight is a scheduled wait, not a failed try. What is
+    not retried is raised: the task fails and `on_failure` writes why on the row."""
     try:
-        return step()
+        yield
     except X3CreateInFlight as exc:
-        task.retry_later(exc, exc.retry_after)
-        raise  # unreachable: retry_later raises
+        task.retry_later(exc, exc.retry_after, stage=stage)
     except X3Error as exc:
-        # Refusals, auth and broken-contract errors (X3ProtocolError) are permanent.
-        permanent = not exc.transient
-        if not permanent and posting.count_try(invoice_id) <= settings().max_retries:
-            task.retry_later(exc, getattr(exc, "retry_after", None))
-        posting.fail(task.ctx, invoice_id, f"{type(exc).__name__}: {exc}",
-                     retries=task.request.retries)
-        return _FAILED
+        if exc.transient and posting.count_try(invoice_id) <= settings().max_retries:
+            task.retry_later(exc, getattr(exc, "retry_after", None), stage=stage)
+        raise
 
 
-@app.task(bind=True, base=MlcTask, name="mlc.resolve_vendor")
-def resolve_vendor(self: MlcTask, invoice_id: int, **_: Any) -> str | None:
-    def resolve() -> str | None:
-        with attempts.for_invoice_work(invoice_id, shared_client(), self.request.id) as client:
-            return vendors.resolve(self.ctx, invoice_id, client)
-
-    code = _x3_step(self, invoice_id, resolve)
-    if code is _FAILED or code is None:
-        return None
-    # Post in the same task: a second message per invoice costs more Celery work than the post
-    # itself. A retry re-runs the resolution, which finds the link in one transaction.
-    return _post(self, invoice_id)
-
-
-@app.task(bind=True, base=MlcTask, name="mlc.post_invoice")
-def post_invoice(self: MlcTask, invoice_id: int, **_: Any) -> dict[str, Any] | None:
-    return _post(self, invoice_id)
-
-
-def _post(self: MlcTask, invoice_id: int) -> dict[str, Any] | None:
-    try:
-        outcome = _x3_step(self, invoice_id,
-                           lambda: posting.post(self.ctx, invoice_id, shared_client()))
-    except posting.InvoiceRejectedByValidation:
-        return None  # already failed with its reason on the row and in the audit trail
-    except posting.NotReadyToPost:
-        resolve_vendor.delay(invoice_id)
-        return None
-    if not isinstance(outcome, posting.PostOutcome):
-        return None
+def _process(self: MlcTask, invoice_id: int, **_: Any) -> dict[str, Any] | None:
+    with x3_step(self, invoice_id, "vendor_lookup"), \
+            attempts.for_invoice_work(invoice_id, shared_client(), self.request.id) as client:
+        code = vendors.resolve(self.ctx, invoice_id, client)
+    if code is None:
+        return None  # posted or under review meanwhile: nothing to do
+    with x3_step(self, invoice_id, "invoice_post"):
+        outcome = posting.post(self.ctx, invoice_id, shared_client())
     return {"invoice_id": invoice_id, "status": outcome.status,
             "document": outcome.document_number}
+
+
+def _on_failure(task: MlcTask, exc: BaseException, ids: dict[str, Any]) -> None:
+    """The one failure hook of the invoice tasks: an X3 error that is not retried (a refusal,
+    or retries exhausted) fails the invoice with its reason; an unknown outcome stays
+    outcome_unknown (posting.fail decides). Rejections were written where they happened."""
+    if isinstance(exc, X3Error) and ids.get("invoice_id") is not None:
+        posting.fail(task.ctx, ids["invoice_id"], f"{type(exc).__name__}: {exc}",
+                     retries=task.request.retries)
+
+
+_OPTIONS = {"bind": True, "base": MlcTask, "stage": "invoice_post", "throws": EXPECTED,
+            "failed": _on_failure}
+process_invoice = app.task(name=NAME, **_OPTIONS)(_process)
+for _old in RENAMED:
+    app.task(name=_old, **_OPTIONS)(_process)

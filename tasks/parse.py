@@ -10,9 +10,9 @@ from tasks.base import MlcTask
 from workers.app import app
 
 
-@app.task(bind=True, base=MlcTask, name="mlc.parse_file", trail=False)
+@app.task(bind=True, base=MlcTask, name="mlc.parse_file", trail=False, stage="file_parse")
 def parse_file(self: MlcTask, file_id: int, **_: Any) -> dict[str, Any]:
-    from tasks.invoice import resolve_vendor
+    from tasks.invoice import process_invoice
 
     try:
         outcome = ledger.parse_file(self.ctx, file_id)
@@ -22,5 +22,5 @@ def parse_file(self: MlcTask, file_id: int, **_: Any) -> dict[str, Any]:
     if outcome.status == "rejected" and not outcome.already_parsed:
         poll.quarantine(self.ctx, file_id)
     for invoice_id in outcome.invoice_ids:
-        resolve_vendor.delay(invoice_id)
+        process_invoice.delay(invoice_id)
     return {"file_id": file_id, "status": outcome.status, "invoices": len(outcome.invoice_ids)}

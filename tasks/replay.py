@@ -11,11 +11,14 @@ from typing import Any
 
 from pipeline import replay as replay_mod
 from tasks.base import MlcTask
-from tasks.invoice import resolve_vendor
+from tasks.invoice import process_invoice
 from workers.app import app
 
 
-@app.task(bind=True, base=MlcTask, name="mlc.replay", trail=False)
+# A refusal fails the task (Flower shows FAILURE with the reason, not SUCCESS); `throws` makes
+# it an expected error: logged in one line, without a traceback.
+@app.task(bind=True, base=MlcTask, name="mlc.replay", trail=False, stage="replay",
+          throws=(replay_mod.ReplayRefused,))
 def replay(self: MlcTask, invoice_id: int | None = None, vendor_id: str | None = None,
            invoice_number: str | None = None, failed: bool = False, since: str | None = None,
            file: str | None = None, reason: str | None = None, by: str | None = None,
@@ -23,12 +26,9 @@ def replay(self: MlcTask, invoice_id: int | None = None, vendor_id: str | None =
     sel = replay_mod.Selection(invoice_id=invoice_id, vendor_id=vendor_id,
                                invoice_number=invoice_number, failed=failed,
                                since=date.fromisoformat(since) if since else None, file=file)
-    try:
-        chosen = replay_mod.select_for_replay(self.ctx, sel, reason=reason,
-                                              by=by or "celery call", dry_run=dry_run)
-    except replay_mod.ReplayRefused as exc:
-        return [{"refused": str(exc)}]
+    chosen = replay_mod.select_for_replay(self.ctx, sel, reason=reason,
+                                          by=by or "celery call", dry_run=dry_run)
     if not dry_run:
         for row in chosen:
-            resolve_vendor.delay(row["id"])
+            process_invoice.delay(row["id"])
     return chosen

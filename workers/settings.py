@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.config import Settings
@@ -56,4 +57,26 @@ def celery_config(s: Settings) -> dict[str, Any]:
                 "options": {"expires": float(s.poll_interval)},
             },
         },
+    }
+
+
+def monitor_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Flower only watches: the broker is all it needs. It reads neither the database nor the
+    Fernet keys (the UI container must not hold them), so it is configured from the broker
+    settings alone, without the full validated Settings."""
+    broker = environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/0"
+    vt = int(environ.get("MLC_VISIBILITY_TIMEOUT") or 7200)
+    transport = {"visibility_timeout": vt}
+    return {
+        "broker_url": broker,
+        "result_backend": environ.get("CELERY_RESULT_BACKEND") or broker,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "visibility_timeout": vt,
+        "broker_connection_retry_on_startup": True,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
     }

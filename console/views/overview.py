@@ -1,4 +1,5 @@
-"""Overview: counts by status, polls, waiting files, the oldest unsettled invoice, 30-day charts."""
+"""Overview: counts by status, polls and waiting files (pipeline.status.summary), the oldest
+unsettled invoice, 30-day charts."""
 
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ def index() -> str:
     s = settings()
     with db.transaction() as cur:
         summary = status.summary(cur, poll_interval=s.poll_interval, broker_url=s.broker_url)
-        polls = queries.polls(cur)
         posted = queries.posted_per_day(cur, by=by, default_company=s.x3_company)
         failures = queries.failures_by_reason(cur)
-    return render_template("overview.html", summary=summary, polls=polls, by=by,
+    return render_template("overview.html", summary=summary, by=by,
                            posted=charts.stacked_per_day(posted),
                            failures=charts.horizontal(failures, width=300))

@@ -18,6 +18,7 @@ import paramiko
 from pipeline import audit, blobs, connections, db, locks
 from pipeline.audit import TaskContext
 from pipeline.config import settings
+from pipeline.secrets import SecretError
 from pipeline.stampli import sftp as sftp_mod
 from pipeline.stampli.sftp import FileTooLarge, RemoteFile
 
@@ -29,6 +30,8 @@ class PollResult:
     locked_out: bool = False
     new_file_ids: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # files not yet stable
+    # the same, for people: name, size, first_seen (ISO time)
+    waiting_files: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
     refused: list[str] = field(default_factory=list)  # unsafe remote names (shown escaped)
     error: str | None = None
@@ -57,9 +60,17 @@ def poll(ctx: TaskContext, connection_name: str = connections.STAMPLI) -> PollRe
 def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
     result = PollResult()
     with db.transaction() as cur:
-        conn = connections.load(cur, connection_name)
         cur.execute("INSERT INTO polls DEFAULT VALUES RETURNING id")
         poll_id = cur.fetchone()["id"]
+    try:
+        with db.transaction() as cur:
+            conn = connections.load(cur, connection_name)
+    except (connections.ConnectionMissing, SecretError) as exc:
+        # Not configured (or keys that cannot read it): a failed poll an operator sees in
+        # mlc status and health, not only a traceback in a worker log.
+        result.error = str(exc)
+        _finish(ctx, poll_id, result)
+        return result
     directory = conn.settings.get("remote_dir", ".")
     patterns = settings().vendor_patterns + settings().invoice_patterns
     try:
@@ -87,18 +98,23 @@ def _poll_locked(ctx: TaskContext, connection_name: str) -> PollResult:
         with db.transaction() as cur:
             audit.record(cur, "file_fetch", "error", ctx=ctx, connection=connection_name,
                          error=str(exc))
+    _finish(ctx, poll_id, result)
+    return result
+
+
+def _finish(ctx: TaskContext, poll_id: int, result: PollResult) -> None:
     with db.transaction() as cur:
         cur.execute(
             "UPDATE polls SET finished_at = now(), outcome = %s, fetched = %s, detail = %s"
             " WHERE id = %s",
             ("error" if result.error else "ok", len(result.new_file_ids),
-             json.dumps({"waiting": result.waiting, "skipped": result.skipped,
-                    "refused": result.refused, "error": result.error}), poll_id),
+             json.dumps({"waiting": result.waiting, "waiting_files": result.waiting_files,
+                         "skipped": result.skipped, "refused": result.refused,
+                         "error": result.error}), poll_id),
         )
         audit.record(cur, "poll", "error" if result.error else "ok", ctx=ctx, poll_id=poll_id,
                      fetched=len(result.new_file_ids), waiting=result.waiting,
                      skipped=result.skipped, error=result.error)
-    return result
 
 
 def _refuse_names(ctx: TaskContext, conn_name: str, directory: str,
@@ -141,9 +157,17 @@ def _stable(conn_name: str, listed: list[RemoteFile], names: set[str], result: P
             cur.execute(
                 "INSERT INTO remote_listing (connection, path, size, mtime) VALUES (%s,%s,%s,%s)"
                 " ON CONFLICT (connection, path) DO UPDATE SET size = EXCLUDED.size,"
-                " mtime = EXCLUDED.mtime, seen_at = now()",
+                " mtime = EXCLUDED.mtime, seen_at = now(),"
+                # first seen: kept while the file grows, new when the listed one was taken
+                " first_seen_at = CASE WHEN EXISTS (SELECT 1 FROM source_files s"
+                "   WHERE s.connection = remote_listing.connection"
+                "   AND s.path = remote_listing.path AND s.size = remote_listing.size"
+                "   AND s.mtime = remote_listing.mtime) THEN now()"
+                "   ELSE remote_listing.first_seen_at END"
+                " RETURNING first_seen_at",
                 (conn_name, f.path, f.size, f.mtime),
             )
+            first_seen = cur.fetchone()["first_seen_at"]
             if mode == "done_marker":
                 ok = f"{f.name}.done" in names
             else:
@@ -152,6 +176,8 @@ def _stable(conn_name: str, listed: list[RemoteFile], names: set[str], result: P
                 taken.append(f)
             elif not _seen(cur, conn_name, f):
                 result.waiting.append(f.name)
+                result.waiting_files.append({"name": f.name, "size": f.size,
+                                             "first_seen": first_seen.isoformat()})
     return taken
 
 
@@ -250,6 +276,12 @@ def quarantine(ctx: TaskContext, file_id: int, connection_name: str = connection
         conn = connections.load(cur, connection_name)
     if not row or not row["remote_path"]:
         return None  # deleted after download: nothing left to move
+    if settings().after_failure == "leave":  # MLC_AFTER_FAILURE=leave
+        with db.transaction() as cur:
+            audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
+                         left_in_place=row["remote_path"],
+                         reason="unparseable file left in place (MLC_AFTER_FAILURE=leave)")
+        return None
     try:
         with sftp_mod.open_sftp(conn) as sftp:
             # failed/ sits beside the original file, even when it already went to processed/.

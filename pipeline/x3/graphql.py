@@ -104,9 +104,14 @@ class GraphQLClient:
     def close(self) -> None:
         self._http.close()
 
-    def authenticate(self) -> None:
-        """Obtain a bearer token now (what `mlc x3 check` tries first)."""
-        self._tokens.token()
+    def authenticate(self, fresh: bool = False) -> None:
+        """Obtain a bearer token (what `mlc x3 check` tries first); fresh: a new one from the
+        token endpoint, not a cached or shared one."""
+        fresh_token = getattr(self._tokens, "fresh", None) if fresh else None
+        if fresh_token is not None:
+            fresh_token()
+        else:
+            self._tokens.token()
 
     # -- operations ---------------------------------------------------------------------------
     def find_supplier_by_tax_id(self, tax_id: str) -> Supplier | None:

@@ -70,6 +70,9 @@ class RedisLimiter:
         try:
             ok = self._acquire(keys=[self.key], args=[lease, self.cap, self._lease_ms])
         except redis.RedisError as exc:
+            # The script may have run and only its answer been lost: give the lease back
+            # rather than hold a slot until it expires.
+            self.release(lease)
             raise X3Unavailable(f"X3 call limiter unavailable: {type(exc).__name__}") from None
         return lease if ok == 1 else None
 

@@ -125,6 +125,10 @@ class ConnectedAppTokens:
         with self._lock:
             return self._sign(self._clock())
 
+    def fresh(self) -> str:
+        """A token made now (`mlc x3 check`): signed afresh."""
+        return self.renew("")
+
     def _sign(self, now: float) -> str:
         iat = int(now) - JWT_BACKDATE
         claims = {"iss": self.client_id, "sub": self.x3_user, "aud": self.audience,
@@ -210,6 +214,14 @@ class RefreshTokens:
         with self._lock:
             self._cached = None
             return self._refresh(refused=refused)
+
+    def fresh(self) -> str:
+        """A token obtained now from the token endpoint, not the shared one (`mlc x3 check`
+        proves the stored refresh token and the endpoint work)."""
+        with self._lock:
+            self._cached = None
+            shared = self.store.current()
+            return self._refresh(refused=shared.access_token if shared else None)
 
     def _remember(self, token: str, remaining: float, lifetime: float) -> str:
         self._cached = (token, self._clock() + remaining, lifetime)

@@ -158,9 +158,8 @@ def test_no_secret_is_ever_rendered(client, ledger_filled):
 
 def test_operator_replays_and_acknowledges_with_audit(client, ledger_filled, monkeypatch):
     sent = []
-    from workers.app import app as celery_app
-
-    monkeypatch.setattr(celery_app, "send_task", lambda name, args: sent.append((name, args)))
+    monkeypatch.setattr("workers.send.send_many",
+                        lambda name, args_list, *_: sent.extend((name, a) for a in args_list))
     add_user("olga", "operator")
     login(client, "olga")
     ids = ledger_filled["ids"]
@@ -170,7 +169,7 @@ def test_operator_replays_and_acknowledges_with_audit(client, ledger_filled, mon
                     data={"reason": "GL 7777 mapped", "csrf_token": csrf(page)},
                     follow_redirects=True)
     assert "replay queued" in r.get_data(as_text=True)
-    assert sent == [("mlc.resolve_vendor", [ids["BO-7731"]])]
+    assert sent == [("mlc.process_invoice", [ids["BO-7731"]])]
     from pipeline import db, reports
 
     with db.transaction() as cur:

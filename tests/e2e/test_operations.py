@@ -64,7 +64,8 @@ def test_failed_lists_reasons(ran):
 def test_audit_invoice_and_file(ran):
     text = mlc(ran, "audit", "invoice", "V-1001", "INV-88121").stdout
     assert text.splitlines()[0].startswith("invoice INV-88121 of vendor V-1001: posted as SIV")
-    stages = [ln.split()[2] for ln in text.splitlines()[3:] if ln.startswith("20")]
+    trail = text.split("\n\nX3 calls\n")[0]  # the X3 calls table follows the trail
+    stages = [ln.split()[2] for ln in trail.splitlines()[3:] if ln.startswith("20")]
     assert stages == ["vendor_lookup", "gl_validate", "invoice_post"]
     data = json.loads(mlc(ran, "audit", "file", "invoices_20261103101500.csv", "--json").stdout)
     seen = [(e["stage"], e["outcome"]) for e in data["events"]]
@@ -92,7 +93,9 @@ def test_report_totals_tie_out_to_the_files(ran):
         parts = sum(Decimal(r[f"{s}_total"]) for s in ("posted", "failed", "needs_review", "open"))
         assert parts == Decimal(r["received_total"])
     table = mlc(ran, "report", "--since", "2026-01-01").stdout
-    assert "RECEIVED_TOTAL" in table and "GL account 6599" in table
+    assert "RECV_TOTAL" in table and "GL account 6599" in table
+    assert max(len(line) for line in table.splitlines()) <= 100
+    assert "RECEIVED_TOTAL" in mlc(ran, "report", "--since", "2026-01-01", "--wide").stdout
 
 
 def test_replay_refuses_posted_dry_runs_and_replays_through_celery_call(ran):
@@ -119,9 +122,14 @@ def test_replay_refuses_posted_dry_runs_and_replays_through_celery_call(ran):
 
 
 def test_health_names_what_is_down(stack):
+    never = mlc(stack, "health", check=False)
+    assert never.returncode == 1 and "DOWN poll" in never.stdout  # beat never polled
+    stack.poll()
+    wait_for(lambda: summary()["last_successful_poll_at"], timeout=30, what="a successful poll")
     ok = mlc(stack, "health")
     assert [ln.split()[:2] for ln in ok.stdout.splitlines()] == [
-        ["ok", "postgres"], ["ok", "migrations"], ["ok", "redis"], ["ok", "sftp"], ["ok", "x3"]]
+        ["ok", "postgres"], ["ok", "migrations"], ["ok", "redis"], ["ok", "sftp"], ["ok", "x3"],
+        ["ok", "poll"]]
     stack.sftp.stop()
     down = mlc(stack, "health", check=False)
     assert down.returncode == 1 and "down: sftp" in down.stderr
@@ -147,3 +155,6 @@ def test_metrics(ran):
     assert metrics["mlc_suppliers_created_total"] == 2 + 4
     assert 0 < metrics['mlc_x3_post_latency_seconds{quantile="0.5"}'] < 5
     assert metrics["mlc_last_poll_timestamp_seconds"] > 1.7e9
+    assert metrics["mlc_last_successful_poll_timestamp_seconds"] > 1.7e9
+    assert metrics["mlc_poll_errors_total"] == 0
+    assert metrics["mlc_retries_total"] == 0  # nothing was retried in this run

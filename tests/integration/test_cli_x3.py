@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import psycopg2
 import pytest
@@ -44,9 +45,10 @@ def test_oauth_connection_set_and_check(db_env, x3sim):
     assert "supplier ACME01 found" in check.stdout
     for secret in ("demo-secret", "initial-rt"):
         assert secret not in check.stdout + check.stderr
-    # The rotated refresh token was stored: a second run (new process) still authenticates.
+    # The rotated refresh token was stored: a second run (new process) still authenticates,
+    # with a token of its own (a check proves the credentials now, not a cached token).
     assert mlc("x3", "check").returncode == 0
-    assert requests.get(f"{x3sim}/_sim/state", timeout=5).json()["stats"]["token_refreshes"] == 1
+    assert requests.get(f"{x3sim}/_sim/state", timeout=5).json()["stats"]["token_refreshes"] == 2
 
 
 def test_check_reports_what_fails_and_exits_1(db_env, x3sim):
@@ -95,3 +97,38 @@ def test_check_works_for_rest_too(db_env, x3sim):
             "--password-stdin", stdin="wrong\n")
     check = mlc("x3", "check")
     assert check.returncode == 1 and "FAILED  supplier" in check.stdout
+
+
+def faults(x3sim, **values):
+    requests.post(f"{x3sim}/_sim/faults", json=values, timeout=5).raise_for_status()
+
+
+def test_check_with_x3_down_fails_authenticate_despite_a_cached_token(db_env, x3sim):
+    assert set_oauth(x3sim).returncode == 0
+    assert mlc("x3", "check").returncode == 0  # a valid access token is now stored
+    faults(x3sim, error_rate_503=1.0, retry_after=0)
+    started = time.monotonic()
+    check = mlc("x3", "check")
+    assert check.returncode == 1
+    assert "FAILED  authenticate" in check.stdout, check.stdout
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("transport", ["graphql", "rest"])
+def test_check_rides_out_a_brief_503(db_env, x3sim, transport):
+    if transport == "graphql":
+        assert set_oauth(x3sim).returncode == 0
+    else:
+        assert mlc("connection", "set", "x3", "--url", x3sim, "--username", "admin",
+                   "--password-stdin", stdin="admin\n").returncode == 0
+    faults(x3sim, next_errors=[503] * 5, retry_after=0)  # more than one read's own retries
+    check = mlc("x3", "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.startswith("ok      authenticate"), check.stdout
+
+
+def test_rest_check_authenticates_with_a_call(db_env, x3sim):
+    assert mlc("connection", "set", "x3", "--url", x3sim, "--username", "admin",
+               "--password-stdin", stdin="wrong\n").returncode == 0
+    check = mlc("x3", "check")
+    assert check.returncode == 1 and "FAILED  authenticate" in check.stdout, check.stdout

@@ -115,13 +115,14 @@ def test_callback_stores_tokens_and_calls_go_to_the_regional_endpoint(db_env, x3
     assert settings["endpoint"] == f"{x3sim}/eu"
     assert settings["token_url"] == f"{x3sim}/eu/oauth/token" and settings["url"] == x3sim
     assert_no_plaintext_tokens(x3sim, db_env, out, err)
-    # The first GraphQL call uses the stored access token, on the regional endpoint (the
-    # simulator refuses a regional token anywhere else).
+    # `mlc x3 check` authenticates afresh (issue 13): the stored refresh token is used at the
+    # regional token endpoint, and the calls go to the regional endpoint (the simulator
+    # refuses a regional token anywhere else).
     check = mlc("x3", "check", "--supplier", "ACME01", "--account", "6100")
     assert check.returncode == 0, check.stdout + check.stderr
     stats = sim_get(x3sim, "state")["stats"]
     assert stats["regional_calls"]["/eu/xtrem/api"] >= 2
-    assert stats["code_exchanges"] == 1 and stats["token_refreshes"] == 0
+    assert stats["code_exchanges"] == 1 and stats["token_refreshes"] == 1
     assert_no_plaintext_tokens(x3sim, db_env, check.stdout, check.stderr)
 
 

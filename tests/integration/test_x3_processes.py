@@ -146,3 +146,19 @@ def test_a_killed_holders_lease_expires(limiter_redis, redis_url):
         time.sleep(0.05)
     assert time.monotonic() - killed <= 1.5  # ... until its 1 s lease runs out
     limiter.release(lease)
+
+
+def test_a_lease_whose_answer_was_lost_is_given_back(limiter_redis):
+    """The acquire script ran, its answer did not come: the slot must not stay taken."""
+    key = f"mlc:test:slots:{uuid.uuid4().hex}"
+    limiter = RedisLimiter(limiter_redis, key, 1, lease_seconds=60)
+    script = limiter._acquire
+
+    def ran_then_lost(**kwargs):
+        script(**kwargs)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    limiter._acquire = ran_then_lost
+    with pytest.raises(X3Unavailable, match="limiter unavailable"):
+        limiter.try_acquire()
+    assert limiter.in_use() == 0

@@ -251,18 +251,104 @@ def test_urls_carry_no_literal_password():
     assert not literal, f"URLs with a literal password in docker-compose.yml: {literal}"
 
 
-def test_healthchecks_run_real_mlc_commands(container_env):
+def _check(name: str) -> list[str]:
+    return [str(part) for part in SERVICES[name]["healthcheck"]["test"]]
+
+
+def _shell_commands(test: list[str]) -> list[list[str]]:
+    """The commands of a healthcheck: CMD argv, or CMD-SHELL split on &&."""
+    if test[0] == "CMD":
+        return [test[1:]]
+    assert test[0] == "CMD-SHELL", test
+    return [shlex.split(part) for part in test[1].split("&&")]
+
+
+def test_healthchecks_run_real_commands(container_env):
     from pipeline.cli import build_parser
 
-    checks = {name: s["healthcheck"]["test"] for name, s in _our_services().items()
-              if "healthcheck" in s}
-    assert {"worker", "beat", "metrics"} <= set(checks)
+    checks = {name: _check(name) for name, s in _our_services().items() if "healthcheck" in s}
+    assert {"worker", "beat", "metrics", "flower"} <= set(checks)
     for name, test in checks.items():
-        assert test[0] == "CMD" and test[1] == "mlc", name
-        try:
-            build_parser().parse_args(test[2:])
-        except SystemExit:
-            pytest.fail(f"healthcheck of service {name!r} is not a valid mlc command: {test}")
+        for command in _shell_commands(test):
+            if command[0] == "mlc":
+                try:
+                    build_parser().parse_args(command[1:])
+                except SystemExit:
+                    pytest.fail(f"healthcheck of {name!r} is not a valid mlc command: {test}")
+            elif command[0] == "celery":
+                assert command[1:3] == ["-A", "workers"], f"{name}: {test}"
+            else:
+                assert command[:2] == ["python", "-c"], f"{name}: unexpected {command[0]}"
+                compile(command[2], f"{name} healthcheck", "exec")
+
+
+def test_worker_healthcheck_pings_this_worker():
+    commands = _shell_commands(_check("worker"))
+    ping = next(c for c in commands if c[:1] == ["celery"])
+    assert ping[3:5] == ["inspect", "ping"], ping
+    # $$ is compose's escape: the shell expands $HOSTNAME, the worker's default node name.
+    assert "-d" in ping and ping[ping.index("-d") + 1] == "celery@$$HOSTNAME", ping
+    assert not any("-n" == part or part.startswith("--hostname") for part in
+                   _command(SERVICES["worker"])), "a custom node name breaks the ping"
+
+
+def test_beat_healthcheck_checks_its_schedule_file():
+    (command,) = [c for c in _shell_commands(_check("beat")) if c[:1] == ["mlc"]]
+    schedule = next(p.split("=", 1)[1] for p in _command(SERVICES["beat"])
+                    if p.startswith("--schedule="))
+    assert command[command.index("--beat-schedule") + 1] == schedule
+
+
+def test_beat_schedule_check_reads_the_file_age(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from pipeline import health
+    from pipeline.config import settings
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x@127.0.0.1/x")
+    monkeypatch.setenv("MLC_SECRET_KEYS", Fernet.generate_key().decode())
+    monkeypatch.setenv("MLC_POLL_INTERVAL", "900")
+    settings.cache_clear()
+    try:
+        path = tmp_path / "celerybeat-schedule"
+        assert not health.beat_schedule(str(path)).ok
+        (tmp_path / "celerybeat-schedule.dat").write_bytes(b"x")
+        assert health.beat_schedule(str(path)).ok
+        old = time.time() - 2 * 900 - 120
+        os.utime(tmp_path / "celerybeat-schedule.dat", (old, old))
+        stale = health.beat_schedule(str(path))
+        assert not stale.ok and "beat is stuck" in stale.detail
+    finally:
+        settings.cache_clear()
+
+
+def test_flower_healthcheck_asks_flower_on_its_port():
+    command = " ".join(_command(SERVICES["flower"]))
+    port = re.search(r"--port=(\d+)", command).group(1)
+    assert f"127.0.0.1:{port}/healthcheck" in " ".join(_check("flower"))
+
+
+def test_flower_holds_no_database_url_nor_fernet_keys():
+    env = _environment(SERVICES["flower"])
+    assert "DATABASE_URL" not in env and "MLC_SECRET_KEYS" not in env, sorted(env)
+    assert "CELERY_BROKER_URL" in env
+
+
+def test_flower_binds_where_compose_publishes_it():
+    command = _command(SERVICES["flower"])
+    port = next(p.split("=", 1)[1] for p in command if p.startswith("--port="))
+    assert "--address=0.0.0.0" in command, "inside its container Flower must listen on all"
+    published = [str(p).rsplit(":", 1)[1] for p in SERVICES["flower"]["ports"]]
+    assert published == [port]
+    assert all(str(p).startswith("127.0.0.1:") for p in SERVICES["flower"]["ports"])
+
+
+def test_sandbox_sftp_keeps_its_host_key_on_a_volume():
+    command = _command(SERVICES["sftp"])
+    state = command[command.index("--state-dir") + 1]
+    mounts = [v.split(":", 1)[1] for v in SERVICES["sftp"]["volumes"]]
+    assert any(state == m or state.startswith(m.rstrip("/") + "/") for m in mounts), mounts
 
 
 def test_flower_keeps_its_state_on_a_volume():

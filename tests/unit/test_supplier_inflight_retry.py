@@ -21,7 +21,7 @@ class FakeTask:
     def out_of_retries(self) -> bool:
         return False
 
-    def retry_later(self, exc, retry_after=None):
+    def retry_later(self, exc, retry_after=None, **_):
         self.asked = (exc, retry_after)
         raise _Retry
 
@@ -33,13 +33,9 @@ def test_in_flight_is_a_transient_x3_error_with_retry_after():
 
 
 def test_task_step_retries_it_with_its_countdown():
-    from tasks.invoice import _x3_step
+    from tasks.invoice import x3_step
 
     task = FakeTask()
-
-    def step():
+    with pytest.raises(_Retry), x3_step(task, 1, "vendor_lookup"):
         raise SupplierCreateInFlight("may still commit", 300.0)
-
-    with pytest.raises(_Retry):
-        _x3_step(task, 1, step)
     assert isinstance(task.asked[0], SupplierCreateInFlight) and task.asked[1] == 300.0

@@ -112,7 +112,7 @@ def _retry_exception(exc: Exception, monkeypatch) -> Exception:
     import tasks.invoice  # noqa: F401  registers the tasks
     from workers.app import app
 
-    task = app.tasks["mlc.post_invoice"]
+    task = app.tasks["mlc.process_invoice"]
     handed: list[Exception] = []
 
     def retry(exc=None, countdown=None, max_retries=None, **_):

@@ -40,11 +40,12 @@ def stacked_per_day(rows: list[dict[str, Any]], days: int = 30, width: int = 900
     for r in rows:
         per_day.setdefault(r["day"], []).append((r["series"] or "?", int(r["n"])))
     top = max((sum(n for _, n in v) for v in per_day.values()), default=0)
-    plot_h, slot = height - 20, width / days
+    top_margin = 16  # room for the scale label above the bars
+    plot_h, slot = height - 20 - top_margin, width / days
     bars, labels = [], []
     for i in range(days):
         day = first + timedelta(days=i)
-        y = float(plot_h)
+        y = float(top_margin + plot_h)
         for name, n in sorted(per_day.get(day, [])):
             h = plot_h * n / top if top else 0
             y -= h

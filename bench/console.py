@@ -173,6 +173,7 @@ def pages(cur) -> list[tuple[str, str]]:
         ("file detail", "/files/100"),
         ("mappings", "/mappings"),
         ("users", "/users"),
+        ("activity", "/activity"),
         ("month-end CSV, this month", f"/report.csv?since={month}"),
         ("month-end CSV, 30 days", f"/report.csv?since={since30}"),
     ]

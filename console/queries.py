@@ -241,3 +241,17 @@ def mappings(cur: Cursor) -> dict[str, list[dict[str, Any]]]:
 def companies(cur: Cursor, default_company: str) -> list[str]:
     cur.execute("SELECT DISTINCT company FROM entity_routes ORDER BY 1")
     return sorted({default_company, *(r["company"] for r in cur.fetchall())})
+
+
+def activity_page(cur: Cursor, *, before: int | None, size: int
+                  ) -> tuple[list[dict[str, Any]], int | None]:
+    """What people did: console actions and replays (from the console or the CLI)."""
+    cur.execute("SELECT a.id, a.at, a.stage, a.outcome, a.invoice_id, a.task_id, a.detail,"
+                " i.payload->>'invoice_number' AS invoice_number FROM audit_events a"
+                " LEFT JOIN invoices i ON i.id = a.invoice_id"
+                " WHERE a.stage IN ('console', 'replay') AND (%s IS NULL OR a.id < %s)"
+                " ORDER BY a.id DESC LIMIT %s", (before, before, size + 1))
+    rows = list(cur.fetchall())
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, rows[-1]["id"] if more and rows else None

@@ -70,3 +70,5 @@ CREATE INDEX invoice_lines_location_idx ON invoice_lines (location) WHERE locati
 CREATE INDEX audit_events_invoice_at_idx ON audit_events (invoice_id, at, id);
 CREATE INDEX parse_rejections_file_idx ON parse_rejections (source_file_id, id);
 CREATE INDEX polls_started_idx ON polls (started_at);
+-- The Activity page: what people did (console actions and replays), newest first.
+CREATE INDEX audit_events_people_idx ON audit_events (id) WHERE stage IN ('console', 'replay');

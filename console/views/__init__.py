@@ -6,7 +6,16 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    from console.views import auth, files, invoices, mappings, overview, review, users_admin
+    from console.views import (
+        activity,
+        auth,
+        files,
+        invoices,
+        mappings,
+        overview,
+        review,
+        users_admin,
+    )
 
-    for module in (auth, overview, invoices, review, files, mappings, users_admin):
+    for module in (auth, overview, invoices, review, files, mappings, activity, users_admin):
         app.register_blueprint(module.bp)

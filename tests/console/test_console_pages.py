@@ -22,7 +22,7 @@ def audit_rows(action: str) -> list[dict]:
 
 
 def test_every_page_needs_a_login(client):
-    for path in ("/", "/invoices", "/invoices/1", "/review", "/files", "/files/1",
+    for path in ("/", "/invoices", "/invoices/1", "/review", "/files", "/files/1", "/activity",
                  "/mappings", "/users", "/report.csv?since=2026-01-01"):
         r = client.get(path)
         assert r.status_code == 302 and "/login" in r.headers["Location"], path
@@ -147,7 +147,7 @@ def test_no_secret_is_ever_rendered(client, ledger_filled):
     add_user("ada", "admin")
     login(client, "ada")
     ids = ledger_filled["ids"]
-    pages = ["/", "/invoices", "/review", "/files", "/mappings", "/users",
+    pages = ["/", "/invoices", "/review", "/files", "/mappings", "/users", "/activity",
              *(f"/invoices/{i}" for i in ids.values())]
     for path in pages:
         body = client.get(path).get_data(as_text=True)
@@ -188,6 +188,9 @@ def test_operator_replays_and_acknowledges_with_audit(client, ledger_filled, mon
     assert "INV-88121" not in client.get("/review").get_data(as_text=True)
     ack = audit_rows("acknowledge")
     assert ack[0]["detail"]["by"] == "olga" and ack[0]["invoice_id"] == ids["INV-88121"]
+    activity = client.get("/activity").get_data(as_text=True)
+    assert "acknowledge" in activity and "replay" in activity and "GL 7777 mapped" in activity
+    assert "description only" in activity and "olga" in activity
     # An operator may not edit mappings.
     assert client.post("/mappings/save", data={"upload_id": "1", "csrf_token": csrf(page)}
                        ).status_code == 403

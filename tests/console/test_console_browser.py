@@ -70,6 +70,7 @@ def test_failed_invoice_fixed_by_a_mapping_replayed_to_posted_then_a_review_ackn
     page.click("#preview-button")
     assert "All 1 row(s) are valid in X3" in page.inner_text("#preview-verdict")
     assert "GL account 6500 (chart CONS) exists in X3" in page.inner_text("#preview-table")
+    shoot(page, shots, "mapping_preview")
     page.click("#save-button")
     assert "1 row(s) saved" in page.inner_text("main")
     assert "7777" in page.inner_text("#gl-table")
@@ -98,6 +99,12 @@ def test_failed_invoice_fixed_by_a_mapping_replayed_to_posted_then_a_review_ackn
     page.click("text=Review & failed")
     assert "Nothing waits for a person" in page.inner_text("main")
     assert status_of("INV-88121") == "needs_review"  # nothing re-posted
+    page.click("header >> text=Activity")
+    activity = page.inner_text("#activity")
+    for seen in ("acknowledge", "mapping_import", "replay", "GL 7777 mapped to 6500"):
+        assert seen in activity, seen
+    assert all((shots / f"{n}.png").stat().st_size > 10_000
+               for n in ("overview", "review_queue", "invoice_detail"))
     assert len(stack.sim()["invoices"]) == 3
     assert errors == [], errors  # no CSP violation, no script error
     page.close()

@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import stack as st  # noqa: E402
+from pipeline.states import InvoiceStatus  # noqa: E402
 from sandbox.generate import compare_with_x3, generate  # noqa: E402
 
 
@@ -58,7 +59,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _mlc(stack: st.Stack, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=stack.env,
+    return subprocess.run([sys.executable, "-m", "ops.cli", *args], env=stack.env,
                           cwd=st.ROOT, check=True, capture_output=True, text=True).stdout
 
 
@@ -88,7 +89,7 @@ def _replayed(ids: list[int], since: int) -> bool:
 
 
 def _settled(s: dict | None, n: int) -> bool:
-    from pipeline import status
+    from ops import status
 
     return bool(s) and sum(s["invoices"].values()) >= n and status.settled(s)
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 events.append(f"{now - t0:6.1f}s pg_terminate_backend x{n}"
                               f" at {s and s['invoices']}")
                 pg_at = 0
-            if a.outage and s and s["invoices"].get("posted", 0) >= a.invoices // 2:
+            if a.outage and s and s["invoices"].get(InvoiceStatus.POSTED, 0) >= a.invoices // 2:
                 stack.faults(error_rate_503=1.0)
                 events.append(f"{now - t0:6.1f}s X3 outage (all 503) for {a.outage:g} s"
                               f" at {s['invoices']}")
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         while rounds < 3:  # X3 still faults 5%: a replayed invoice may fail again
             listed = _mlc(stack, "failed")
             ids = [i["id"] for i in json.loads(_mlc(stack, "failed", "--json"))["invoices"]
-                   if i["status"] == "failed"]
+                   if i["status"] == InvoiceStatus.FAILED]
             if failed_first is None:
                 failed_first = len(ids)
                 print(f"mlc failed listed {len(ids)}:\n{listed.rstrip()}")
@@ -200,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"duplicated suppliers: {len(diff['duplicated_suppliers'])}")
         print(f"lines or totals differing: {len(diff['wrong'])}")
         print(f"failed before replay: {failed_first}; failed after {rounds} replay round(s):"
-              f" {s['invoices'].get('failed', 0)}")
+              f" {s['invoices'].get(InvoiceStatus.FAILED, 0)}")
         ok = not (diff["missing"] or diff["duplicated"] or diff["duplicated_suppliers"]
-                  or diff["wrong"]) and s["invoices"] == {"posted": a.invoices}
+                  or diff["wrong"]) and s["invoices"] == {InvoiceStatus.POSTED: a.invoices}
         return 0 if ok else 1
     finally:
         st.cleanup(stack, a.keep)

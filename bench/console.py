@@ -230,7 +230,7 @@ def main() -> int:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         conn.close()
-    # The CSV is a download, not a page: pipeline.reports.reconciliation builds it in Python.
+    # The CSV is a download, not a page: ops.reports.reconciliation builds it in Python.
     print("every page under 200 ms (the CSV download is not a page)" if not slow
           else f"pages over 200 ms: {', '.join(slow)}")
     return 0 if not slow else 1

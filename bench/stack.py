@@ -216,14 +216,15 @@ def mark_done(export_dir: Path) -> None:
 
 
 def summary() -> dict:
-    from pipeline import db, status
+    from ops import status
+    from pipeline import db
 
     with db.transaction() as cur:
         return status.summary(cur)
 
 
 def wait_settled(n: int, timeout: float, interval: float = 0.5) -> dict:
-    from pipeline import status
+    from ops import status
 
     def probe() -> dict | None:
         s = summary()

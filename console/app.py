@@ -45,7 +45,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.before_request(security.before_request)
     app.after_request(security.headers)
     app.jinja_env.globals.update(csrf_token=security.csrf_token)
-    # ISO times from pipeline.status, shown to the second.
+    # ISO times from ops.status, shown to the second.
     app.jinja_env.filters["when"] = lambda iso: iso[:19].replace("T", " ") if iso else ""
 
     from console.views import register

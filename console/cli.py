@@ -18,8 +18,8 @@ from typing import Any
 ROLES = ("viewer", "operator", "admin")  # console.users.ROLES, without importing it here
 
 
-def add_commands(sub: Any) -> None:
-    """Called by pipeline.cli.build_parser: the whole `console` command group."""
+def register(sub: Any) -> None:
+    """The whole `console` command group (ops.cli.main.GROUPS)."""
     cp = sub.add_parser("console", help="the finance team's web console")
     cp.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     cp.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
@@ -59,8 +59,8 @@ def _password(args: argparse.Namespace) -> str:
 def cmd_user(args: argparse.Namespace) -> int:
     from console import users
     from console.passwords import WeakPassword
+    from ops.tables import safe
     from pipeline import db
-    from pipeline.tables import safe
 
     by = f"{getpass.getuser()} (mlc)"
     try:

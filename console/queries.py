@@ -135,7 +135,7 @@ def invoice(cur: Cursor, invoice_id: int) -> dict[str, Any] | None:
 
 def file_events(cur: Cursor, file_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """The fetch and parse of an invoice's file (rows without an invoice id), for its timeline,
-    summarised like the rows of `pipeline.reports.trail`."""
+    summarised like the rows of `ops.reports.trail`."""
     cur.execute("SELECT * FROM audit_events WHERE source_file_id = %s AND invoice_id IS NULL"
                 " AND stage IN ('file_fetch', 'file_parse') ORDER BY id LIMIT %s",
                 (file_id, limit))

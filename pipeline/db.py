@@ -174,3 +174,9 @@ def close_pools() -> None:
         for pool in _pools.values():
             pool.closeall()
         _pools.clear()
+
+
+def ping() -> None:
+    """The database answers: one trivial query through the pool (errors as `transaction`'s)."""
+    with transaction() as cur:
+        cur.execute("SELECT 1")

@@ -24,11 +24,9 @@ from pipeline.config import settings
 from pipeline.stampli import parse
 from pipeline.stampli.limits import Limits
 from pipeline.stampli.schema import Layout, LayoutError
+from pipeline.states import IN_FLIGHT, NOT_SENT, TO_PROCESS, FileStatus, InvoiceStatus
 
 log = logging.getLogger(__name__)
-
-OPEN_STATUSES = ("received", "vendor_resolved", "failed")
-TO_PROCESS = ("received", "vendor_resolved")
 
 
 class NotReady(Exception):
@@ -69,13 +67,13 @@ def parse_file(ctx: TaskContext, file_id: int) -> ParseOutcome:
         f = cur.fetchone()
         if f is None:
             raise LookupError(f"source file {file_id} does not exist")
-        if f["status"] != "fetched":
+        if f["status"] != FileStatus.FETCHED:
             # Redelivered after the parse committed: hand back what still needs processing.
             return ParseOutcome(file_id, f["status"], _open_invoices(cur, file_id),
                                 already_parsed=True)
         if f["kind"] == "invoices":
             cur.execute("SELECT count(*) AS n FROM source_files WHERE kind = 'vendors'"
-                        " AND status = 'fetched' AND id < %s", (file_id,))
+                        " AND status = %s AND id < %s", (FileStatus.FETCHED, file_id))
             if cur.fetchone()["n"]:
                 raise NotReady(f"file {file_id} waits for earlier vendor files")
         # Large object: read in chunks, never whole (rows from before 0005 hold bytea).
@@ -101,11 +99,12 @@ def parse_file(ctx: TaskContext, file_id: int) -> ParseOutcome:
                 log.exception("parsing file %s failed", file_id)
                 reason = f"the parser failed: {type(exc).__name__}: {str(exc)[:200]}"
             cur.execute("ROLLBACK TO SAVEPOINT parse_file")
-            cur.execute("UPDATE source_files SET status = 'rejected', error = %s,"
-                        " parsed_at = now() WHERE id = %s", (reason, file_id))
+            cur.execute("UPDATE source_files SET status = %s, error = %s,"
+                        " parsed_at = now() WHERE id = %s",
+                        (FileStatus.REJECTED, reason, file_id))
             audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
                          path=f["path"], reason=reason)
-            return ParseOutcome(file_id, "rejected")
+            return ParseOutcome(file_id, FileStatus.REJECTED)
     return outcome
 
 
@@ -140,9 +139,9 @@ class _Rejections:
 
 def _finish(cur: Cursor, ctx: TaskContext, f: dict[str, Any], rows: int,
             rejections: _Rejections, accepted: int) -> str:
-    status = "partially_parsed" if rejections.count else "parsed"
+    status = FileStatus.PARTIALLY_PARSED if rejections.count else FileStatus.PARSED
     if rejections.count and not accepted:
-        status = "partially_parsed" if rows else "rejected"
+        status = FileStatus.PARTIALLY_PARSED if rows else FileStatus.REJECTED
     cur.execute(
         "UPDATE source_files SET status = %s, rows_total = %s, rows_rejected = %s,"
         " invoices_accepted = %s, invoices_rejected = %s, parsed_at = now() WHERE id = %s",
@@ -227,11 +226,10 @@ def store_invoice(cur: Cursor, ctx: TaskContext, file_id: int, inv: parse.Parsed
         return None
     # Safe to replace only while no attempt ever reached X3: after one, the old version may be
     # there (answer lost, retries exhausted) and a person must compare.
-    if status in ("received", "vendor_resolved", "failed") and not inv.cancelled \
-            and existing["attempts"] == 0:
+    if status in NOT_SENT and not inv.cancelled and existing["attempts"] == 0:
         cur.execute("UPDATE invoices SET payload = %s, payload_sha256 = %s, source_file_id = %s,"
-                    " status = 'received', last_error = NULL, updated_at = now() WHERE id = %s",
-                    (json.dumps(payload), digest, file_id, invoice_id))
+                    " status = %s, last_error = NULL, updated_at = now() WHERE id = %s",
+                    (json.dumps(payload), digest, file_id, InvoiceStatus.RECEIVED, invoice_id))
         cur.execute("DELETE FROM invoice_lines WHERE invoice_id = %s", (invoice_id,))
         _write_lines(cur, invoice_id, inv)
         audit.record(cur, "file_parse", "ok", ctx=ctx, source_file_id=file_id,
@@ -247,13 +245,28 @@ def store_invoice(cur: Cursor, ctx: TaskContext, file_id: int, inv: parse.Parsed
     # Never re-posted, never deleted: a person decides. A row mid-post, or whose outcome is
     # unknown, keeps its status so the poster can settle it (adopt what X3 holds); the reason is
     # kept for review all the same, and the row goes to review once settled.
-    cur.execute("UPDATE invoices SET status = CASE WHEN status IN ('posting', 'outcome_unknown')"
-                " THEN status"
-                " ELSE 'needs_review' END, review_reason = %s, updated_at = now() WHERE id = %s",
-                (reason, invoice_id))
+    cur.execute("UPDATE invoices SET status = CASE WHEN status = ANY(%s) THEN status"
+                " ELSE %s END, review_reason = %s, updated_at = now() WHERE id = %s",
+                (list(IN_FLIGHT), InvoiceStatus.NEEDS_REVIEW, reason, invoice_id))
     audit.record(cur, "file_parse", "error", ctx=ctx, source_file_id=file_id,
                  invoice_id=invoice_id, reason=reason, previous_status=status, changes=changes)
     return None
+
+
+def find_invoice(cur: Cursor, vendor_id: str, invoice_number: str) -> dict[str, Any] | None:
+    vendor, number = parse.dedup_key(vendor_id, invoice_number)
+    cur.execute("SELECT * FROM invoices WHERE stampli_vendor_id = %s AND invoice_number = %s",
+                (vendor, number))
+    return cur.fetchone()
+
+
+def find_files(cur: Cursor, name: str) -> list[dict[str, Any]]:
+    """Files whose path is `name` or ends with `/name`: the name is taken literally (`%` and
+    `_` are LIKE wildcards: escaped, or `--file %` would select every file)."""
+    literal = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    cur.execute("SELECT id, path, status FROM source_files WHERE path = %s"
+                " OR path LIKE %s ESCAPE '\\' ORDER BY id", (name, f"%/{literal}"))
+    return list(cur.fetchall())
 
 
 def payload_diff(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:

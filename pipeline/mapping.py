@@ -131,3 +131,18 @@ def import_csv(cur: Cursor, kind: str, path: str | Path, dimension_type: str | N
                         (row["stampli_code"].strip(), row["dimension_type"].strip(),
                          row["dimension_value"].strip()))
     return len(rows)
+
+
+def listing(cur: Cursor) -> dict[str, list[dict[str, str]]]:
+    """Every mapping, in a stable order: GL accounts, cost centers, other dimensions, routes."""
+    cur.execute("SELECT stampli_code, x3_account FROM gl_account_map ORDER BY 1")
+    gl = cur.fetchall()
+    cur.execute("SELECT stampli_code, dimension_type, dimension_value FROM cost_center_map"
+                " ORDER BY 1")
+    cost_centers = cur.fetchall()
+    cur.execute("SELECT dimension_type, stampli_code, dimension_value FROM dimension_map"
+                " ORDER BY 1, 2")
+    dimensions = cur.fetchall()
+    cur.execute("SELECT location, company, site FROM entity_routes ORDER BY 1")
+    routes = cur.fetchall()
+    return {"gl": gl, "cost_centers": cost_centers, "dimensions": dimensions, "routes": routes}

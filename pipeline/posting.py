@@ -22,12 +22,12 @@ from typing import Any
 from pipeline import audit, db, locks, logs, mapping, validation
 from pipeline.audit import TaskContext
 from pipeline.config import settings
+from pipeline.states import IN_FLIGHT, POSTABLE, InvoiceStatus
 from pipeline.x3.attempts import RecordingClient, recording
 from pipeline.x3.client import NewInvoice, NewInvoiceLine, X3Client
 from pipeline.x3.errors import X3CreateInFlight, X3Error, X3OutcomeUnknown, X3ValidationError
 
 log = logging.getLogger(__name__)
-POSTABLE = ("vendor_resolved", "posting", "outcome_unknown", "failed")
 # While the window is open, look again this often (found earlier = adopted earlier).
 LOOK_AGAIN_EVERY = 60.0
 
@@ -130,9 +130,9 @@ def _settle_earlier_attempt(ctx: TaskContext, inv: dict[str, Any], client: X3Cli
                   f" still commit; looking again, a new create only after {window:g} s"
                   f" ({left:.0f} s from now)")
         with db.transaction() as cur:
-            cur.execute("UPDATE invoices SET status = 'outcome_unknown', last_error = %s,"
-                        " updated_at = now() WHERE id = %s AND status IN"
-                        " ('posting', 'outcome_unknown')", (reason, invoice_id))
+            cur.execute("UPDATE invoices SET status = %s, last_error = %s,"
+                        " updated_at = now() WHERE id = %s AND status = ANY(%s)",
+                        (InvoiceStatus.OUTCOME_UNKNOWN, reason, invoice_id, list(IN_FLIGHT)))
             audit.record(cur, "invoice_post", "skipped", ctx=ctx, invoice_id=invoice_id,
                          reason=reason, looked_up=tried, attempt_started_at=started,
                          inflight_window=window)
@@ -142,8 +142,9 @@ def _settle_earlier_attempt(ctx: TaskContext, inv: dict[str, Any], client: X3Cli
         # or cancellation that arrived meanwhile now goes to a person.
         cur.execute("UPDATE invoices SET attempt_started_at = NULL, updated_at = now(),"
                     " status = CASE WHEN review_reason IS NULL THEN status"
-                    " ELSE 'needs_review' END WHERE id = %s RETURNING status", (invoice_id,))
-        review = cur.fetchone()["status"] == "needs_review"
+                    " ELSE %s END WHERE id = %s RETURNING status",
+                    (InvoiceStatus.NEEDS_REVIEW, invoice_id))
+        review = cur.fetchone()["status"] == InvoiceStatus.NEEDS_REVIEW
         audit.record(cur, "invoice_post", "ok", ctx=ctx, invoice_id=invoice_id,
                      settled="not in X3", looked_up=tried, attempt_started_at=started,
                      inflight_window=window,
@@ -176,11 +177,12 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
         if shortened:
             checked["shortened"] = shortened
         audit.record(cur, "gl_validate", "ok", ctx=ctx, invoice_id=invoice_id, **checked)
-        cur.execute("UPDATE invoices SET status = 'posting', attempts = attempts + 1,"
+        cur.execute("UPDATE invoices SET status = %s, attempts = attempts + 1,"
                     " attempt_started_at = now(), posting_supplier_code = %s,"
                     " updated_at = now() WHERE id = %s AND status = ANY(%s)"
                     " AND payload_sha256 = %s AND review_reason IS NULL",
-                    (supplier, invoice_id, list(POSTABLE), inv["payload_sha256"]))
+                    (InvoiceStatus.POSTING, supplier, invoice_id, list(POSTABLE),
+                     inv["payload_sha256"]))
         if cur.rowcount == 0:
             audit.record(cur, "invoice_post", "skipped", ctx=ctx, invoice_id=invoice_id,
                          reason="the invoice changed while it was being validated")
@@ -195,18 +197,18 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
         raise InvoiceRejectedByValidation(str(exc)) from None
     except X3OutcomeUnknown as exc:
         # Sent, no readable answer: only a look-up can settle it (see _settle_earlier_attempt).
-        _note_error(ctx, invoice_id, exc, "outcome_unknown", settled=False)
+        _note_error(ctx, invoice_id, exc, InvoiceStatus.OUTCOME_UNKNOWN, settled=False)
         raise
     except X3Error as exc:
         # X3 answered that it did not do it (refused credentials, busy, down): nothing was
         # created, the next attempt may create at once.
-        _note_error(ctx, invoice_id, exc, "vendor_resolved", settled=True)
+        _note_error(ctx, invoice_id, exc, InvoiceStatus.VENDOR_RESOLVED, settled=True)
         raise
     _mark_posted(ctx, invoice_id, doc_number, adopted=False, document=document,
                  elapsed_ms=round((time.monotonic() - started) * 1000, 1))
     log.info("posted to X3 as %s (supplier %s, total %s %s)", doc_number, supplier,
              document.total_including_tax, document.currency)
-    return PostOutcome(invoice_id, "posted", doc_number)
+    return PostOutcome(invoice_id, InvoiceStatus.POSTED, doc_number)
 
 
 def _note_error(ctx: TaskContext, invoice_id: int, exc: X3Error, status: str, *,
@@ -214,8 +216,8 @@ def _note_error(ctx: TaskContext, invoice_id: int, exc: X3Error, status: str, *,
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET status = %s, last_error = %s, updated_at = now(),"
                     " attempt_started_at = CASE WHEN %s THEN NULL ELSE attempt_started_at END"
-                    " WHERE id = %s AND status = 'posting'",
-                    (status, str(exc), settled, invoice_id))
+                    " WHERE id = %s AND status = %s",
+                    (status, str(exc), settled, invoice_id, InvoiceStatus.POSTING))
         audit.record(cur, "invoice_post", "error", ctx=ctx, invoice_id=invoice_id,
                      error=str(exc), error_type=type(exc).__name__, transient=exc.transient,
                      outcome_unknown=not settled)
@@ -316,10 +318,10 @@ def _mark_posted(ctx: TaskContext, invoice_id: int, doc_number: str, *, adopted:
                  attempt_started_at: str | None = None) -> None:
     with db.transaction() as cur:
         # A review reason that arrived mid-post (cancelled, changed) keeps the row for a person.
-        cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NULL THEN 'posted'"
-                    " ELSE 'needs_review' END, x3_document_number = %s, attempt_started_at = NULL,"
+        cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NULL THEN %s"
+                    " ELSE %s END, x3_document_number = %s, attempt_started_at = NULL,"
                     " last_error = NULL, posted_at = now(), updated_at = now() WHERE id = %s",
-                    (doc_number, invoice_id))
+                    (InvoiceStatus.POSTED, InvoiceStatus.NEEDS_REVIEW, doc_number, invoice_id))
         detail: dict[str, Any] = {"document_number": doc_number, "adopted": adopted}
         if adopted:
             detail["reason"] = ("found in X3 by supplier and document number: an earlier"
@@ -338,14 +340,16 @@ def fail(ctx: TaskContext, invoice_id: int, reason: str, *, settled: bool = Fals
     it stays `outcome_unknown` and the poll's sweep looks it up again."""
     reason = logs.mask(reason)  # whatever raised it: last_error is shown and exported
     with db.transaction() as cur:
-        cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NOT NULL"
-                    " THEN 'needs_review' WHEN attempt_started_at IS NOT NULL AND NOT %s"
-                    " THEN 'outcome_unknown' ELSE 'failed' END, last_error = %s,"
+        cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NOT NULL THEN %s"
+                    " WHEN attempt_started_at IS NOT NULL AND NOT %s THEN %s ELSE %s END,"
+                    " last_error = %s,"
                     " attempt_started_at = CASE WHEN %s THEN NULL ELSE attempt_started_at END,"
-                    " updated_at = now() WHERE id = %s AND status NOT IN ('posted', 'needs_review')"
-                    " RETURNING status", (settled, reason, settled, invoice_id))
+                    " updated_at = now() WHERE id = %s AND status <> ALL(%s) RETURNING status",
+                    (InvoiceStatus.NEEDS_REVIEW, settled, InvoiceStatus.OUTCOME_UNKNOWN,
+                     InvoiceStatus.FAILED, reason, settled, invoice_id,
+                     [InvoiceStatus.POSTED, InvoiceStatus.NEEDS_REVIEW]))
         row = cur.fetchone()
-        unknown = row is not None and row["status"] == "outcome_unknown"
+        unknown = row is not None and row["status"] == InvoiceStatus.OUTCOME_UNKNOWN
         audit.record(cur, "invoice_post", "error", ctx=ctx, invoice_id=invoice_id,
                      reason=reason, terminal=not unknown, outcome_unknown=unknown, **detail)
     return row["status"] if row else None

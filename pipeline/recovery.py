@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from pipeline import audit, db
 from pipeline.audit import TaskContext
+from pipeline.states import STUCK, FileStatus
 
-STUCK = ("received", "vendor_resolved", "posting", "outcome_unknown")
 BATCH = 5000
 
 
@@ -45,9 +45,9 @@ def find_stuck(ctx: TaskContext, older_than: float, limit: int = BATCH) -> Stuck
         # source_files has no updated_at: a file is re-enqueued once per sweep while it stays
         # `fetched` past the threshold (a parse is short; a duplicate returns at once).
         cur.execute(
-            "SELECT id FROM source_files WHERE status = 'fetched'"
+            "SELECT id FROM source_files WHERE status = %s"
             " AND fetched_at < now() - make_interval(secs => %s) ORDER BY id"
-            " FOR UPDATE SKIP LOCKED", (older_than,))
+            " FOR UPDATE SKIP LOCKED", (FileStatus.FETCHED, older_than))
         found.file_ids = [r["id"] for r in cur.fetchall()]
         for file_id in found.file_ids:
             audit.record(cur, "replay", "ok", ctx=ctx, source_file_id=file_id,

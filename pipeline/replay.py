@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pipeline import audit, db, reports
+from pipeline import audit, db, ledger, states
 from pipeline.audit import TaskContext
-
-REPLAYABLE = ("failed", "received", "vendor_resolved", "posting", "outcome_unknown")
+from pipeline.states import REPLAYABLE, InvoiceStatus
 
 
 class ReplayRefused(Exception):
@@ -44,21 +43,21 @@ class Selection:
 def _chosen(cur: Any, sel: Selection) -> list[dict[str, Any]]:
     if sel.vendor_id or sel.invoice_id is not None:
         if sel.vendor_id:
-            row = reports.find_invoice(cur, sel.vendor_id, sel.invoice_number or "")
+            row = ledger.find_invoice(cur, sel.vendor_id, sel.invoice_number or "")
         else:
             cur.execute("SELECT * FROM invoices WHERE id = %s", (sel.invoice_id,))
             row = cur.fetchone()
         if row is None:
             raise ReplayRefused(f"no {sel.describe()} in the ledger")
-        if row["status"] == "posted":
+        if row["status"] == InvoiceStatus.POSTED:
             raise ReplayRefused(f"{sel.describe()} is already posted in X3 as "
                                 f"{row['x3_document_number']}: it is never posted twice")
-        if row["status"] == "needs_review" or row["review_reason"]:
+        if row["status"] == InvoiceStatus.NEEDS_REVIEW or row["review_reason"]:
             raise ReplayRefused(f"{sel.describe()} needs review ({row['review_reason']}): "
                                 "a person must decide, replay will not post it")
         return [row]
     if sel.file:
-        ids = [f["id"] for f in reports.find_files(cur, sel.file)]
+        ids = [f["id"] for f in ledger.find_files(cur, sel.file)]
         if not ids:
             raise ReplayRefused(f"no file named {sel.file} in the ledger")
         cur.execute("SELECT * FROM invoices WHERE source_file_id = ANY(%s) AND status = ANY(%s)"
@@ -66,8 +65,9 @@ def _chosen(cur: Any, sel: Selection) -> list[dict[str, Any]]:
         return list(cur.fetchall())
     if not sel.failed:
         raise ReplayRefused("say what to replay: --invoice VENDOR NUMBER, --failed or --file")
-    cur.execute("SELECT * FROM invoices WHERE status = 'failed' AND updated_at >= %s"
-                " AND review_reason IS NULL ORDER BY id", (sel.since or date.min,))
+    cur.execute("SELECT * FROM invoices WHERE status = %s AND updated_at >= %s"
+                " AND review_reason IS NULL ORDER BY id",
+                (InvoiceStatus.FAILED, sel.since or date.min))
     return list(cur.fetchall())
 
 
@@ -85,11 +85,13 @@ def select_for_replay(ctx: TaskContext, sel: Selection, *, reason: str | None = 
             return chosen
         for row in rows:
             cur.execute("SELECT status FROM invoices WHERE id = %s FOR UPDATE", (row["id"],))
-            cur.execute("UPDATE invoices SET status = CASE WHEN status = 'failed' THEN"
-                        " (CASE WHEN x3_supplier_code IS NULL THEN 'received'"
-                        " ELSE 'vendor_resolved' END) ELSE status END, tries = 0,"
+            # A failed invoice starts again from the step it had reached.
+            cur.execute("UPDATE invoices SET status = CASE WHEN status = %(FAILED)s THEN"
+                        " (CASE WHEN x3_supplier_code IS NULL THEN %(RECEIVED)s"
+                        " ELSE %(VENDOR_RESOLVED)s END) ELSE status END, tries = 0,"
                         " updated_at = now()"
-                        " WHERE id = %s AND status <> 'posted'", (row["id"],))
+                        " WHERE id = %(id)s AND status <> %(POSTED)s",
+                        states.params(id=row["id"]))
             audit.record(cur, "replay", "ok", ctx=ctx, invoice_id=row["id"], by=by,
                          reason=reason or "(none given)", previous_status=row["status"],
                          previous_error=row["last_error"], selection=sel.describe())

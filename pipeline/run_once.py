@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline import ledger, posting, vendors
 from pipeline.audit import TaskContext
-from pipeline.progress import Progress
 from pipeline.stampli import poll
+from pipeline.states import InvoiceStatus
 from pipeline.x3 import attempts
 from pipeline.x3.client import X3Client
 from pipeline.x3.errors import X3CreateInFlight, X3Error
@@ -30,6 +30,12 @@ class RunReport:
     locked_out: bool = False  # another poll was running: nothing fetched by this one
 
 
+class ProgressLine(Protocol):
+    """Where a long run says how far it got (the CLI's terminal line, ops.progress)."""
+
+    def update(self, text: str, *, force: bool = False) -> None: ...
+
+
 def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> str:
     try:
         with attempts.for_invoice_work(invoice_id, client, ctx.task_id) as recorded:
@@ -38,12 +44,13 @@ def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CT
             return "skipped"
         return posting.post(ctx, invoice_id, client).status
     except posting.InvoiceRejectedByValidation:
-        return "failed"
+        return InvoiceStatus.FAILED
     except X3CreateInFlight:
-        return "outcome_unknown"  # looked up again by the next run, created only after the window
+        # Looked up again by the next run, created only after the window.
+        return InvoiceStatus.OUTCOME_UNKNOWN
     except X3Error as exc:
         # No retries here: the row says why; an unknown outcome stays outcome_unknown.
-        return posting.fail(ctx, invoice_id, f"{type(exc).__name__}: {exc}") or "failed"
+        return posting.fail(ctx, invoice_id, f"{type(exc).__name__}: {exc}") or InvoiceStatus.FAILED
 
 
 def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX,
@@ -59,7 +66,7 @@ def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX,
 
 
 def run_once(client: X3Client, ctx: TaskContext = CLI_CTX,
-             progress: Progress | None = None) -> RunReport:
+             progress: ProgressLine | None = None) -> RunReport:
     if progress:
         progress.update("polling the export", force=True)
     result = poll.poll(ctx)

@@ -20,8 +20,6 @@ Until then the resolution raises SupplierCreateInFlight, transient, with `retry_
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +29,23 @@ from psycopg2.extensions import cursor as Cursor
 from pipeline import audit, db, locks, taxid
 from pipeline.audit import TaskContext
 from pipeline.config import settings
-from pipeline.x3.client import NewSupplier, Supplier, X3Client
+from pipeline.states import MADE_CREATES, OPEN_CREATES, RESOLVABLE
+from pipeline.states import CreateState as C
+from pipeline.vendor_links import (
+    Vendor,
+    candidate_codes,
+    exact_code,
+    link_invoice,
+    link_invoice_in,
+    link_vendor,
+    link_vendor_in,
+    needs_review,
+    supplier_code,
+    taken,
+    taken_in,
+    vendor_key,
+)
+from pipeline.x3.client import Supplier, X3Client
 from pipeline.x3.errors import (
     X3CreateInFlight,
     X3OutcomeUnknown,
@@ -39,13 +53,8 @@ from pipeline.x3.errors import (
     X3ValidationError,
 )
 
-RESOLVABLE = ("received", "vendor_resolved", "failed", "posting", "outcome_unknown")
-CODE_MAX = 15
-NAME_MAX = 35
-_X3_CODE = re.compile(r"[A-Z0-9_./-]{1,15}")
 SEQUENCE_PLACEHOLDER = "(X3 numbers it)"  # dry run in sequence mode: no code known yet
 _CONTINUE = object()
-REVIEW_PREFIX = "vendor match:"
 
 
 class InvoiceNotResolvable(Exception):
@@ -63,39 +72,6 @@ class SupplierCreateInFlight(X3CreateInFlight):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (str(self), self.retry_after, self.stale))
-
-
-def vendor_key(vendor_id: str) -> str:
-    """Vendor identity, normalised like the invoice dedup key (trimmed, case-folded)."""
-    return vendor_id.strip().casefold()
-
-
-def exact_code(vendor_id: str) -> str | None:
-    """The vendor id as X3 would store it as a code, or None when it cannot be one."""
-    code = vendor_id.strip().upper()
-    return code if _X3_CODE.fullmatch(code) else None
-
-
-def supplier_code(vendor_id: str) -> str:
-    """The code a create uses: letters and digits of the vendor id, at most 15 characters;
-    derived, so retries agree. Only for a create, after every look-up said no."""
-    code = re.sub(r"[^A-Z0-9]", "", vendor_id.upper())
-    if 0 < len(code) <= CODE_MAX:
-        return code
-    return "S" + hashlib.sha1(vendor_id.encode()).hexdigest()[:14].upper()  # noqa: S324
-
-
-def candidate_codes(vendor_id: str) -> Iterator[str]:
-    base = supplier_code(vendor_id)
-    yield base
-    for n in range(2, 1000):
-        yield base[: CODE_MAX - len(str(n))] + str(n)
-
-
-def _eu_vat(tax_id: str | None, country: str | None) -> str | None:
-    if tax_id and country and country != "US" and re.fullmatch(r"[A-Z]{2}[0-9A-Z]{2,13}", tax_id):
-        return tax_id
-    return None
 
 
 def resolve(ctx: TaskContext, invoice_id: int, client: X3Client) -> str | None:
@@ -123,52 +99,12 @@ def resolve(ctx: TaskContext, invoice_id: int, client: X3Client) -> str | None:
                     (vendor_key(vendor_id),))
         link = cur.fetchone()
         if link:
-            _link_invoice_in(cur, ctx, invoice_id, link["x3_supplier_code"], "linked",
-                             vendor_id)
+            link_invoice_in(cur, ctx, invoice_id, link["x3_supplier_code"], "linked",
+                            vendor_id)
             return link["x3_supplier_code"]
     with locks.held(locks.vendor(key)):
         code = _resolve_locked(ctx, invoice_id, vendor_id, inv["payload"], client)
     return code
-
-
-class _Vendor:
-    """What a resolution knows of the vendor: the latest vendor file row, else the invoice."""
-
-    def __init__(self, vendor_id: str, row: dict[str, Any] | None,
-                 payload: dict[str, Any]) -> None:
-        data = row["payload"] if row else {
-            "vendor_id": vendor_id, "vendor_name": payload["vendor_name"],
-            "tax_id": payload.get("vendor_tax_id"),
-        }
-        self.data = data
-        self.id = vendor_id
-        self.key = vendor_key(vendor_id)
-        full = (data.get("vendor_name") or "").strip()
-        self.name = full[:NAME_MAX]
-        # Named in the create's audit row: X3 holds the name cut to its field.
-        self.shortened = ([f"name cut to {NAME_MAX} characters (X3 BPSNAM limit; it had"
-                           f" {len(full)})"] if len(full) > NAME_MAX else [])
-        self.tax_id = (data.get("tax_id") or "").strip() or None
-        self.country = data.get("country")
-        _, rest = taxid.split_prefix(self.tax_id)
-        self.tax_key = rest or None
-
-    def has_tax_id(self, supplier: Supplier) -> bool:
-        return any(taxid.same_tax_id(self.tax_id, t) for t in (supplier.tax_id,
-                                                               supplier.eu_vat_id))
-
-    def spellings(self) -> list[str]:
-        return taxid.spellings(self.tax_id, self.country)
-
-    def new_supplier(self, code: str | None) -> NewSupplier:
-        v = self.data
-        return NewSupplier(
-            code=code, name=self.name, tax_id=self.tax_id,
-            eu_vat_id=_eu_vat(self.tax_id, v.get("country")), currency=v.get("currency"),
-            address_lines=tuple(a for a in (v.get("address1"), v.get("address2")) if a),
-            postal_code=v.get("postal_code"), city=v.get("city"), state=v.get("state"),
-            country=v.get("country"),
-        )
 
 
 def _resolve_locked(ctx: TaskContext, invoice_id: int, vendor_id: str, payload: dict[str, Any],
@@ -182,9 +118,9 @@ def _resolve_locked(ctx: TaskContext, invoice_id: int, vendor_id: str, payload: 
         row = cur.fetchone()
         pending = _open_create(cur, vendor_key(vendor_id))
     if link:
-        _link_invoice(ctx, invoice_id, link["x3_supplier_code"], "linked", vendor_id)
+        link_invoice(ctx, invoice_id, link["x3_supplier_code"], "linked", vendor_id)
         return link["x3_supplier_code"]
-    vendor = _Vendor(vendor_id, row, payload)
+    vendor = Vendor(vendor_id, row, payload)
     if pending:
         settled = _settle_open_create(ctx, invoice_id, vendor, pending, client)
         if settled is not _CONTINUE:
@@ -201,7 +137,7 @@ def _resolve_locked(ctx: TaskContext, invoice_id: int, vendor_id: str, payload: 
     detail: dict[str, Any] = {"vendor_id": vendor_id, "tax_id": vendor.tax_id,
                               "exact_code": exact, "seen": sorted({s.code for s in candidates})}
     if len(by_tax) > 1:
-        return _needs_review(ctx, invoice_id, vendor_id, [s.code for s in by_tax],
+        return needs_review(ctx, invoice_id, vendor_id, [s.code for s in by_tax],
                              f"tax id {vendor.tax_id}", detail)
     found, matched_by = (by_tax[0], "tax_id") if by_tax else (None, None)
     if found is None and exact:
@@ -209,7 +145,7 @@ def _resolve_locked(ctx: TaskContext, invoice_id: int, vendor_id: str, payload: 
         if same and vendor.tax_id and (same.tax_id or same.eu_vat_id) and not vendor.has_tax_id(
                 same):
             detail["skipped"] = f"{exact}: another tax id ({same.tax_id or same.eu_vat_id})"
-        elif same and _taken(same.code, vendor.key):
+        elif same and taken(same.code, vendor.key):
             detail["skipped"] = f"{exact}: linked to another Stampli vendor"
         elif same:
             found, matched_by = same, "exact_code"
@@ -218,8 +154,8 @@ def _resolve_locked(ctx: TaskContext, invoice_id: int, vendor_id: str, payload: 
                      found=found.code if found else None, matched_by=matched_by, **detail)
     if found is None:
         return _create(ctx, invoice_id, vendor, candidates, looked_at, client)
-    _link_vendor(vendor, found.code, matched_by or "")
-    _link_invoice(ctx, invoice_id, found.code, matched_by or "", vendor_id)
+    link_vendor(vendor.key, found.code, matched_by or "")
+    link_invoice(ctx, invoice_id, found.code, matched_by or "", vendor_id)
     return found.code
 
 
@@ -230,7 +166,7 @@ def _unique(suppliers: Iterator[Supplier] | Any) -> list[Supplier]:
 # --- creates -------------------------------------------------------------------------------------
 
 
-def _create(ctx: TaskContext, invoice_id: int, vendor: _Vendor, seen: list[Supplier],
+def _create(ctx: TaskContext, invoice_id: int, vendor: Vendor, seen: list[Supplier],
             looked_at: Any, client: X3Client) -> str | None:
     sequence = settings().x3_supplier_numbering == "sequence"
     if settings().dry_run:
@@ -241,7 +177,7 @@ def _create(ctx: TaskContext, invoice_id: int, vendor: _Vendor, seen: list[Suppl
             audit.record(cur, "vendor_create", "skipped", ctx=ctx, invoice_id=invoice_id,
                          vendor_id=vendor.id, code=code, name=vendor.name, tax_id=vendor.tax_id,
                          dry_run=True, reason="dry run: supplier not created")
-        _link_invoice(ctx, invoice_id, code, "dry_run", vendor.id)
+        link_invoice(ctx, invoice_id, code, "dry_run", vendor.id)
         return code
     code: str | None = None
     if sequence:
@@ -253,24 +189,24 @@ def _create(ctx: TaskContext, invoice_id: int, vendor: _Vendor, seen: list[Suppl
     # Another Stampli vendor with this tax id may have created the supplier since we looked.
     with db.transaction() as cur:
         cur.execute("SELECT supplier_code, tax_id FROM supplier_creates WHERE tax_key = %s"
-                    " AND state IN ('created', 'adopted') AND settled_at >= %s",
-                    (vendor.tax_key, looked_at))
+                    " AND state = ANY(%s) AND settled_at >= %s",
+                    (vendor.tax_key, list(MADE_CREATES), looked_at))
         theirs = next((r for r in cur.fetchall()
                        if taxid.same_tax_id(vendor.tax_id, r["tax_id"])), None)
         if theirs:
-            _settle(cur, create_id, "not_sent", None, "a supplier with this tax id was just"
+            _settle(cur, create_id, C.NOT_SENT, None, "a supplier with this tax id was just"
                     " created for another Stampli vendor")
     if theirs:
-        _link_vendor(vendor, theirs["supplier_code"], "tax_id")
-        _link_invoice(ctx, invoice_id, theirs["supplier_code"], "tax_id", vendor.id)
+        link_vendor(vendor.key, theirs["supplier_code"], "tax_id")
+        link_invoice(ctx, invoice_id, theirs["supplier_code"], "tax_id", vendor.id)
         return theirs["supplier_code"]
     new = vendor.new_supplier(code)
     try:
         created = client.create_supplier(new)
     except X3OutcomeUnknown as exc:
         with db.transaction() as cur:
-            cur.execute("UPDATE supplier_creates SET state = 'unknown', error = %s"
-                        " WHERE id = %s", (str(exc), create_id))
+            cur.execute("UPDATE supplier_creates SET state = %s, error = %s WHERE id = %s",
+                        (C.UNKNOWN, str(exc), create_id))
             audit.record(cur, "vendor_create", "error", ctx=ctx, invoice_id=invoice_id,
                          vendor_id=vendor.id, code=new.code, error=str(exc),
                          outcome_unknown=True)
@@ -278,23 +214,23 @@ def _create(ctx: TaskContext, invoice_id: int, vendor: _Vendor, seen: list[Suppl
     except (X3ValidationError, X3Unavailable) as exc:
         # Refused, or not processed: nothing was created, the reservation ends.
         with db.transaction() as cur:
-            _settle(cur, create_id, "refused" if isinstance(exc, X3ValidationError)
-                    else "not_sent", None, str(exc))
+            _settle(cur, create_id, C.REFUSED if isinstance(exc, X3ValidationError)
+                    else C.NOT_SENT, None, str(exc))
             audit.record(cur, "vendor_create", "error", ctx=ctx, invoice_id=invoice_id,
                          vendor_id=vendor.id, code=new.code, error=str(exc))
         raise
     with db.transaction() as cur:
-        _settle(cur, create_id, "created", created.code)
-        _link_vendor_in(cur, vendor, created.code, "created")
+        _settle(cur, create_id, C.CREATED, created.code)
+        link_vendor_in(cur, vendor.key, created.code, "created")
         audit.record(cur, "vendor_create", "ok", ctx=ctx, invoice_id=invoice_id,
                      vendor_id=vendor.id, code=created.code, name=new.name, tax_id=vendor.tax_id,
                      numbering="sequence" if sequence else "code",
                      **({"shortened": vendor.shortened} if vendor.shortened else {}))
-    _link_invoice(ctx, invoice_id, created.code, "created", vendor.id)
+    link_invoice(ctx, invoice_id, created.code, "created", vendor.id)
     return created.code
 
 
-def _free_code(vendor: _Vendor, seen: list[Supplier], client: X3Client, *,
+def _free_code(vendor: Vendor, seen: list[Supplier], client: X3Client, *,
                reserve: bool) -> tuple[str, int]:
     """The first derived code that X3 does not hold and no other Stampli vendor has or is
     creating, and its reservation (a supplier_creates row id; 0 when not `reserve`)."""
@@ -302,7 +238,7 @@ def _free_code(vendor: _Vendor, seen: list[Supplier], client: X3Client, *,
     for n, code in enumerate(candidate_codes(vendor.id)):
         if n > 0 and code not in in_x3 and client.find_supplier_by_code(code) is not None:
             in_x3.add(code)
-        if code in in_x3 or _taken(code, vendor.key):
+        if code in in_x3 or taken(code, vendor.key):
             continue
         if not reserve:
             return code, 0
@@ -317,7 +253,7 @@ class _CodeTaken(Exception):
     pass
 
 
-def _reserve(vendor: _Vendor, code: str | None, known: list[str], client: X3Client) -> int:
+def _reserve(vendor: Vendor, code: str | None, known: list[str], client: X3Client) -> int:
     """Record the create before it is sent; the unique indexes make this the reservation."""
     try:
         return _insert_create(vendor, code, known)
@@ -328,14 +264,14 @@ def _reserve(vendor: _Vendor, code: str | None, known: list[str], client: X3Clie
         return _insert_create(vendor, code, known)
 
 
-def _insert_create(vendor: _Vendor, code: str | None, known: list[str]) -> int:
+def _insert_create(vendor: Vendor, code: str | None, known: list[str]) -> int:
     try:
         with db.transaction() as cur:
             cur.execute("INSERT INTO supplier_creates (stampli_vendor_id, code, name, tax_id,"
                         " tax_key, known_codes) VALUES (%s,%s,%s,%s,%s,%s) RETURNING id",
                         (vendor.key, code, vendor.name, vendor.tax_id, vendor.tax_key, known))
             create_id = cur.fetchone()["id"]
-            if code and _taken_in(cur, code, vendor.key):
+            if code and taken_in(cur, code, vendor.key):
                 raise _CodeTaken(code)  # linked meanwhile: the insert rolls back
             return create_id
     except psycopg2.errors.UniqueViolation as exc:
@@ -345,10 +281,10 @@ def _insert_create(vendor: _Vendor, code: str | None, known: list[str]) -> int:
         # Another Stampli vendor with this tax id (or, unlocked, this vendor) is creating it.
         with db.transaction() as cur:
             cur.execute("SELECT *, GREATEST(0, %s - EXTRACT(EPOCH FROM now() -"
-                        " started_at))::float AS left FROM supplier_creates WHERE state IN"
-                        " ('sending', 'unknown') AND (tax_key = %s OR stampli_vendor_id = %s)"
-                        " LIMIT 1", (settings().x3_inflight_window, vendor.tax_key,
-                                     vendor.key))
+                        " started_at))::float AS left FROM supplier_creates WHERE state = ANY(%s)"
+                        " AND (tax_key = %s OR stampli_vendor_id = %s) LIMIT 1",
+                        (settings().x3_inflight_window, list(OPEN_CREATES), vendor.tax_key,
+                         vendor.key))
             other = cur.fetchone()
         left = other["left"] if other else 1.0
         raise SupplierCreateInFlight(
@@ -358,40 +294,40 @@ def _insert_create(vendor: _Vendor, code: str | None, known: list[str]) -> int:
             stale=other if other and left <= 0 else None) from None
 
 
-def _settle(cur: Cursor, create_id: int, state: str, code: str | None,
+def _settle(cur: Cursor, create_id: int, state: C, code: str | None,
             error: str | None = None) -> None:
     # Only an open create is settled: two resolutions settling one agree, the first one wins.
     cur.execute("UPDATE supplier_creates SET state = %s, supplier_code = %s, settled_at = now(),"
-                " error = COALESCE(%s, error) WHERE id = %s AND state IN ('sending', 'unknown')",
-                (state, code, error, create_id))
+                " error = COALESCE(%s, error) WHERE id = %s AND state = ANY(%s)",
+                (state, code, error, create_id, list(OPEN_CREATES)))
 
 
 def _open_create(cur: Cursor, key: str) -> dict[str, Any] | None:
     cur.execute("SELECT *, EXTRACT(EPOCH FROM now() - started_at)::float AS age"
                 " FROM supplier_creates WHERE stampli_vendor_id = %s"
-                " AND state IN ('sending', 'unknown')", (key,))
+                " AND state = ANY(%s)", (key, list(OPEN_CREATES)))
     return cur.fetchone()
 
 
-def _settle_open_create(ctx: TaskContext, invoice_id: int, vendor: _Vendor,
+def _settle_open_create(ctx: TaskContext, invoice_id: int, vendor: Vendor,
                         pending: dict[str, Any], client: X3Client) -> Any:
     """An earlier create of this vendor's supplier whose outcome is unknown: adopt what X3
     holds, wait while it may still commit, or let a new create go once it cannot."""
     hits = _made_by(pending, client, vendor.country)
     if len(hits) > 1:
-        return _needs_review(ctx, invoice_id, vendor.id, [s.code for s in hits],
+        return needs_review(ctx, invoice_id, vendor.id, [s.code for s in hits],
                              f"tax id {pending['tax_id']} and name {pending['name']!r} after a"
                              " create whose answer was lost", {"create_id": pending["id"]})
     if hits:
         code = hits[0].code
         with db.transaction() as cur:
-            _settle(cur, pending["id"], "adopted", code)
-            _link_vendor_in(cur, vendor, code, "adopted")
+            _settle(cur, pending["id"], C.ADOPTED, code)
+            link_vendor_in(cur, vendor.key, code, "adopted")
             audit.record(cur, "vendor_create", "ok", ctx=ctx, invoice_id=invoice_id,
                          vendor_id=vendor.id, code=code, name=pending["name"],
                          tax_id=pending["tax_id"], adopted=True,
                          started_at=pending["started_at"])
-        _link_invoice(ctx, invoice_id, code, "adopted", vendor.id)
+        link_invoice(ctx, invoice_id, code, "adopted", vendor.id)
         return code
     window = settings().x3_inflight_window
     if pending["age"] < window:
@@ -405,7 +341,7 @@ def _settle_open_create(ctx: TaskContext, invoice_id: int, vendor: _Vendor,
             f"supplier create for vendor {vendor.id!r} started {pending['age']:.0f} s ago is"
             f" not in X3 yet; it may still commit (MLC_X3_INFLIGHT_WINDOW={window:.0f} s)", left)
     with db.transaction() as cur:  # it can no longer commit: it never will
-        _settle(cur, pending["id"], "lost", None, "not in X3 after the in-flight window")
+        _settle(cur, pending["id"], C.LOST, None, "not in X3 after the in-flight window")
     return _CONTINUE
 
 
@@ -421,7 +357,7 @@ def _made_by(pending: dict[str, Any], client: X3Client, country: str | None) -> 
         s for s in seen if s.name == pending["name"] and s.code not in pending["known_codes"]
         and (any(taxid.same_tax_id(pending["tax_id"], t) for t in (s.tax_id, s.eu_vat_id))
              if pending["tax_id"] else not (s.tax_id or s.eu_vat_id))
-        and not _taken(s.code, pending["stampli_vendor_id"]))
+        and not taken(s.code, pending["stampli_vendor_id"]))
 
 
 def _settle_stale(other: dict[str, Any], client: X3Client) -> None:
@@ -430,93 +366,9 @@ def _settle_stale(other: dict[str, Any], client: X3Client) -> None:
     hits = _made_by(other, client, None)
     with db.transaction() as cur:
         if len(hits) == 1:
-            _settle(cur, other["id"], "adopted", hits[0].code)
+            _settle(cur, other["id"], C.ADOPTED, hits[0].code)
             cur.execute("INSERT INTO vendor_links (stampli_vendor_id, x3_supplier_code,"
                         " matched_by) VALUES (%s, %s, 'adopted') ON CONFLICT DO NOTHING",
                         (other["stampli_vendor_id"], hits[0].code))
         elif not hits:
-            _settle(cur, other["id"], "lost", None, "not in X3 after the in-flight window")
-
-
-# --- links and review ----------------------------------------------------------------------------
-
-
-def _taken(code: str, key: str) -> bool:
-    with db.transaction() as cur:
-        return _taken_in(cur, code, key)
-
-
-def _taken_in(cur: Cursor, code: str, key: str) -> bool:
-    """Is this X3 code another Stampli vendor's (linked, or being created for it)?"""
-    cur.execute("SELECT 1 FROM vendor_links WHERE x3_supplier_code = %s"
-                " AND stampli_vendor_id <> %s UNION ALL SELECT 1 FROM supplier_creates"
-                " WHERE code = %s AND stampli_vendor_id <> %s AND state IN ('sending', 'unknown')"
-                " LIMIT 1", (code, key, code, key))
-    return cur.fetchone() is not None
-
-
-def _link_vendor(vendor: _Vendor, code: str, matched_by: str) -> None:
-    with db.transaction() as cur:
-        _link_vendor_in(cur, vendor, code, matched_by)
-
-
-def _link_vendor_in(cur: Cursor, vendor: _Vendor, code: str, matched_by: str) -> None:
-    cur.execute("INSERT INTO vendor_links (stampli_vendor_id, x3_supplier_code, matched_by)"
-                " VALUES (%s,%s,%s) ON CONFLICT DO NOTHING", (vendor.key, code, matched_by))
-
-
-def _needs_review(ctx: TaskContext, invoice_id: int, vendor_id: str, codes: list[str],
-                  by: str, detail: dict[str, Any]) -> None:
-    codes = sorted(codes)
-    reason = (f"{REVIEW_PREFIX} vendor {vendor_id} matches {len(codes)} X3 suppliers by {by}:"
-              f" {', '.join(codes)}; link the right one: mlc vendor link {vendor_id} CODE")
-    with db.transaction() as cur:
-        cur.execute("UPDATE invoices SET status = 'needs_review', review_reason = %s,"
-                    " updated_at = now() WHERE id = %s AND status IN"
-                    " ('received', 'vendor_resolved', 'failed')", (reason, invoice_id))
-        audit.record(cur, "vendor_lookup", "error", ctx=ctx, invoice_id=invoice_id,
-                     **{**detail, "vendor_id": vendor_id, "candidates": codes,
-                        "reason": reason})
-    return None
-
-
-def link_by_hand(ctx: TaskContext, vendor_id: str, code: str, *, by: str,
-                 reason: str | None = None) -> list[int]:
-    """A person's decision: the vendor is this X3 supplier (matched_by 'manual'). Invoices held
-    for review because the vendor matched several suppliers go back to be posted; returns
-    their ids (the caller enqueues them)."""
-    key = vendor_key(vendor_id)
-    with db.transaction() as cur:
-        cur.execute("INSERT INTO vendor_links (stampli_vendor_id, x3_supplier_code, matched_by)"
-                    " VALUES (%s, %s, 'manual') ON CONFLICT (stampli_vendor_id) DO UPDATE SET"
-                    " x3_supplier_code = EXCLUDED.x3_supplier_code, matched_by = 'manual'",
-                    (key, code))
-        cur.execute("UPDATE invoices SET status = 'received', review_reason = NULL,"
-                    " x3_supplier_code = NULL, updated_at = now() WHERE stampli_vendor_id = %s"
-                    " AND status = 'needs_review' AND x3_document_number IS NULL"
-                    " AND review_reason LIKE %s RETURNING id", (key, REVIEW_PREFIX + "%"))
-        released = sorted(r["id"] for r in cur.fetchall())
-        audit.record(cur, "vendor_lookup", "ok", ctx=ctx, vendor_id=vendor_id, code=code,
-                     matched_by="manual", by=by, reason=reason, released=released)
-    return released
-
-
-def _link_invoice(ctx: TaskContext, invoice_id: int, code: str, how: str, vendor_id: str) -> None:
-    with db.transaction() as cur:
-        _link_invoice_in(cur, ctx, invoice_id, code, how, vendor_id)
-
-
-def _link_invoice_in(cur: Cursor, ctx: TaskContext, invoice_id: int, code: str, how: str,
-                     vendor_id: str) -> None:
-    cur.execute("UPDATE invoices SET x3_supplier_code = %s, updated_at = now(),"
-                " status = CASE WHEN status IN ('received', 'failed') THEN 'vendor_resolved'"
-                " ELSE status END WHERE id = %s", (code, invoice_id))
-    if how == "linked":
-        audit.record(cur, "vendor_lookup", "ok", ctx=ctx, invoice_id=invoice_id,
-                     vendor_id=vendor_id, code=code, matched_by="vendor_links")
-
-
-def created_count(cur: Cursor) -> int:
-    """Suppliers the connector created in X3, including those whose answer was lost (adopted)."""
-    cur.execute("SELECT count(*) AS n FROM vendor_links WHERE matched_by IN ('created', 'adopted')")
-    return cur.fetchone()["n"]
+            _settle(cur, other["id"], C.LOST, None, "not in X3 after the in-flight window")

@@ -68,7 +68,7 @@ def _start_console(env: dict[str, str], work: Path) -> tuple[Process, str, str]:
         users.add(cur, "demo", "admin", password, by="mlc demo")
     wanted = int(os.environ.get("MLC_DEMO_CONSOLE_PORT", "8000"))
     port = wanted if _port_free(wanted) else free_port()
-    proc = Process("console", [sys.executable, "-m", "pipeline.cli", "console", "--port",
+    proc = Process("console", [sys.executable, "-m", "ops.cli", "console", "--port",
                                str(port)], env, work)
     url = f"http://127.0.0.1:{port}/"
     wait_for(lambda: proc.alive() and requests.get(f"{url}healthz", timeout=1).ok,
@@ -94,8 +94,10 @@ def main(keep: bool = False, console: bool = False) -> int:
                MLC_SECRET_KEYS=Fernet.generate_key().decode(), MLC_POLL_INTERVAL="30",
                MLC_STABILITY_RECHECK="2", MLC_AFTER_DOWNLOAD="move")
     os.environ.update(env)  # this process talks to the same database through pipeline.*
-    from pipeline import db, migrate, status
+    from ops import status
+    from pipeline import db, migrate
     from pipeline.config import settings
+    from pipeline.states import InvoiceStatus
 
     settings.cache_clear()
     started = []
@@ -129,7 +131,7 @@ def main(keep: bool = False, console: bool = False) -> int:
         for inv in state["invoices"]:
             print(f"  {inv['NUM']}  supplier {inv['BPR']:<8} document {inv['BPRVCR']:<10}"
                   f" {inv['CUR']} {inv['AMTATI']:>9}  lines {len(inv['BPSINVLIG'])}")
-        posted = summary["invoices"].get("posted", 0)
+        posted = summary["invoices"].get(InvoiceStatus.POSTED, 0)
         ok = posted == 3 and len(state["invoices"]) == 3
         print(f"\ndemo: {'OK' if ok else 'FAILED'}: {posted} of 3 sample invoices posted")
         proc, url, password = _start_console(env, work)

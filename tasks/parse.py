@@ -6,6 +6,7 @@ from typing import Any
 
 from pipeline import ledger
 from pipeline.stampli import poll
+from pipeline.states import FileStatus
 from tasks.base import MlcTask
 from workers.app import app
 
@@ -19,7 +20,7 @@ def parse_file(self: MlcTask, file_id: int, **_: Any) -> dict[str, Any]:
     except ledger.NotReady as exc:
         # Vendor files of the same poll are parsed first; wait briefly for them.
         raise self.retry(exc=exc, countdown=2, max_retries=300) from None
-    if outcome.status == "rejected" and not outcome.already_parsed:
+    if outcome.status == FileStatus.REJECTED and not outcome.already_parsed:
         poll.quarantine(self.ctx, file_id)
     for invoice_id in outcome.invoice_ids:
         process_invoice.delay(invoice_id)

@@ -1,6 +1,6 @@
 """Celery app. Configuration is read when Celery first needs it, so importing this module never
 fails; starting a worker or beat with a bad environment, a database it cannot use or one not
-migrated fails at once with one line on stderr and exit 2 (pipeline.cli_errors)."""
+migrated fails at once with one line on stderr and exit 2 (ops.cli.errors)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _role() -> str:
 def _stop(exc: BaseException) -> None:
     """In a Celery process, a known start-up failure is one line and exit 2; elsewhere the
     caller (mlc's handler, a test) gets the exception."""
-    from pipeline import cli_errors
+    from ops.cli import errors as cli_errors
 
     line = cli_errors.describe(exc)
     if line is None or not _celery_process():
@@ -67,7 +67,8 @@ def _logging(**_: object) -> None:
 def _preflight() -> None:
     """The database answers and is migrated, and Redis answers, or the process stops now with
     one line (not after minutes of retries, nor at its first task)."""
-    from pipeline import cli_errors, migrate
+    from ops.cli import errors as cli_errors
+    from pipeline import migrate
     from workers.send import broker_ping
 
     cli_errors.fail_fast_defaults()

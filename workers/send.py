@@ -14,7 +14,7 @@ RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5,
 
 
 def broker_ping(url: str, timeout: float = 3.0) -> None:
-    """Raise redis.ConnectionError (one clear line via pipeline.cli_errors) if the broker does
+    """Raise redis.ConnectionError (one clear line via ops.cli.errors) if the broker does
     not answer within timeout seconds."""
     import redis
 

@@ -8,7 +8,8 @@ from flask import Blueprint, Response, abort, current_app, render_template, requ
 
 from console import queries
 from console.views.invoices import _int
-from pipeline import db, reports, tables
+from ops import reports, tables
+from pipeline import db
 
 bp = Blueprint("files", __name__)
 

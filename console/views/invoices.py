@@ -20,7 +20,8 @@ from werkzeug.wrappers import Response
 
 from console import actions, queries
 from console.security import require
-from pipeline import db, mapping, reports
+from ops import reports
+from pipeline import db, mapping
 from pipeline.config import settings
 from pipeline.x3 import attempts
 

@@ -1,4 +1,4 @@
-"""Overview: counts by status, polls and waiting files (pipeline.status.summary), the oldest
+"""Overview: counts by status, polls and waiting files (ops.status.summary), the oldest
 unsettled invoice, 30-day charts."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from console import charts, queries
-from pipeline import db, status
+from ops import status
+from pipeline import db
 from pipeline.config import settings
 
 bp = Blueprint("overview", __name__)

@@ -21,6 +21,7 @@ from pipeline.config import settings
 from pipeline.secrets import SecretError
 from pipeline.stampli import sftp as sftp_mod
 from pipeline.stampli.sftp import FileTooLarge, RemoteFile
+from pipeline.states import FileStatus
 
 log = logging.getLogger(__name__)
 
@@ -240,10 +241,10 @@ def _reject_oversize(ctx: TaskContext, conn_name: str, f: RemoteFile, kind: str 
     with db.transaction() as cur:
         cur.execute(
             "INSERT INTO source_files (connection, path, kind, size, mtime, sha256, content,"
-            " status, error) VALUES (%s,%s,%s,%s,%s,%s,'','rejected',%s)"
+            " status, error) VALUES (%s,%s,%s,%s,%s,%s,'',%s,%s)"
             " ON CONFLICT DO NOTHING RETURNING id",
             (conn_name, f.path, kind, f.size, f.mtime, f"oversize:{f.path}:{f.size}:{f.mtime}",
-             reason),
+             FileStatus.REJECTED, reason),
         )
         row = cur.fetchone()
         audit.record(cur, "file_fetch", "error", ctx=ctx,

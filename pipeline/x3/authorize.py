@@ -109,7 +109,7 @@ def authorization_url(onb: Onboarding, state: str) -> str:
     return onb.authorize_url + joiner + urlencode(params)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host.lower() in LOOPBACK_NAMES:
         return True
     try:
@@ -122,7 +122,7 @@ def loopback_address(redirect_uri: str) -> tuple[str, int, str]:
     """(host, port, path) the listener binds: an http loopback URI with an explicit port."""
     parts = urlsplit(redirect_uri)
     host = parts.hostname or ""
-    if parts.scheme != "http" or not _is_loopback(host) or not parts.port:
+    if parts.scheme != "http" or not is_loopback(host) or not parts.port:
         raise AuthorizeError(
             f"--redirect-uri {redirect_uri!r}: the listener needs http://127.0.0.1:PORT/PATH "
             "(loopback, explicit port); on a headless server use --code instead")
@@ -247,7 +247,7 @@ def regional(url: str, token_url: str, endpoint: str | None) -> tuple[str, str]:
         raise AuthorizeError("the callback named a regional endpoint holding a user name or "
                              "password: refused, nothing stored")
     if not parts.hostname or parts.scheme not in ("https", "http") or (
-            parts.scheme == "http" and not _is_loopback(parts.hostname)):
+            parts.scheme == "http" and not is_loopback(parts.hostname)):
         raise AuthorizeError(f"the callback named a regional endpoint that is not an https URL "
                              f"({endpoint!r}): refused, nothing stored")
     base = endpoint.rstrip("/")

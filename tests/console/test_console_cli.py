@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def mlc(monkeypatch, *args: str, stdin: str = "") -> int:
-    from pipeline.cli import main
+    from ops.cli import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
     return main(list(args))

@@ -170,7 +170,8 @@ def test_operator_replays_and_acknowledges_with_audit(client, ledger_filled, mon
                     follow_redirects=True)
     assert "replay queued" in r.get_data(as_text=True)
     assert sent == [("mlc.process_invoice", [ids["BO-7731"]])]
-    from pipeline import db, reports
+    from ops import reports
+    from pipeline import db
 
     with db.transaction() as cur:
         trail = reports.trail(cur, invoice_id=ids["BO-7731"])

@@ -10,7 +10,8 @@ import redis
 import requests
 from celery import Celery
 
-from pipeline import connections, db, status
+from ops import status
+from pipeline import connections, db
 from sandbox.harness import Process, start_worker, start_x3sim
 
 X3_PASSWORD = "x3-Sup3r-Secret-pw"

@@ -88,7 +88,7 @@ def test_kill_redis_restart_postgres_terminate_still_exactly_once(own_redis, sta
     finally:
         beat.stop()
 
-    mlc = [sys.executable, "-m", "pipeline.cli"]
+    mlc = [sys.executable, "-m", "ops.cli"]
     listed = json.loads(subprocess.run([*mlc, "failed", "--json"], env=stack.env, check=True,
                                        capture_output=True, text=True).stdout)
     failed = [i for i in listed["invoices"] if i["status"] == "failed"]

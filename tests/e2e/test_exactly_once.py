@@ -111,7 +111,7 @@ def test_unknown_account_fixed_and_replayed_through_cli_and_celery_call(stack, t
     fixed = tmp_path / "gl.csv"
     fixed.write_text("stampli_code,x3_account\n6500,6500\n6300,6300\n")
     env = stack.env
-    mlc = [sys.executable, "-m", "pipeline.cli"]
+    mlc = [sys.executable, "-m", "ops.cli"]
     subprocess.run([*mlc, "mapping", "import", "gl", str(fixed)], env=env, check=True)
     out = subprocess.run([*mlc, "replay", "--invoice", "V-1003", "BO-7731", "--reason",
                           "GL 6500 mapped"], env=env, check=True, capture_output=True,

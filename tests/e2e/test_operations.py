@@ -34,7 +34,7 @@ def ran(stack):
 
 
 def mlc(stack, *args, check=True):
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=stack.env,
+    r = subprocess.run([sys.executable, "-m", "ops.cli", *args], env=stack.env,
                        capture_output=True, text=True, timeout=60)
     if check:
         assert r.returncode == 0, r.stderr
@@ -135,7 +135,7 @@ def test_health_names_what_is_down(stack):
     assert down.returncode == 1 and "down: sftp" in down.stderr
     assert "DOWN sftp" in down.stdout and "ok   x3" in down.stdout
     broken = dict(stack.env, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "health", "--local"], env=broken,
+    r = subprocess.run([sys.executable, "-m", "ops.cli", "health", "--local"], env=broken,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "down: redis" in r.stderr
 

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from pipeline import db, metrics
+from ops import metrics
+from pipeline import db
 from sandbox.generate import generate
 from sandbox.harness import wait_for
 from tests.e2e.conftest import settled_with
@@ -43,7 +44,7 @@ def test_a_retry_is_counted_and_audited_before_attempt_2(stack):
     assert retries[-1]["outcome"] == "error" and "X3Unavailable" in retries[-1]["detail"]["error"]
     assert retries[-1]["detail"]["next_attempt"] == 2
     assert retries_total() >= 1
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "audit", "invoice", "RTV-0000",
+    r = subprocess.run([sys.executable, "-m", "ops.cli", "audit", "invoice", "RTV-0000",
                         _number(inv["id"])], env=stack.env,
                        capture_output=True, text=True, timeout=60)
     assert "next_attempt=2" in r.stdout, r.stdout + r.stderr

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def mlc(*args, env, stdin=""):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], input=stdin, env=env,
+    return subprocess.run([sys.executable, "-m", "ops.cli", *args], input=stdin, env=env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -22,7 +22,7 @@ MISSING_DB = dsn_for("mlc_no_such_database")
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
-def run(*argv: str, env: dict[str, str], program: tuple[str, ...] = ("-m", "pipeline.cli"),
+def run(*argv: str, env: dict[str, str], program: tuple[str, ...] = ("-m", "ops.cli"),
         timeout: float = 20, cwd: Path = ROOT) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
     r = subprocess.run([sys.executable, *program, *argv], env=env, capture_output=True,

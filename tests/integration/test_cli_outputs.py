@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from pipeline import cli, connections, db
+from ops import cli
+from pipeline import connections, db
 
 pytestmark = pytest.mark.integration
 

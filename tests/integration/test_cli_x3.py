@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def mlc(*args, stdin=""):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "ops.cli", *args], input=stdin,
                           env=dict(os.environ), capture_output=True, text=True, timeout=60)
 
 

@@ -182,7 +182,7 @@ def test_every_x3_call_for_an_invoice_leaves_an_attempt_record(parsed, connected
     assert "create_supplier" in names and names[-1] == "create_invoice"
     assert calls[-1]["outcome"] == "ok" and calls[-1]["http_status"] == 201
     assert all(c["duration_ms"] >= 0 for c in calls)
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "audit", "invoice", "V-1003",
+    out = subprocess.run([sys.executable, "-m", "ops.cli", "audit", "invoice", "V-1003",
                           "BO-7731", "--json"], capture_output=True, text=True, timeout=60,
                          env=os.environ.copy(), check=True).stdout
     shown = json.loads(out)["x3_calls"]

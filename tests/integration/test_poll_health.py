@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from pipeline import db, health, metrics, status
+from ops import health, metrics, status
+from pipeline import db
 from pipeline.audit import TaskContext
 from pipeline.stampli import poll
 from tests.conftest import SAMPLES
@@ -20,7 +21,7 @@ CTX = TaskContext(task_id="test", attempt=1)
 
 
 def mlc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=dict(os.environ),
+    return subprocess.run([sys.executable, "-m", "ops.cli", *args], env=dict(os.environ),
                           capture_output=True, text=True, timeout=60)
 
 

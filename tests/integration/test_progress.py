@@ -22,7 +22,7 @@ CTX = TaskContext(task_id="test", attempt=1)
 def mlc(*args: str, tty: bool) -> tuple[int, str, str]:
     """Run mlc with stderr on a pseudo-terminal (tty) or a pipe; (code, stdout, stderr)."""
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
-    argv = [sys.executable, "-m", "pipeline.cli", *args]
+    argv = [sys.executable, "-m", "ops.cli", *args]
     if not tty:
         r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
                            stdin=subprocess.DEVNULL)

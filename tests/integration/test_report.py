@@ -12,7 +12,8 @@ from datetime import date
 
 import pytest
 
-from pipeline import db, reports
+from ops import reports
+from pipeline import db
 
 pytestmark = pytest.mark.integration
 PATH = "/exports/stampli/acme-production/outgoing/invoices_20261103101500.csv"
@@ -20,7 +21,7 @@ PATH = "/exports/stampli/acme-production/outgoing/invoices_20261103101500.csv"
 
 def mlc(*args: str, columns: int = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": str(columns)}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "ops.cli", *args], env=env,
                           capture_output=True, text=True, timeout=60)
 
 

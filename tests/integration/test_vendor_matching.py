@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from pipeline import db, vendors
+from pipeline import db, vendor_links, vendors
 from pipeline.audit import TaskContext
 from pipeline.config import settings
 from pipeline.x3.connect import open_client
@@ -233,7 +233,7 @@ def test_two_suppliers_matching_one_vendor_go_to_review_naming_both(x3, sim):
     assert vendors.resolve(CTX, invoice_id, x3) is None
     assert set(sim.suppliers()) == {"DUP1", "DUP2"}
     # a person decides: the invoice goes on with that supplier
-    assert vendors.link_by_hand(CTX, "V-80", "DUP2", by="ops", reason="DUP1 is old") == [
+    assert vendor_links.link_by_hand(CTX, "V-80", "DUP2", by="ops", reason="DUP1 is old") == [
         invoice_id]
     assert row(invoice_id)["status"] == "received" and row(invoice_id)["review_reason"] is None
     assert vendors.resolve(CTX, invoice_id, x3) == "DUP2"

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def mlc(*args, stdin=""):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "ops.cli", *args], input=stdin,
                           env=dict(os.environ), capture_output=True, text=True, timeout=60)
 
 
@@ -32,7 +32,7 @@ class Authorize:
     def __init__(self, sim, *extra, secret="demo-secret"):
         self.redirect = f"http://127.0.0.1:{free_port()}/callback"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", *authorize_args(sim, self.redirect, *extra)],
+            [sys.executable, "-m", "ops.cli", *authorize_args(sim, self.redirect, *extra)],
             env=dict(os.environ), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         self.proc.stdin.write(secret + "\n")

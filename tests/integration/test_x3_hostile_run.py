@@ -71,7 +71,7 @@ def every_row() -> list[str]:
 
 
 def run_once() -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "run-once"],
+    return subprocess.run([sys.executable, "-m", "ops.cli", "run-once"],
                           env=dict(os.environ, MLC_LOG_LEVEL="DEBUG"), capture_output=True,
                           text=True, timeout=120)
 
@@ -123,10 +123,10 @@ def test_a_url_stored_with_userinfo_before_the_refusal_is_masked_and_refused(db_
                                                 "folder": "SEED", "username": "admin"},
                          {"password": PASSWORD})
     env = dict(os.environ)
-    shown = subprocess.run([sys.executable, "-m", "pipeline.cli", "connection", "show"],
+    shown = subprocess.run([sys.executable, "-m", "ops.cli", "connection", "show"],
                            env=env, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and "https://***@x3.example" in shown.stdout
-    check = subprocess.run([sys.executable, "-m", "pipeline.cli", "x3", "check"], env=env,
+    check = subprocess.run([sys.executable, "-m", "ops.cli", "x3", "check"], env=env,
                            capture_output=True, text=True, timeout=60)
     assert check.returncode != 0
     assert check.stderr.strip() == ("mlc: the X3 URL must not hold a user name or password "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli import build_parser
+from ops.cli import build_parser
 
 
 def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):

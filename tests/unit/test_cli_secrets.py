@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from pipeline import cli, logs
+from ops import cli
+from ops.cli import views
+from pipeline import logs
 
 PASSWORD = "Cli-Pa55word-7z!"  # noqa: S105
 
@@ -42,7 +44,7 @@ def test_cli_log_lines_are_masked_like_the_workers(monkeypatch, capsys):
         logging.getLogger("pipeline.run_once").warning("connecting with %s", PASSWORD)
         return 0
 
-    monkeypatch.setattr(cli, "cmd_status", noisy)
+    monkeypatch.setattr(views, "cmd_status", noisy)
     assert cli.main(["status"]) == 0
     err = capsys.readouterr().err
     assert "connecting with ***" in err and PASSWORD not in err
@@ -54,7 +56,7 @@ def test_a_traceback_the_cli_dies_with_is_masked(monkeypatch, capsys):
     def broken(args):
         raise RuntimeError(f"could not connect to postgresql://mlc:{PASSWORD}@db/mlc")
 
-    monkeypatch.setattr(cli, "cmd_status", broken)
+    monkeypatch.setattr(views, "cmd_status", broken)
     monkeypatch.setenv("MLC_DEBUG", "1")  # the one line, then the traceback: both masked
     assert cli.main(["status"]) == 1
     shown = capsys.readouterr().err

@@ -140,9 +140,9 @@ def test_celery_command_names_a_real_app(name, container_env):
 def test_mlc_command_is_accepted_by_the_cli(name, container_env):
     command = _command(SERVICES[name])
     try:
-        from pipeline.cli import build_parser
+        from ops.cli import build_parser
     except ImportError as exc:
-        pytest.fail(f"service {name} runs mlc, but pipeline.cli.build_parser is missing: {exc}")
+        pytest.fail(f"service {name} runs mlc, but ops.cli.build_parser is missing: {exc}")
     try:
         build_parser().parse_args(command[1:])
     except SystemExit as exc:
@@ -151,9 +151,9 @@ def test_mlc_command_is_accepted_by_the_cli(name, container_env):
 
 def test_mlc_console_script_points_at_cli_main(container_env):
     scripts = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["scripts"]
-    assert scripts.get("mlc") == "pipeline.cli:main"
-    module = importlib.import_module("pipeline.cli")
-    assert callable(getattr(module, "main", None)), "pipeline.cli has no main()"
+    assert scripts.get("mlc") == "ops.cli:main"
+    module = importlib.import_module("ops.cli")
+    assert callable(getattr(module, "main", None)), "ops.cli has no main()"
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
@@ -264,7 +264,7 @@ def _shell_commands(test: list[str]) -> list[list[str]]:
 
 
 def test_healthchecks_run_real_commands(container_env):
-    from pipeline.cli import build_parser
+    from ops.cli import build_parser
 
     checks = {name: _check(name) for name, s in _our_services().items() if "healthcheck" in s}
     assert {"worker", "beat", "metrics", "flower"} <= set(checks)
@@ -303,7 +303,7 @@ def test_beat_schedule_check_reads_the_file_age(tmp_path, monkeypatch):
     import os
     import time
 
-    from pipeline import health
+    from ops import health
     from pipeline.config import settings
 
     monkeypatch.setenv("DATABASE_URL", "postgresql://x@127.0.0.1/x")
@@ -377,7 +377,7 @@ def test_console_runs_gunicorn_on_the_console_app(container_env):
 
 
 def test_console_healthcheck_pings_it_and_its_secrets_are_references(container_env):
-    from pipeline.cli import build_parser
+    from ops.cli import build_parser
 
     console = SERVICES["console"]
     test = console["healthcheck"]["test"]

@@ -48,7 +48,7 @@ def test_repr_hides_keys_and_passwords():
 
 
 def test_cli_reports_config_error(capsys, monkeypatch):
-    from pipeline import cli
+    from ops import cli
     from pipeline.config import settings
 
     monkeypatch.delenv("DATABASE_URL", raising=False)

@@ -28,7 +28,7 @@ def test_mlc_does_not_import_flask_or_hash_to_build_its_parser():
     import subprocess
     import sys
 
-    code = ("import sys, pipeline.cli; pipeline.cli.build_parser();"
+    code = ("import sys; from ops.cli import build_parser; build_parser();"
             " print(sorted(m for m in sys.modules if m.split('.')[0] in"
             " ('flask', 'werkzeug', 'console')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

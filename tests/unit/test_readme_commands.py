@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import build_parser
+from ops.cli import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from pipeline import tables
+from ops import tables
 
 
 def test_tables_escape_control_characters_from_names():

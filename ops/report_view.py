@@ -8,13 +8,15 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline import tables
+from ops import tables
+from ops.reports import OPEN, RECEIVED
+from pipeline.states import InvoiceStatus as S
 
 WIDTH = 100
 # (heading, key): counts of every state, totals of what was received and what was posted
-NARROW = (("CUR", "currency"), ("RECV", "received"), ("RECV_TOTAL", "received_total"),
-          ("POSTED", "posted"), ("POST_TOTAL", "posted_total"), ("FAILED", "failed"),
-          ("REVIEW", "needs_review"), ("OPEN", "open"), ("REJ", "rejected_at_parse"))
+NARROW = (("CUR", "currency"), ("RECV", RECEIVED), ("RECV_TOTAL", f"{RECEIVED}_total"),
+          ("POSTED", S.POSTED), ("POST_TOTAL", f"{S.POSTED}_total"), ("FAILED", S.FAILED),
+          ("REVIEW", S.NEEDS_REVIEW), ("OPEN", OPEN), ("REJ", "rejected_at_parse"))
 MIN_FILE = 16
 
 

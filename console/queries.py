@@ -10,13 +10,14 @@ from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 
+from pipeline.states import NEEDS_ATTENTION
+
 # One label per kind of problem: "line 2: GL account 7777 ..." and "line 5: GL account 7777 ..."
 # are one reason; a review's reason up to its list of changed fields.
 REASON_GROUP = """CASE WHEN i.status = 'needs_review' OR i.review_reason IS NOT NULL
     THEN split_part(coalesce(i.review_reason, ''), ': ', 1)
     ELSE left(split_part(regexp_replace(coalesce(i.last_error, '(no reason recorded)'),
                                        '^line [0-9]+: ', ''), '; ', 1), 90) END"""
-OPEN_STATUSES = ("failed", "needs_review", "outcome_unknown")
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def review_groups(cur: Cursor) -> dict[tuple[str, str], int]:
     """How many invoices wait in each (status, reason group), all of them counted."""
     cur.execute(f"SELECT i.status, {REASON_GROUP} AS reason_group, count(*) AS n"
                 f" FROM invoices i WHERE {UNACKNOWLEDGED} GROUP BY 1, 2",
-                (list(OPEN_STATUSES),))
+                (list(NEEDS_ATTENTION),))
     return {(r["status"], r["reason_group"] or ""): r["n"] for r in cur.fetchall()}
 
 
@@ -185,7 +186,7 @@ def review_queue(cur: Cursor, limit: int = 200) -> list[dict[str, Any]]:
         f"SELECT {INVOICE_COLUMNS}, {REASON_GROUP} AS reason_group FROM invoices i"
         " JOIN source_files f ON f.id = i.source_file_id"
         f" WHERE {UNACKNOWLEDGED} ORDER BY i.updated_at, i.id LIMIT %s",
-        (list(OPEN_STATUSES), limit))
+        (list(NEEDS_ATTENTION), limit))
     return list(cur.fetchall())
 
 

@@ -23,11 +23,11 @@ from console.security import require
 from ops import reports
 from pipeline import db, mapping
 from pipeline.config import settings
+from pipeline.states import REPLAYABLE, InvoiceStatus
 from pipeline.x3 import attempts
 
 bp = Blueprint("invoices", __name__)
-STATUSES = ("received", "vendor_resolved", "posting", "outcome_unknown", "posted", "failed",
-            "needs_review")
+STATUSES = tuple(InvoiceStatus)
 
 
 def _date(value: str | None) -> date | None:
@@ -114,8 +114,6 @@ def detail(invoice_id: int) -> str:
         acks = queries.acknowledgements(cur, invoice_id)
     header = {k: v for k, v in inv["payload"].items() if k != "lines"}
     acked = any(a["review_reason"] == inv["review_reason"] for a in acks)
-    from pipeline.replay import REPLAYABLE
-
     replayable = inv["status"] in REPLAYABLE and not inv["review_reason"]
     return render_template("invoice.html", inv=inv, header=header, lines=lines, trail=trail,
                            calls=calls, link=link, changes=changes, acks=acks, acked=acked,

@@ -8,7 +8,7 @@ from flask import Blueprint, render_template
 
 from console import queries
 from pipeline import db
-from pipeline.replay import REPLAYABLE
+from pipeline.states import REPLAYABLE
 
 bp = Blueprint("review", __name__)
 

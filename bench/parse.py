@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's pipeline, not an installed copy
 
-from pipeline.stampli import parse, writer  # noqa: E402
+from pipeline.stampli import parse  # noqa: E402
 from pipeline.stampli.layout import Layout  # noqa: E402
+from sandbox import writer  # noqa: E402
 
 
 def dictreader_pass(path: Path) -> int:

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from functools import partial
 from itertools import chain
-from operator import itemgetter, methodcaller
+from operator import attrgetter, itemgetter, methodcaller
 from time import monotonic
 from typing import IO
 
@@ -154,6 +154,8 @@ class CsvRows(RowSource):
             yield from self._guarded_records(fields)
             return
         width, strip, deadline = self._width, str.strip, self._check_deadline
+        # Record(start, values, None) without NamedTuple's Python-level __new__ (per row)
+        new, record_type = tuple.__new__, Record
         index = {f: i for i, f in enumerate(self.fields) if f}
         # A field the header lacks reads the "" appended past the last column.
         absent = any(f not in index for f in fields)
@@ -173,7 +175,7 @@ class CsvRows(RowSource):
                     # In C: our columns in the caller's order, stripped. "" means no value.
                     values = tuple(map(strip, pick(record)))
                     if any(values) or any(map(strip, record)):  # else: a blank line
-                        yield start, values, None
+                        yield new(record_type, (start, values, None))
                     continue
                 if not record:
                     continue  # a blank line
@@ -186,7 +188,7 @@ class CsvRows(RowSource):
                 values = tuple(map(strip, pick(record)))
                 if error is None and not any(values) and not any(map(strip, record)):
                     continue  # only delimiters and spaces: a blank line
-                yield start, values, error
+                yield Record(start, values, error)
 
     def _width_error(self, record: list[str]) -> RowError | None:
         width, cells = self._width, len(record)
@@ -232,15 +234,15 @@ class CsvRows(RowSource):
                     guard.refuse(f"a cell longer than {self.limits.max_field_kb} KB"
                                  " (MLC_MAX_FIELD_KB)")
                     guard.marks.pop(start)
-                    yield start, pick(guard.head_cells(start, self.layout.delimiter)), (
+                    yield Record(start, pick(guard.head_cells(start, self.layout.delimiter)), (
                         None, f"a cell longer than {self.limits.max_field_kb} KB"
-                              " (MLC_MAX_FIELD_KB)")
+                              " (MLC_MAX_FIELD_KB)"))
                     continue
                 start = guard.record_start
                 refused = guard.marks.pop(start, None)
                 if refused is not None:
                     cells = record or guard.head_cells(start, self.layout.delimiter)
-                    yield start, pick(cells), (None, refused)
+                    yield Record(start, pick(cells), (None, refused))
                     continue
                 if not record:
                     continue  # a blank line (or a line of a refused row)
@@ -250,7 +252,7 @@ class CsvRows(RowSource):
                 values = pick(record)
                 if error is None and not any(values) and not any(map(strip, record)):
                     continue
-                yield start, values, error
+                yield Record(start, values, error)
 
     def count_keys(self, names: Sequence[str]) -> Counter[int]:
         index = {f: i for i, f in enumerate(self.fields) if f}
@@ -260,7 +262,7 @@ class CsvRows(RowSource):
 
             def key(values: tuple[str, ...]) -> tuple[str, ...]:  # = normalised_key
                 return tuple(map(str.casefold, map(str.strip, map(nfkc, values))))
-            return Counter(map(hash, map(key, map(itemgetter(1), self.records(names)))))
+            return Counter(map(hash, map(key, map(attrgetter("values"), self.records(names)))))
         if None in wanted or len(wanted) < 2:  # the general path covers the odd cases
             return super().count_keys(names)
         # The whole pass in C: pick the key cells, normalise them as records() + normalised_key

@@ -7,6 +7,34 @@ Streaming: `parse_invoices` first counts the rows of every (vendor, invoice) key
 then streams the rows again and yields each invoice as soon as its last row is seen. Rows of one
 invoice are normally contiguous, so only a few invoices are held at a time, and the memory is
 one small integer per invoice (the counts), not the file.
+
+One row through `parse_invoices`, line 2 of samples/invoices_20261103101500.csv::
+
+    ST-50001,INV-88121,V-1001,Acme Industrial Supply,2026-11-01,2026-12-01,USD,"1,260.50",60.50,
+    PO-4410,1,Hydraulic hose assemblies,10,800.00,6100,CC-PLANT1,Approved,2026-11-02,j.doe
+
+    reader (csvrows.py)    Record(line=2, values=("ST-50001", "INV-88121", "V-1001", ...,
+                           "1", "Hydraulic hose assemblies", "10", "800.00", "6100",
+                           "CC-PLANT1", ""), error=None)   # text in _InvoiceBuilder.fields order
+    InvoiceStream          groups it with the other Records of ("v-1001", "inv-88121"): line 3;
+                           the group is built when the count of pass 1 says it is complete
+    _InvoiceBuilder.build  loads the header once, from the first Record's values (FastLoader):
+                           {"stampli_invoice_id": "ST-50001", "invoice_number": "INV-88121",
+                            "vendor_id": "V-1001", "invoice_date": date(2026, 11, 1),
+                            "invoice_total": Decimal("1260.50"), "tax_amount": Decimal("60.50"),
+                            "approval_status": "Approved", ...}
+                           and one line per Record (FastLoader.load_records, which also checks
+                           that every Record repeats the first one's header text):
+                           {"line_number": 1, "description": "Hydraulic hose assemblies",
+                            "quantity": Decimal("10"), "amount": Decimal("800.00"),
+                            "gl_account": "6100", "cost_center": "CC-PLANT1", "location": None}
+    _finish_invoice        checks across the lines (status, line numbers, totals) and gives
+                           ParsedInvoice(header={..., "posting_date": date(2026, 11, 1),
+                           "document_type": "invoice"}, lines=[line 1, line 2],
+                           source_lines=(2, 3)), or a Rejection naming the lines and the field.
+
+A Record the fast path cannot vouch for (a reader's error, a value marshmallow must word the
+problem with) sends its invoice down `_InvoiceBuilder._slow`: `Schema.load` row by row.
 """
 
 from __future__ import annotations
@@ -14,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import IO, Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError
@@ -212,13 +240,14 @@ class InvoiceStream(_Stream):
         rows = 0
         for record in source.records(builder.fields):
             rows += 1
-            text = key_text(record[1])
+            text = key_text(record.values)  # (vendor_id, invoice_number) as the file has them
             if text != current_text:
                 if not text[0] or not text[1]:
-                    line_no, missing = record[0], "vendor_id" if not text[0] else "invoice_number"
+                    line_no = record.line
+                    missing = "vendor_id" if not text[0] else "invoice_number"
                     self.rows = rows
-                    if record[2] is not None:  # what the reader found (a row over a cap) first
-                        missing, reason = record[2]
+                    if record.error is not None:  # what the reader found (a row over a cap)
+                        missing, reason = record.error
                     else:
                         reason = f"{missing} is required"
                     yield Rejection(text[0] or None, text[1] or None, (line_no,), missing,
@@ -265,9 +294,9 @@ _SKIP = _Skip()
 
 
 def _too_many_rows(record: Record, count: int, limit: int) -> Rejection:
-    vendor, number = record[1][_VENDOR], record[1][_NUMBER]
-    return Rejection(vendor, number, (record[0],), None,
-                     f"invoice {number} of vendor {vendor} (line {record[0]}): {count} rows,"
+    vendor, number = record.values[_VENDOR], record.values[_NUMBER]
+    return Rejection(vendor, number, (record.line,), None,
+                     f"invoice {number} of vendor {vendor} (line {record.line}): {count} rows,"
                      f" more than the {limit} allowed (MLC_MAX_INVOICE_LINES)")
 
 
@@ -277,7 +306,7 @@ def _count_rows_per_invoice(source: RowSource) -> dict[int, int]:
 
 
 _ZERO = Decimal("0")
-_LINE_NO = itemgetter(0)  # of a Record
+_LINE_OF = attrgetter("line")  # of a Record
 _LINE_NUMBER, _AMOUNT = itemgetter("line_number"), itemgetter("amount")
 _DESCRIPTION = itemgetter("description")
 
@@ -304,7 +333,7 @@ class _InvoiceBuilder:
                                      rename=self.line_keys).load_records
 
     def build(self, rows: _Group) -> ParsedInvoice | Rejection:
-        first = rows[0][1]
+        first = rows[0].values
         try:
             # Every row must repeat the first row's header text: then one header load is enough.
             header, lines = self.header_loader(first), self.load_lines(rows, first[:_H])
@@ -343,13 +372,14 @@ class _InvoiceBuilder:
             except ValidationError as exc:
                 name, text = _first_error(exc)
                 return reject(name, f"{name}: {text}", (line_no,))
-        header = {name: loaded[0][1].get(name) for name in INVOICE_HEADER_FIELDS}
+        first_line, first_row = loaded[0]
+        header = {name: first_row.get(name) for name in INVOICE_HEADER_FIELDS}
         for name in INVOICE_HEADER_FIELDS:
             differing = tuple(n for n, row in loaded if row.get(name) != header[name])
             if differing:
                 return reject(name, f"header field {name} disagrees across rows "
                                     f"(line {', '.join(map(str, differing))} differ from line "
-                                    f"{loaded[0][0]})")
+                                    f"{first_line})")
         lines = [{ours: row.get(theirs) for theirs, ours in self.line_keys.items()}
                  for _, row in loaded]
         return header, lines
@@ -362,9 +392,9 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
 
 
 def _rejecter(rows: _Group) -> Any:
-    first = rows[0][1]
+    first = rows[0].values
     vendor, number = first[_VENDOR], first[_NUMBER]
-    all_lines = tuple(n for n, _, _ in rows)
+    all_lines = tuple(map(_LINE_OF, rows))
 
     def reject(field_name: str | None, reason: str, lines: tuple[int, ...] = all_lines
                ) -> Rejection:
@@ -392,16 +422,16 @@ def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, 
     in_order = len(numbers) == 1 or numbers == sorted(set(numbers))  # so also unique
     if not in_order and len(set(numbers)) < len(numbers):
         seen: dict[int, int] = {}
-        for (line_no, _, _), n in zip(rows, numbers, strict=True):
+        for record, n in zip(rows, numbers, strict=True):
             if n in seen:
                 return _rejecter(rows)("line_number", f"line_number {n} appears twice",
-                                       (seen[n], line_no))
-            seen[n] = line_no
+                                       (seen[n], record.line))
+            seen[n] = record.line
 
     total, tax = header["invoice_total"], header["tax_amount"]
     if not total and not allow_zero:  # -0.00 too: it loaded as 0.00
         return _rejecter(rows)("invoice_total",
-                               f"invoice_total: {rows[0][1][_TOTAL]}: {_ZERO_INVOICE}")
+                               f"invoice_total: {rows[0].values[_TOTAL]}: {_ZERO_INVOICE}")
     line_sum = sum(map(_AMOUNT, lines), _ZERO)
     if line_sum + tax != total:
         return _rejecter(rows)("invoice_total",
@@ -416,7 +446,7 @@ def _finish_invoice(rows: _Group, header: dict[str, Any], lines: list[dict[str, 
         lines.sort(key=_LINE_NUMBER)
     header["posting_date"] = header["posting_date"] or header["invoice_date"]
     header["document_type"] = "credit_note" if total < 0 else "invoice"
-    return ParsedInvoice(header=header, lines=lines, source_lines=tuple(map(_LINE_NO, rows)))
+    return ParsedInvoice(header=header, lines=lines, source_lines=tuple(map(_LINE_OF, rows)))
 
 
 # -- vendors ----------------------------------------------------------------------------------

@@ -15,15 +15,36 @@ from __future__ import annotations
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 from unicodedata import normalize
 
 ROW_ERROR = "__error__"  # value: (field or None, reason)
 Row = dict[str, Any]
 NumberedRow = tuple[int, Row]
 RowError = tuple[str | None, str]
-# (source line, values in the order of the fields asked for, "" for none; a reader's error)
-Record = tuple[int, tuple[str, ...], RowError | None]
+
+
+class Record(NamedTuple):
+    """One data row as `RowSource.records(fields)` hands it to the parser.
+
+    The second row of samples/invoices_20261103101500.csv, asked for parse's invoice fields::
+
+        Record(line=2,
+               values=("ST-50001", "INV-88121", "V-1001", "Acme Industrial Supply", "",
+                       "2026-11-01", "2026-12-01", "", "USD", "1,260.50", "60.50", "PO-4410",
+                       "Approved", "2026-11-02", "j.doe",             # the header fields, then
+                       "1", "Hydraulic hose assemblies", "10", "800.00", "6100", "CC-PLANT1",
+                       ""),                                           # the line fields
+               error=None)
+
+    `values` follow the order of `fields`: text as the file has it (amounts and dates are not
+    converted yet), stripped, "" for a value the row lacks. `error` is a problem the reader
+    found in this row, `(field or None, reason)`: it rejects the row's invoice, not the file.
+    """
+
+    line: int  # the source line the row starts on (a quoted cell may span several)
+    values: tuple[str, ...]
+    error: RowError | None
 
 _SPOOL_BYTES = 8 << 20  # a non-seekable input is spooled: in memory up to this, then on disk
 
@@ -49,7 +70,8 @@ class RowSource:
 
     def records(self, fields: Sequence[str]) -> Iterator[Record]:
         for line, row in self:
-            yield line, tuple([(row.get(f) or "").strip() for f in fields]), row.get(ROW_ERROR)
+            values = tuple([(row.get(f) or "").strip() for f in fields])
+            yield Record(line, values, row.get(ROW_ERROR))
 
     def expect_kind(self, kind: str) -> None:
         """The caller parses this file as `kind` ("invoices"/"vendors"); formats that declare

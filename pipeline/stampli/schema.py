@@ -249,7 +249,9 @@ class InvoiceRowSchema(_LayoutSchema):
     approver = _text(max_len=NAME_MAX, clean=None)
     line_number = AsciiInt(required=True, validate=validate.Range(min=1, max=MAX_LINE_NUMBER))
     line_description = _text(max_len=TEXT_MAX, clean=None)
-    line_quantity = DecimalAmount(load_default=Decimal("1"), **QUANTITY)
+    # Quantities repeat across lines (1, 2, 10...): fastload remembers their conversions.
+    line_quantity = DecimalAmount(load_default=Decimal("1"), metadata={"repeats": True},
+                                  **QUANTITY)
     line_amount = DecimalAmount(required=True, **MONEY)
     # Line-level codes: checked per row, so left plain (every row pays for a check); each is
     # mapped and validated against X3 before posting, and bounded by MLC_MAX_FIELD_KB here.

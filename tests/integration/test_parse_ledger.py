@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import db, ledger
 from pipeline.audit import TaskContext
-from pipeline.stampli import writer
+from sandbox import writer
 
 pytestmark = pytest.mark.integration
 CTX = TaskContext(task_id="test", attempt=1)

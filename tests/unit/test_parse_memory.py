@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.stampli import writer
+from sandbox import writer
 
 ROOT = Path(__file__).resolve().parents[2]
 

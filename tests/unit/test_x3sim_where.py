@@ -2,7 +2,7 @@
 
 import pytest
 
-from sandbox.x3sim_where import (
+from sandbox.x3sim.where import (
     UnknownPropertyError,
     WhereSyntaxError,
     compile_where,

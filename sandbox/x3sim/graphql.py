@@ -7,37 +7,23 @@ Anything the contract does not describe (an unknown package, node, field, filter
 input field) is a GraphQL error, so a client that strays fails here rather than at a customer.
 Filters are JSON strings holding Mongo-like objects: `{"code": "X"}`, `{"code": {"_eq": "X"}}`,
 operators _eq _ne _in _nin _gt _gte _lt _lte, combinators _and _or _not.
+Creates map their input to the api1 body and pass api1's rules (graphql_input.py, rules.py).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
-from sandbox.x3sim_gqlparse import Field, GraphQLSyntaxError, Operation, parse, resolve
+from sandbox.x3sim import graphql_input as gin
+from sandbox.x3sim.gqlparse import Field, GraphQLSyntaxError, Operation, parse, resolve
+from sandbox.x3sim.rules import ValidationFailed
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 1000
-DOCUMENT_NUMBER_MAX = 30
-SUPPLIER_CODE_MAX = 15
-_DECIMAL_RE = re.compile(r"[+-]?\d+(\.\d+)?")
-_PAGE_INFO = ("endCursor", "hasNextPage", "startCursor", "hasPreviousPage")
-
-
-def iso_date_problem(name: str, value: str) -> str | None:
-    """Dates travel as YYYY-MM-DD on both transports; the reason when one does not."""
-    try:
-        if len(value) != 10:
-            raise ValueError
-        date.fromisoformat(value)
-    except ValueError:
-        return f"{name}: invalid date '{value}', expected YYYY-MM-DD"
-    return None
 
 
 class GraphQLError(Exception):
@@ -338,222 +324,27 @@ def _field_check(getter: Callable[[Mapping[str, Any]], Any], key: str, cond: Any
 
 def _create(state: Any, node: NodeType, f: Field, op: Operation, variables: dict[str, Any],
             path: list[str]) -> dict[str, Any]:
+    """Type-check the input, map it to the api1 body, and create it under api1's rules."""
     input_type = f"{node.type_name}_Input"
     args = _args(f, op, variables, {"data": (f"{input_type}!", input_type)})
     data = args.get("data")
     if not isinstance(data, dict):
         raise GraphQLError(f"data: expected a {input_type} object", path=path)
     if node.create == "supplier":
-        errors = check_supplier_input(data, state)
-        body = _supplier_body(data) if not errors else {}
-        creator = state.create_supplier
+        type_problems, body = gin.supplier_problems(data), gin.supplier_body(data)
+        check, create = state.supplier_problems, state.create_supplier
     else:
-        errors = check_invoice_input(data, state)
-        body = _invoice_body(data) if not errors else {}
-        creator = state.create_invoice
+        type_problems, body = gin.invoice_problems(data), gin.invoice_body(data)
+        check, create = state.invoice_problems, state.create_invoice
+    # As a GraphQL server does, a type error is answered before any rule runs; a refused input
+    # is answered before the slow commit (create checks again, under the state lock).
+    errors = type_problems or check(body, gin.GRAPHQL_NAMES)
     if errors:
         raise GraphQLError(errors, path=path)
-    state.wait_before_commit()
+    state.faults.wait_before_commit()
     try:
-        record = creator(body)
-    except ValueError as exc:  # ValidationFailed: the api1 rules, under the state lock
-        raise GraphQLError(getattr(exc, "messages", [str(exc)]), path=path) from None
+        record = create(body, gin.GRAPHQL_NAMES)
+    except ValidationFailed as exc:
+        raise GraphQLError(exc.messages, path=path) from None
     selection = Field("create", selections=f.selections or _need_selection(f))
     return _node(node, record, selection)
-
-
-class _Checker:
-    """Collects every problem of one input, named by GraphQL field paths."""
-
-    def __init__(self, allowed: tuple[str, ...], type_name: str) -> None:
-        self.errors: list[str] = []
-        self.allowed, self.type_name = allowed, type_name
-
-    def unknown(self, obj: Mapping[str, Any], where: str) -> None:
-        for key in obj:
-            if key not in self.allowed:
-                self.errors.append(f"{where}{key}: field is not defined by type "
-                                   f"'{self.type_name}'")
-
-    def text(self, obj: Mapping[str, Any], name: str, where: str = "", *,
-             required: bool = False, max_len: int | None = None) -> str | None:
-        value = obj.get(name)
-        if value is None or value == "":
-            if required:
-                self.errors.append(f"{where}{name}: mandatory field")
-            return None
-        if not isinstance(value, str):
-            self.errors.append(f"{where}{name}: must be a string, got {json.dumps(value)}")
-            return None
-        if max_len is not None and len(value) > max_len:
-            self.errors.append(f"{where}{name}: '{value}' is longer than {max_len} characters")
-            return None
-        return value
-
-    def decimal(self, obj: Mapping[str, Any], name: str, where: str = "", *,
-                required: bool) -> None:
-        value = obj.get(name)
-        if value is None:
-            if required:
-                self.errors.append(f"{where}{name}: mandatory field")
-        elif isinstance(value, bool | int | float):
-            self.errors.append(f"{where}{name}: decimal must be sent as a string, got number "
-                               f"{value}")
-        elif not isinstance(value, str) or not _DECIMAL_RE.fullmatch(value):
-            self.errors.append(f"{where}{name}: invalid decimal {json.dumps(value)}")
-
-    def date(self, obj: Mapping[str, Any], name: str, *, required: bool) -> None:
-        value = self.text(obj, name, required=required)
-        if value is not None and (problem := iso_date_problem(name, value)):
-            self.errors.append(problem)
-
-
-_SUPPLIER_FIELDS = ("code", "companyName1", "taxIdNumber", "europeanUnionVatNumber", "currency",
-                    "addresses")
-_ADDRESS_FIELDS = ("code", "addressLine1", "addressLine2", "city", "zipCode", "state", "country",
-                   "isDefault")
-
-
-def check_supplier_input(data: Mapping[str, Any], state: Any) -> list[str]:
-    c = _Checker(_SUPPLIER_FIELDS, "Supplier_Input")
-    c.unknown(data, "")
-    # X3 numbering suppliers itself (sequence) gives one created without a code its number.
-    numbered = getattr(state, "supplier_numbering", "manual") == "sequence"
-    code = c.text(data, "code", required=not numbered)
-    if code is not None:
-        if code != code.upper() or code != code.strip():
-            c.errors.append(f"code: supplier code '{code}' must be upper case without spaces")
-        elif len(code) > SUPPLIER_CODE_MAX:
-            c.errors.append(f"code: '{code}' is longer than {SUPPLIER_CODE_MAX} characters")
-        elif state.has("suppliers", code):
-            c.errors.append(f"code: record already exists: supplier '{code}'")
-    c.text(data, "companyName1", required=True)
-    for name in ("taxIdNumber", "europeanUnionVatNumber", "currency"):
-        c.text(data, name)
-    addresses = data.get("addresses") or []
-    if not isinstance(addresses, list) or not all(isinstance(a, dict) for a in addresses):
-        c.errors.append("addresses: must be a list of address objects")
-        return c.errors
-    inner = _Checker(_ADDRESS_FIELDS, "Address_Input")
-    for n, address in enumerate(addresses, start=1):
-        where = f"addresses {n}: "
-        inner.unknown(address, where)
-        inner.text(address, "code", where, required=True)
-        for name in _ADDRESS_FIELDS[1:-1]:
-            inner.text(address, name, where)
-    return c.errors + inner.errors
-
-
-def _supplier_body(data: Mapping[str, Any]) -> dict[str, Any]:
-    addresses = data.get("addresses") or []
-    default = next((a for a in addresses if a.get("isDefault")), addresses[0] if addresses else {})
-    return {
-        "BPSNUM": data.get("code") or "", "BPSNAM": data["companyName1"],
-        "CRN": data.get("taxIdNumber") or "", "EECNUM": data.get("europeanUnionVatNumber") or "",
-        "CUR": data.get("currency") or "", "BPAADD": default.get("code", ""),
-        "BPADDRESS": [{"BPAADD": a["code"], "BPAADDLIG": [a.get("addressLine1") or "",
-                                                          a.get("addressLine2") or "", ""],
-                       "POSCOD": a.get("zipCode"), "CTY": a.get("city"), "SAT": a.get("state"),
-                       "CRY": a.get("country")} for a in addresses],
-    }
-
-
-_INVOICE_FIELDS = ("company", "site", "invoiceType", "category", "accountingDate",
-                   "billBySupplier", "currency", "sourceDocument", "sourceDocumentDate",
-                   "payToBusinessPartner", "dueDate", "totalAmountIncludingTax", "lines")
-_LINE_FIELDS = ("lineNumber", "site", "account", "chartOfAccounts", "lineAmountExcludingTax",
-                "quantity", "description", "dimensions")
-_CATEGORIES = ("invoice", "creditNote")
-
-
-def check_invoice_input(data: Mapping[str, Any], state: Any) -> list[str]:
-    c = _Checker(_INVOICE_FIELDS, "SupplierBpInvoice_Input")
-    c.unknown(data, "")
-    for name in ("company", "site", "invoiceType", "currency"):
-        c.text(data, name, required=True)
-    category = c.text(data, "category", required=True)
-    if category is not None and category not in _CATEGORIES:
-        c.errors.append(f"category: '{category}' is not one of {list(_CATEGORIES)}")
-    for name in ("billBySupplier", "payToBusinessPartner"):
-        supplier = c.text(data, name, required=name == "billBySupplier")
-        if supplier is not None and not state.has("suppliers", supplier):
-            c.errors.append(f"{name}: supplier '{supplier}' does not exist")
-    c.text(data, "sourceDocument", required=True, max_len=DOCUMENT_NUMBER_MAX)
-    c.date(data, "accountingDate", required=True)
-    c.date(data, "sourceDocumentDate", required=True)
-    c.date(data, "dueDate", required=False)
-    c.decimal(data, "totalAmountIncludingTax", required=True)
-    lines = data.get("lines")
-    if not isinstance(lines, list) or not lines:
-        c.errors.append("lines: at least one line is required")
-    elif not all(isinstance(line, dict) for line in lines):
-        c.errors.append("lines: lines must be objects")
-    else:
-        for n, line in enumerate(lines, start=1):
-            c.errors.extend(_check_line(line, f"lines {n}: ", state))
-    return c.errors
-
-
-def _check_line(line: Mapping[str, Any], where: str, state: Any) -> list[str]:
-    c = _Checker(_LINE_FIELDS, "SupplierBpInvoiceLine_Input")
-    c.unknown(line, where)
-    number = line.get("lineNumber")
-    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-        c.errors.append(f"{where}lineNumber: must be a positive integer, got "
-                        f"{json.dumps(number)}")
-    c.text(line, "site", where)
-    chart = c.text(line, "chartOfAccounts", where, required=True)
-    account = c.text(line, "account", where, required=True)
-    if chart is not None and chart != state.coa:
-        c.errors.append(f"{where}chartOfAccounts: '{chart}' is not the chart of the ledger "
-                        f"('{state.coa}')")
-    elif chart is not None and account is not None:
-        found = state.find("accounts", (chart, account))
-        if found is None:
-            c.errors.append(f"{where}account: account '{account}' does not exist in {chart}")
-        elif not found.get("ENAFLG", True):
-            c.errors.append(f"{where}account: account '{account}' is inactive in {chart}")
-    c.decimal(line, "lineAmountExcludingTax", where, required=True)
-    c.decimal(line, "quantity", where, required=False)
-    c.text(line, "description", where)
-    dims = line.get("dimensions") or []
-    if not isinstance(dims, list) or not all(isinstance(d, dict) for d in dims):
-        c.errors.append(f"{where}dimensions: must be a list of {{dimensionType, dimension}}")
-        return c.errors
-    for d in dims:
-        die, cce = d.get("dimensionType"), d.get("dimension")
-        if set(d) - {"dimensionType", "dimension"} or not isinstance(die, str) or not isinstance(
-                cce, str):
-            c.errors.append(f"{where}dimensions: each needs dimensionType and dimension strings")
-            continue
-        found = state.find("dimensions", (die, cce))
-        if found is None:
-            c.errors.append(f"{where}dimensions: dimension '{cce}' of type '{die}' does not exist")
-        elif not found.get("ENAFLG", True):
-            c.errors.append(f"{where}dimensions: dimension '{cce}' of type '{die}' is inactive")
-    return c.errors
-
-
-def _invoice_body(data: Mapping[str, Any]) -> dict[str, Any]:
-    body = {
-        "BPR": data["billBySupplier"], "BPRVCR": data["sourceDocument"],
-        "BPRDAT": data["sourceDocumentDate"], "ACCDAT": data["accountingDate"],
-        "INVTYP": data["invoiceType"], "CUR": data["currency"], "FCY": data["site"],
-        "CPY": data["company"], "AMTATI": data["totalAmountIncludingTax"],
-        "category": data["category"],
-        "BPSINVLIG": [
-            {"LIG": line["lineNumber"], "ACC": line["account"],
-             "AMTNOTLIN": line["lineAmountExcludingTax"], "QTY": line.get("quantity"),
-             "DES": line.get("description"),
-             # The line's site (GraphQL only: api1 lines take the header's FCY)
-             **({"FCY": line["site"]} if line.get("site") else {}),
-             "DIE": [d["dimensionType"] for d in line.get("dimensions") or []],
-             "CCE": [d["dimension"] for d in line.get("dimensions") or []]}
-            for line in data["lines"]
-        ],
-    }
-    if data.get("payToBusinessPartner"):
-        body["BPRPAY"] = data["payToBusinessPartner"]
-    if data.get("dueDate"):
-        body["DUDDAT"] = data["dueDate"]
-    return {k: v for k, v in body.items() if v is not None}

@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 services:
 	bash scripts/services.sh
 
+# make demo DEMO_FLAGS=--console keeps the stack and the web console running (Ctrl-C stops).
 demo: $(STAMP) services
-	$(BIN)/mlc demo
+	$(BIN)/mlc demo $(DEMO_FLAGS)
 
 test: $(STAMP) services
 	$(BIN)/ruff check .

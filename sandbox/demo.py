@@ -1,7 +1,9 @@
 """`mlc demo`: the whole pipeline once, on the sample export, with real parts.
 
 Local SFTP export (sshd) -> real Celery worker and beat over Redis -> Postgres ledger -> the X3
-simulator. Prints the summary table; exit 0 only when every sample invoice is posted.
+simulator. Prints the summary table and the web console's URL with a demo login; exit 0 only
+when every sample invoice is posted. `--console` leaves the stack and the console running until
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cryptography.fernet import Fernet
 
 from sandbox.harness import (
     DATA,
+    Process,
     configure_connections,
     fresh_database,
     start_beat,
@@ -27,7 +30,7 @@ from sandbox.harness import (
     start_x3sim,
     wait_for,
 )
-from sandbox.sftp import LocalSftp
+from sandbox.sftp import LocalSftp, free_port
 
 SAMPLES = ("vendors_20261103101500.csv", "invoices_20261103101500.csv")
 ADMIN_DSN = os.environ.get("MLC_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -53,7 +56,34 @@ def _check_services(broker: str) -> None:
                          "Install the Debian package redis-server (make services).") from None
 
 
-def main(keep: bool = False) -> int:
+def _start_console(env: dict[str, str], work: Path) -> tuple[Process, str, str]:
+    """The web console on port 8000 (or a free one), with an admin `demo` and a fresh password."""
+    import secrets
+
+    from console import users
+    from pipeline import db
+
+    password = secrets.token_urlsafe(12)
+    with db.transaction() as cur:
+        users.add(cur, "demo", "admin", password, by="mlc demo")
+    wanted = int(os.environ.get("MLC_DEMO_CONSOLE_PORT", "8000"))
+    port = wanted if _port_free(wanted) else free_port()
+    proc = Process("console", [sys.executable, "-m", "ops.cli", "console", "--port",
+                               str(port)], env, work)
+    url = f"http://127.0.0.1:{port}/"
+    wait_for(lambda: proc.alive() and requests.get(f"{url}healthz", timeout=1).ok,
+             timeout=20, what="the console to answer")
+    return proc, url, password
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def main(keep: bool = False, console: bool = False) -> int:
     broker = os.environ.get("MLC_DEMO_BROKER", "redis://127.0.0.1:6379/14")
     _check_services(broker)
     # A queue left by an earlier demo must not replay.
@@ -104,6 +134,19 @@ def main(keep: bool = False) -> int:
         posted = summary["invoices"].get(InvoiceStatus.POSTED, 0)
         ok = posted == 3 and len(state["invoices"]) == 3
         print(f"\ndemo: {'OK' if ok else 'FAILED'}: {posted} of 3 sample invoices posted")
+        proc, url, password = _start_console(env, work)
+        started.append(proc)
+        print(f"\nconsole: {url}  login: demo / {password}")
+        if console:
+            print("demo: the stack and the console keep running; Ctrl-C stops them", flush=True)
+            try:
+                while all(p.alive() for p in started if isinstance(p, Process)):
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+        else:
+            print("demo: stopping (mlc demo --console, or make demo DEMO_FLAGS=--console,"
+                  " keeps it running)")
         return 0 if ok else 1
     finally:
         for part in reversed(started):

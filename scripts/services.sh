@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Make sure the services the demo and the tests need are up: PostgreSQL, Redis, and OpenSSH's
-# sshd binary (the tests start their own sshd). Starts what is installed but stopped; names the
-# package to install for what is missing.
+# Make sure the services the demo and the tests need are up: PostgreSQL, Redis, OpenSSH's
+# sshd binary (the tests start their own sshd) and chromium (the console's browser tests).
+# Starts what is installed but stopped; names the package to install for what is missing.
 set -u
 die() { echo "services: $*" >&2; exit 1; }
 
@@ -42,4 +42,15 @@ if [ ! -x /usr/sbin/sshd ]; then
     die "OpenSSH server missing: apt-get install openssh-server"
   fi
 fi
-echo "services: PostgreSQL, Redis and sshd ready"
+# The console's browser tests drive Debian's chromium through Playwright (Playwright's own
+# browser download is not reachable from CI).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "services: installing chromium (the console's browser tests)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+      >/dev/null 2>&1 || die "could not install chromium"
+  else
+    die "chromium missing (the console's browser tests): apt-get install chromium"
+  fi
+fi
+echo "services: PostgreSQL, Redis, sshd and chromium ready"

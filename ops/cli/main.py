@@ -9,10 +9,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from console import cli as console
 from ops.cli import connection, db, mapping, replay, run, sandbox, vendor, views, x3
 from ops.cli.errors import OneLineParser
 
-GROUPS = (db, connection, x3, mapping, run, views, replay, vendor, sandbox)
+GROUPS = (db, connection, x3, mapping, run, views, replay, vendor, sandbox, console)
 
 
 def build_parser() -> OneLineParser:

@@ -38,7 +38,7 @@ def cmd_sandbox_sftp(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sandbox import demo
 
-    return demo.main(keep=args.keep)
+    return demo.main(keep=args.keep, console=args.console)
 
 
 def register(sub: Any) -> None:
@@ -63,4 +63,6 @@ def register(sub: Any) -> None:
                       help="keep the work directory (logs of the simulator, worker and beat, "
                            "the SFTP export, sshd state) instead of removing it; the database "
                            "mlc_demo is always left for inspection (the next demo recreates it)")
+    demo.add_argument("--console", action="store_true",
+                      help="leave the stack and the web console running until Ctrl-C")
     demo.set_defaults(func=cmd_demo)

@@ -114,7 +114,8 @@ def test_our_services_run_mlc_or_celery():
     assert OUR_SERVICES, "no service is built from this repository"
     for name, service in OUR_SERVICES.items():
         program = _command(service)[:1]
-        assert program in (["mlc"], ["celery"]), f"{name} runs {program or 'nothing'}"
+        assert program in (["mlc"], ["celery"], ["gunicorn"]), (
+            f"{name} runs {program or 'nothing'}")
 
 
 @pytest.mark.parametrize("name", CELERY_SERVICES)
@@ -355,3 +356,33 @@ def test_flower_keeps_its_state_on_a_volume():
     command = " ".join(_command(flower))
     assert "--persistent=True" in command and "--db=/var/lib/flower/" in command
     assert any(v.endswith(":/var/lib/flower") for v in flower.get("volumes", []))
+
+
+def test_console_runs_gunicorn_on_the_console_app(container_env):
+    """The console service: gunicorn's own parser accepts the command, and the module:callable
+    it names is the console's Flask app."""
+    from flask import Flask
+    from gunicorn.config import Config
+
+    console = SERVICES["console"]
+    command = _command(console)
+    assert command[0] == "gunicorn"
+    parsed = Config().parser().parse_args(command[1:])
+    assert parsed.args == ["console.wsgi:app"], parsed.args
+    module_name, _, attribute = parsed.args[0].partition(":")
+    module = importlib.import_module(module_name)
+    assert isinstance(getattr(module, attribute), Flask)
+    assert all(b.startswith("0.0.0.0:") for b in parsed.bind)
+    assert console.get("ports") == ["127.0.0.1:8000:8000"], "the console publishes on loopback"
+
+
+def test_console_healthcheck_pings_it_and_its_secrets_are_references(container_env):
+    from ops.cli import build_parser
+
+    console = SERVICES["console"]
+    test = console["healthcheck"]["test"]
+    args = build_parser().parse_args(test[2:])
+    assert args.func.__name__ == "cmd_ping" and args.url.endswith(":8000")
+    env = _environment(console)
+    assert _is_reference(env["MLC_CONSOLE_SECRET"])
+    assert env["DATABASE_URL"] == _environment(SERVICES["worker"])["DATABASE_URL"]

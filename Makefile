@@ -21,7 +21,7 @@ demo: $(STAMP) services
 
 test: $(STAMP) services
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

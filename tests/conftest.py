@@ -42,7 +42,11 @@ def secret_key() -> str:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    # One Redis db number per session (1..13; 14 is the demo's), so parallel runs do not collide.
+    # One Redis db number per session (1..13; 14 is the demo's), so parallel runs do not collide;
+    # pytest-xdist's workers of one run take consecutive numbers.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        return f"{REDIS_BASE}/{1 + (os.getppid() + int(worker[2:])) % 13}"
     return f"{REDIS_BASE}/{1 + os.getpid() % 13}"
 
 

@@ -63,7 +63,10 @@ def stack_env(connected) -> dict[str, str]:
     invoice `posting` but before its create left leaves nothing in X3, and that invoice waits
     out the whole window (default 600 s) before it is sent again."""
     return {**os.environ, **connected["env"], "MLC_LOG_LEVEL": "DEBUG",
-            "MLC_X3_TIMEOUT": "5", "MLC_X3_DEADLINE": "8", "MLC_X3_INFLIGHT_WINDOW": "12"}
+            "MLC_X3_TIMEOUT": "5", "MLC_X3_DEADLINE": "8", "MLC_X3_INFLIGHT_WINDOW": "12",
+            # Tables of `mlc` wrap to the terminal: wide enough that the texts the tests look
+            # for stay on one line whatever the temporary paths (tests of wrapping set their own).
+            "COLUMNS": "250"}
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,11 +180,30 @@ def backoff_delay(attempt: int, retry_after: float | None, policy: RetryPolicy) 
 
 
 def never_connected(exc: requests.RequestException) -> bool:
-    """True when the request cannot have reached the server (nothing was sent)."""
-    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
-        return True  # no connection, or a TLS handshake refused before any request
+    """True when the request cannot have reached the server (nothing was sent): no connection,
+    or a certificate refused in the TLS handshake. Any other TLS error (a bad record MAC, an
+    alert) may come after the request left, while the answer was read: not "nothing sent"."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.SSLError):
+        return _certificate_refused(exc)
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, NewConnectionError)
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """An ssl.SSLCertVerificationError anywhere in what requests and urllib3 wrapped."""
+    seen: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo and len(seen) < 12:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or e in seen:
+            continue
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return True
+        seen.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args[:1]]
+    return False
 
 
 def _unknown(reason: str, *, advice: bool = True) -> X3OutcomeUnknown:

@@ -184,6 +184,13 @@ def _post_document(ctx: TaskContext, invoice_id: int, inv: dict[str, Any],
                     (InvoiceStatus.POSTING, supplier, invoice_id, list(POSTABLE),
                      inv["payload_sha256"]))
         if cur.rowcount == 0:
+            # Nothing of it can be in flight (no unsettled attempt): a re-export or
+            # cancellation that arrived meanwhile hands it to a person now, or every sweep
+            # would find it stuck and skip it again.
+            cur.execute("UPDATE invoices SET status = %s, updated_at = now() WHERE id = %s"
+                        " AND review_reason IS NOT NULL AND attempt_started_at IS NULL"
+                        " AND status = ANY(%s)",
+                        (InvoiceStatus.NEEDS_REVIEW, invoice_id, list(POSTABLE)))
             audit.record(cur, "invoice_post", "skipped", ctx=ctx, invoice_id=invoice_id,
                          reason="the invoice changed while it was being validated")
             return PostOutcome(invoice_id, "skipped", reason="changed meanwhile")
@@ -340,12 +347,15 @@ def fail(ctx: TaskContext, invoice_id: int, reason: str, *, settled: bool = Fals
     it stays `outcome_unknown` and the poll's sweep looks it up again."""
     reason = logs.mask(reason)  # whatever raised it: last_error is shown and exported
     with db.transaction() as cur:
-        cur.execute("UPDATE invoices SET status = CASE WHEN review_reason IS NOT NULL THEN %s"
-                    " WHEN attempt_started_at IS NOT NULL AND NOT %s THEN %s ELSE %s END,"
+        # An outcome still unknown wins over a review reason: the sweep must go on looking it
+        # up (a person reviewing an invoice X3 may hold, with no document number, decides blind).
+        cur.execute("UPDATE invoices SET status = CASE"
+                    " WHEN attempt_started_at IS NOT NULL AND NOT %s THEN %s"
+                    " WHEN review_reason IS NOT NULL THEN %s ELSE %s END,"
                     " last_error = %s,"
                     " attempt_started_at = CASE WHEN %s THEN NULL ELSE attempt_started_at END,"
                     " updated_at = now() WHERE id = %s AND status <> ALL(%s) RETURNING status",
-                    (InvoiceStatus.NEEDS_REVIEW, settled, InvoiceStatus.OUTCOME_UNKNOWN,
+                    (settled, InvoiceStatus.OUTCOME_UNKNOWN, InvoiceStatus.NEEDS_REVIEW,
                      InvoiceStatus.FAILED, reason, settled, invoice_id,
                      [InvoiceStatus.POSTED, InvoiceStatus.NEEDS_REVIEW]))
         row = cur.fetchone()

@@ -243,3 +243,33 @@ def test_text_cut_to_fit_x3_is_named_in_the_audit_trail(parsed, connected):
         f"line 1 description cut to 30 characters (X3 DES limit; it had {len(long)})"]
     assert notes["vendor_create"] == [
         "name cut to 35 characters (X3 BPSNAM limit; it had 52)"]
+
+
+def test_out_of_retries_under_review_stays_unknown_until_settled(parsed, slow_x3):
+    """A re-export lands while the outcome is unknown, then retries run out: the row keeps
+    being looked up (outcome_unknown), it does not go to review blind (found by review)."""
+    c = _LosesFirstCreate(client())
+    invoice_id = parsed["BO-7731"]
+    vendors.resolve(CTX, invoice_id, c)
+    with pytest.raises(X3OutcomeUnknown):
+        posting.post(CTX, invoice_id, c)
+    with db.transaction() as cur:
+        cur.execute("UPDATE invoices SET review_reason = 'changed re-export' WHERE id = %s",
+                    (invoice_id,))
+    assert posting.fail(CTX, invoice_id, "X3Unavailable: retries exhausted") == "outcome_unknown"
+    assert _row(invoice_id)["attempt_started_at"] is not None
+
+
+def test_a_row_left_in_flight_with_a_review_reason_goes_to_review(parsed, connected):
+    """Settled (no attempt pending) but changed meanwhile and left in an in-flight status by a
+    dead worker: the next post hands it to a person instead of skipping it for ever."""
+    c = client()
+    invoice_id = parsed["BO-7731"]
+    vendors.resolve(CTX, invoice_id, c)
+    with db.transaction() as cur:
+        cur.execute("UPDATE invoices SET status = 'outcome_unknown', attempt_started_at = NULL,"
+                    " attempts = 1, review_reason = 'changed re-export' WHERE id = %s",
+                    (invoice_id,))
+    assert posting.post(CTX, invoice_id, c).status == "skipped"
+    assert _row(invoice_id)["status"] == "needs_review"
+    assert _invoices(connected["x3"], "BO-7731") == []

@@ -10,6 +10,7 @@ block ends, whatever way it ends; they hold the HTTP status and the error's type
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from typing import Any
 import psycopg2.extras
 
 from pipeline import db
+
+log = logging.getLogger(__name__)
 
 _call: contextvars.ContextVar[str | None] = contextvars.ContextVar("x3_call", default=None)
 _book: contextvars.ContextVar[_Book | None] = contextvars.ContextVar("x3_book", default=None)
@@ -44,19 +47,28 @@ def recording(*, invoice_id: int | None = None, vendor_id: str | None = None,
         yield
     finally:
         _book.reset(token)
-        if book.rows:
-            _flush(book.rows)
+        _flush(book)
 
 
-def _flush(rows: list[tuple[Any, ...]]) -> None:
+def _flush(book: _Book) -> None:
+    rows, book.rows = book.rows, []
+    if not rows:
+        return
     try:
         with db.transaction() as cur:
             psycopg2.extras.execute_values(
                 cur, "INSERT INTO x3_attempts (started_at, invoice_id, stampli_vendor_id,"
                 " task_id, call, try, duration_ms, outcome, http_status, error) VALUES %s", rows)
-    except db.TRANSIENT_DB_ERRORS:
+    except db.TRANSIENT_DB_ERRORS as exc:
         # The records describe the work; they must never turn its outcome into an error.
-        pass
+        log.warning("%d X3 attempt record(s) not written: %s", len(rows), type(exc).__name__)
+
+
+def flush_now() -> None:
+    """Write what is buffered at once: after a create, whose record a crash must not lose."""
+    book = _book.get()
+    if book is not None:
+        _flush(book)
 
 
 @contextmanager
@@ -108,8 +120,12 @@ class RecordingClient:
             return target
 
         def named(*args: Any, **kwargs: Any) -> Any:
-            with call(name):
-                return target(*args, **kwargs)
+            try:
+                with call(name):
+                    return target(*args, **kwargs)
+            finally:
+                if name.startswith("create_"):
+                    flush_now()
         return named
 
 

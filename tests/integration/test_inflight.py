@@ -273,3 +273,22 @@ def test_a_row_left_in_flight_with_a_review_reason_goes_to_review(parsed, connec
     assert posting.post(CTX, invoice_id, c).status == "skipped"
     assert _row(invoice_id)["status"] == "needs_review"
     assert _invoices(connected["x3"], "BO-7731") == []
+
+
+def test_a_create_is_on_record_as_soon_as_it_answered(db_env):
+    """A worker dying after the create answered must not lose its attempt record: it is written
+    before the block that made it ends (found by review)."""
+    from pipeline.x3 import attempts
+
+    class _Creates:
+        def create_invoice(self, invoice):
+            attempts.Try("POST").done("ok", 201)
+            return "SIV000042"
+
+    with attempts.recording(invoice_id=42, task_id="t"):
+        assert attempts.RecordingClient(_Creates()).create_invoice(None) == "SIV000042"
+        with db.transaction() as cur:  # still inside: as a crash right here would leave it
+            cur.execute("SELECT call, outcome, http_status FROM x3_attempts"
+                        " WHERE invoice_id = 42")
+            assert cur.fetchall() == [{"call": "create_invoice", "outcome": "ok",
+                                       "http_status": 201}]

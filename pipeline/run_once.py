@@ -13,7 +13,6 @@ from pipeline import ledger, posting, vendors
 from pipeline.audit import TaskContext
 from pipeline.stampli import poll
 from pipeline.states import InvoiceStatus
-from pipeline.x3 import attempts
 from pipeline.x3.client import X3Client
 from pipeline.x3.errors import X3CreateInFlight, X3Error
 
@@ -38,8 +37,7 @@ class ProgressLine(Protocol):
 
 def process_invoice(invoice_id: int, client: X3Client, ctx: TaskContext = CLI_CTX) -> str:
     try:
-        with attempts.for_invoice_work(invoice_id, client, ctx.task_id) as recorded:
-            code = vendors.resolve(ctx, invoice_id, recorded)
+        code = vendors.resolve(ctx, invoice_id, client)
         if code is None:
             return "skipped"
         return posting.post(ctx, invoice_id, client).status

@@ -45,6 +45,7 @@ from pipeline.vendor_links import (
     taken_in,
     vendor_key,
 )
+from pipeline.x3.attempts import RecordingClient, recording
 from pipeline.x3.client import Supplier, X3Client
 from pipeline.x3.errors import (
     X3CreateInFlight,
@@ -76,7 +77,13 @@ class SupplierCreateInFlight(X3CreateInFlight):
 
 def resolve(ctx: TaskContext, invoice_id: int, client: X3Client) -> str | None:
     """Link the invoice's vendor to an X3 supplier; returns the supplier code, or None if the
-    invoice no longer needs it (already posted, under review)."""
+    invoice no longer needs it (already posted, under review). Every X3 call it makes is in the
+    invoice's attempt records, as the poster's are."""
+    with recording(invoice_id=invoice_id, task_id=ctx.task_id):
+        return _resolve(ctx, invoice_id, RecordingClient(client))
+
+
+def _resolve(ctx: TaskContext, invoice_id: int, client: X3Client) -> str | None:
     with db.transaction() as cur:
         cur.execute("SELECT id, status, payload, x3_supplier_code, attempt_started_at"
                     " FROM invoices WHERE id = %s", (invoice_id,))

@@ -14,7 +14,6 @@ from typing import Any
 
 from pipeline import posting, vendors
 from pipeline.config import settings
-from pipeline.x3 import attempts
 from pipeline.x3.connect import shared_client
 from pipeline.x3.errors import X3CreateInFlight, X3Error
 from tasks.base import MlcTask
@@ -44,9 +43,8 @@ def x3_step(task: MlcTask, invoice_id: int, stage: str) -> Iterator[None]:
 
 
 def _process(self: MlcTask, invoice_id: int, **_: Any) -> dict[str, Any] | None:
-    with x3_step(self, invoice_id, "vendor_lookup"), \
-            attempts.for_invoice_work(invoice_id, shared_client(), self.request.id) as client:
-        code = vendors.resolve(self.ctx, invoice_id, client)
+    with x3_step(self, invoice_id, "vendor_lookup"):
+        code = vendors.resolve(self.ctx, invoice_id, shared_client())
     if code is None:
         return None  # posted or under review meanwhile: nothing to do
     with x3_step(self, invoice_id, "invoice_post"):

@@ -1,10 +1,11 @@
 """One record per X3 HTTP call made for an invoice or a vendor: when, which call, how long, what
 came of it (saleor's webhook delivery attempts are the model).
 
-The poster and the vendor resolver open `recording(...)` around their X3 work and wrap the client
-in `RecordingClient`, which names the call; the transport notes every HTTP try (a read retried
-three times leaves three records). Records are buffered and written in one statement when the
-block ends, whatever way it ends; they hold the HTTP status and the error's type, never a body.
+`posting.post` and `vendors.resolve` open `recording(...)` around their X3 work and wrap the
+client in `RecordingClient`, which names the call; the transport notes every HTTP try (a read
+retried three times leaves three records). Records are buffered and written in one statement
+when the block ends, whatever way it ends, and at once after a create; they hold the HTTP status
+and the error's type, never a body.
 """
 
 from __future__ import annotations
@@ -98,14 +99,6 @@ class Try:
         book.rows.append((self.started, book.invoice_id, book.vendor_id, book.task_id, name, n,
                           round((monotonic() - self.t0) * 1000, 1), outcome, status,
                           error))
-
-
-@contextmanager
-def for_invoice_work(invoice_id: int, client: Any, task_id: str | None = None
-                     ) -> Iterator[RecordingClient]:
-    """`client` with its calls recorded for this invoice."""
-    with recording(invoice_id=invoice_id, task_id=task_id):
-        yield RecordingClient(client)
 
 
 class RecordingClient:

@@ -46,6 +46,16 @@ def _audit(invoice_id):
         return cur.fetchall()
 
 
+def _post_unanswered(invoice_id, c, slow=None):
+    """Resolve the vendor, then post: the create gets no answer (the caller's client loses it,
+    or the simulator at `slow` commits it after the client's timeout)."""
+    vendors.resolve(CTX, invoice_id, c)
+    if slow:
+        _slow_next(slow)
+    with pytest.raises(X3OutcomeUnknown):
+        posting.post(CTX, invoice_id, c)
+
+
 def _invoices(url, number):
     return [i for i in sim_state(url)["invoices"] if i["BPRVCR"] == number]
 
@@ -53,10 +63,7 @@ def _invoices(url, number):
 def test_slow_commit_is_adopted_never_created_twice(parsed, slow_x3):
     url, c = slow_x3, client()
     invoice_id = parsed["BO-7731"]
-    vendors.resolve(CTX, invoice_id, c)
-    _slow_next(url)
-    with pytest.raises(X3OutcomeUnknown):
-        posting.post(CTX, invoice_id, c)
+    _post_unanswered(invoice_id, c, slow=url)
     row = _row(invoice_id)
     assert row["status"] == "outcome_unknown" and row["attempt_started_at"] is not None
     # The retry comes before X3 committed: not found, and no second create inside the window.
@@ -100,9 +107,7 @@ def test_not_found_after_the_window_is_created_once(parsed, slow_x3):
     url = slow_x3
     c = _LosesFirstCreate(client())
     invoice_id = parsed["BO-7731"]
-    vendors.resolve(CTX, invoice_id, c)
-    with pytest.raises(X3OutcomeUnknown):
-        posting.post(CTX, invoice_id, c)
+    _post_unanswered(invoice_id, c)
     with pytest.raises(X3CreateInFlight):
         posting.post(CTX, invoice_id, c)
     with db.transaction() as cur:  # the window (3 s) has passed
@@ -139,10 +144,7 @@ def test_lookup_comes_before_checks_that_could_fail_the_invoice(parsed, connecte
 def test_out_of_retries_with_an_unknown_outcome_is_never_failed(parsed, slow_x3):
     url, c = slow_x3, client()
     invoice_id = parsed["BO-7731"]
-    vendors.resolve(CTX, invoice_id, c)
-    _slow_next(url)
-    with pytest.raises(X3OutcomeUnknown):
-        posting.post(CTX, invoice_id, c)
+    _post_unanswered(invoice_id, c, slow=url)
     posting.fail(CTX, invoice_id, "X3OutcomeUnknown: retries exhausted")
     row = _row(invoice_id)
     assert row["status"] == "outcome_unknown"  # it may be in X3: a look-up settles it
@@ -210,9 +212,7 @@ def test_reexport_while_unknown_goes_to_review_once_settled(parsed, slow_x3):
     url = slow_x3
     c = _LosesFirstCreate(client())
     invoice_id = parsed["BO-7731"]
-    vendors.resolve(CTX, invoice_id, c)
-    with pytest.raises(X3OutcomeUnknown):
-        posting.post(CTX, invoice_id, c)
+    _post_unanswered(invoice_id, c)
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET review_reason = 'changed re-export',"
                     " attempt_started_at = now() - interval '4 seconds' WHERE id = %s",
@@ -250,9 +250,7 @@ def test_out_of_retries_under_review_stays_unknown_until_settled(parsed, slow_x3
     being looked up (outcome_unknown), it does not go to review blind (found by review)."""
     c = _LosesFirstCreate(client())
     invoice_id = parsed["BO-7731"]
-    vendors.resolve(CTX, invoice_id, c)
-    with pytest.raises(X3OutcomeUnknown):
-        posting.post(CTX, invoice_id, c)
+    _post_unanswered(invoice_id, c)
     with db.transaction() as cur:
         cur.execute("UPDATE invoices SET review_reason = 'changed re-export' WHERE id = %s",
                     (invoice_id,))

@@ -52,8 +52,11 @@ class MlcTask(Task):
 
     def ids(self, args: Any, kwargs: Any) -> dict[str, Any]:
         """The ids this call works on, however they were passed (positional or by name)."""
+        signature = self.__dict__.get("_run_signature")
+        if signature is None:  # once per task: this runs on every call
+            signature = self.__dict__["_run_signature"] = inspect.signature(self.run)
         try:
-            bound = inspect.signature(self.run).bind_partial(*args, **kwargs).arguments
+            bound = signature.bind_partial(*args, **kwargs).arguments
         except TypeError:
             bound = dict(kwargs)
         return {k: bound.get(k) for k in IDS}

@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"X3 check: posted {diff['posted']}/{n}, missing {len(diff['missing'])},"
               f" duplicated {len(diff['duplicated'])}, wrong {len(diff['wrong'])},"
               f" duplicated suppliers {len(diff['duplicated_suppliers'])}")
+        print(f"X3 calls by kind: {dict(sorted(state['stats']['calls'].items()))}")
         print(f"X3 calls: {state['stats']['requests']}  max in flight:"
               f" {state['stats']['max_in_flight']}  busy 503s:"
               f" {state['stats']['faults'].get('busy', 0)}")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pipeline import ledger, posting, vendors
+from pipeline import ledger, posting, prefetch, vendors
 from pipeline.audit import TaskContext
 from pipeline.stampli import poll
 from pipeline.states import InvoiceStatus
@@ -55,6 +55,7 @@ def process_file(file_id: int, client: X3Client, ctx: TaskContext = CLI_CTX,
                  on_invoice: Callable[[int, int], None] | None = None) -> dict[int, str]:
     """Parse one file and process its invoices; on_invoice(done, total) after each."""
     outcome = ledger.parse_file(ctx, file_id)
+    prefetch.prefetch_codes(outcome.invoice_ids, client)
     done: dict[int, str] = {}
     for i in outcome.invoice_ids:
         done[i] = process_invoice(i, client, ctx)

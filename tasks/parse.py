@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline import ledger
+from pipeline import ledger, prefetch
 from pipeline.stampli import poll
 from pipeline.states import FileStatus
 from tasks.base import MlcTask
@@ -22,6 +22,8 @@ def parse_file(self: MlcTask, file_id: int, **_: Any) -> dict[str, Any]:
         raise self.retry(exc=exc, countdown=2, max_retries=300) from None
     if outcome.status == FileStatus.REJECTED and not outcome.already_parsed:
         poll.quarantine(self.ctx, file_id)
+    # One batched X3 query per code type for the whole file, before any invoice asks alone.
+    prefetch.prefetch_codes(outcome.invoice_ids)
     for invoice_id in outcome.invoice_ids:
         process_invoice.delay(invoice_id)
     return {"file_id": file_id, "status": outcome.status, "invoices": len(outcome.invoice_ids)}

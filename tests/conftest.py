@@ -64,7 +64,7 @@ def template_db() -> Iterator[str]:
 @contextmanager
 def _database_env(template_db: str, secret_key: str, redis_url: str,
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    from pipeline import db, ledger
+    from pipeline import db, ledger, validation
     from pipeline.config import settings
 
     name = f"mlc_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
@@ -76,6 +76,7 @@ def _database_env(template_db: str, secret_key: str, redis_url: str,
         monkeypatch.setenv(k, v)
     settings.cache_clear()
     ledger.layout.cache_clear()
+    validation.forget()  # X3 codes confirmed for an earlier test's simulator
     yield env
     db.close_pools()
     settings.cache_clear()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -60,6 +60,8 @@ class NewInvoice:
 
 
 class X3Client(Protocol):
+    scope: str  # one X3 endpoint and folder: what caches of its answers are keyed by
+
     def find_supplier_by_tax_id(self, tax_id: str) -> Supplier | None: ...
     def find_supplier_by_code(self, code: str) -> Supplier | None: ...
     def find_suppliers(self, *, tax_ids: Sequence[str] = (), codes: Sequence[str] = (),
@@ -67,6 +69,26 @@ class X3Client(Protocol):
     def create_supplier(self, supplier: NewSupplier) -> Supplier: ...
     def account_exists(self, chart: str, account: str) -> bool: ...
     def dimension_exists(self, dimension_type: str, value: str) -> bool: ...
+    def known_accounts(self, chart: str, accounts: Iterable[str]) -> set[str]: ...
+    def known_dimensions(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]: ...
     def find_invoice(self, supplier_code: str, document_number: str) -> str | None: ...
     def create_invoice(self, invoice: NewInvoice) -> str: ...
     def close(self) -> None: ...
+
+
+LOOKUP_BATCH = 40  # codes per validation query: a short URL or filter, one page of answers
+
+
+def batches(values: Iterable[str], size: int = LOOKUP_BATCH) -> Iterator[list[str]]:
+    """Distinct values, sorted, in lists of at most `size`."""
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), size):
+        yield ordered[start:start + size]
+
+
+def by_type(pairs: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+    """(dimension type, value) pairs grouped by type."""
+    grouped: dict[str, set[str]] = {}
+    for dim_type, value in pairs:
+        grouped.setdefault(dim_type, set()).add(value)
+    return grouped

@@ -22,8 +22,8 @@ CONNECT_TIMEOUT = 5.0
 _redis: dict[tuple[int, str], redis.Redis] = {}
 
 
-def limiter_for(url: str, folder: str) -> RedisLimiter:
-    """The cross-process call cap of one X3 server and folder (the licence's unit)."""
+def redis_client() -> redis.Redis:
+    """This process's client of the broker's Redis (the call cap, the shared code cache)."""
     # Keyed by pid: a client inherited through fork shares its sockets with the parent.
     s = settings()
     key = (os.getpid(), s.broker_url)
@@ -34,6 +34,12 @@ def limiter_for(url: str, folder: str) -> RedisLimiter:
         client = _redis[key] = redis.Redis.from_url(
             s.broker_url, socket_timeout=s.redis_socket_timeout,
             socket_connect_timeout=s.redis_connect_timeout)
+    return client
+
+
+def limiter_for(url: str, folder: str) -> RedisLimiter:
+    """The cross-process call cap of one X3 server and folder (the licence's unit)."""
+    client = redis_client()
     digest = hashlib.sha256(f"{url.rstrip('/')}|{folder}".encode()).hexdigest()[:16]
     # A lease outlives the longest call it guards (one HTTP exchange ends by the call's
     # deadline), so only a dead holder's slot ever expires.

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from pipeline.x3.client import NewInvoice, NewSupplier, Supplier
+from pipeline.x3.client import NewInvoice, NewSupplier, Supplier, batches, by_type
 from pipeline.x3.errors import (
     X3AuthError,
     X3OutcomeUnknown,
@@ -52,10 +52,13 @@ SUPPLIER_QUERY = """query($filter: String, $after: String) { x3MasterData { supp
     pageInfo { endCursor hasNextPage } } } } }"""
 SUPPLIER_CREATE = """mutation($data: Supplier_Input!) { x3MasterData { supplier {
   create(data: $data) { code } } } }"""
-ACCOUNT_QUERY = """query($filter: String) { x3FinanceData { account { query(filter: $filter) {
-  edges { node { chartOfAccounts code isActive } } } } } }"""
-DIMENSION_QUERY = """query($filter: String) { x3FinanceData { dimension { query(filter: $filter) {
-  edges { node { dimensionType dimension isActive } } } } } }"""
+ACCOUNT_QUERY = """query($filter: String, $after: String) { x3FinanceData { account {
+  query(filter: $filter, first: 50, after: $after) {
+    edges { node { chartOfAccounts code isActive } } pageInfo { endCursor hasNextPage } } } } }"""
+DIMENSION_QUERY = """query($filter: String, $after: String) { x3FinanceData { dimension {
+  query(filter: $filter, first: 50, after: $after) {
+    edges { node { dimensionType dimension isActive } }
+    pageInfo { endCursor hasNextPage } } } } }"""
 
 
 def invoice_query(package: str, node: str) -> str:
@@ -89,6 +92,8 @@ class GraphQLClient:
                  max_pages: int = MAX_PAGES) -> None:
         self.endpoint = f"{plain_url(base_url).rstrip('/')}/xtrem/api"
         self.folder = folder
+        # What the validation cache is keyed by: one X3 endpoint and folder.
+        self.scope = f"{self.endpoint}#{quote(folder)}"
         self.chart = chart
         self.invoice_path = (invoice_package, invoice_node)
         self.max_pages = max_pages
@@ -98,8 +103,7 @@ class GraphQLClient:
                                max_response_mb=max_response_mb)
 
     def __repr__(self) -> str:
-        # The validation cache is keyed by repr: one entry per X3 endpoint and folder.
-        return f"GraphQLClient({self.endpoint + '#' + quote(self.folder)!r})"
+        return f"GraphQLClient({self.scope!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -149,14 +153,31 @@ class GraphQLClient:
                         eu_vat_id=supplier.eu_vat_id or None)
 
     def account_exists(self, chart: str, account: str) -> bool:
-        data = self._call(ACCOUNT_QUERY, {"filter": mongo_filter(chartOfAccounts=chart,
-                                                                 code=account)})
-        return bool(_nodes(data, "x3FinanceData", "account", "query"))
+        return account in self.known_accounts(chart, [account])
 
     def dimension_exists(self, dimension_type: str, value: str) -> bool:
-        data = self._call(DIMENSION_QUERY, {"filter": mongo_filter(dimensionType=dimension_type,
-                                                                   dimension=value)})
-        return bool(_nodes(data, "x3FinanceData", "dimension", "query"))
+        return (dimension_type, value) in self.known_dimensions([(dimension_type, value)])
+
+    def known_accounts(self, chart: str, accounts: Iterable[str]) -> set[str]:
+        """Which of these accounts X3 holds in `chart`: one query (`_in`) per LOOKUP_BATCH."""
+        found: set[str] = set()
+        for chunk in batches(accounts):
+            flt = json.dumps({"chartOfAccounts": {"_eq": chart}, "code": {"_in": chunk}})
+            nodes = self._pages(ACCOUNT_QUERY, ("x3FinanceData", "account", "query"), flt)
+            found |= {n.get("code") for n in nodes
+                      if n.get("chartOfAccounts") == chart}.intersection(chunk)
+        return found
+
+    def known_dimensions(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (dimension type, value) pairs X3 holds: one query per type and LOOKUP_BATCH."""
+        found: set[tuple[str, str]] = set()
+        for dim_type, values in by_type(pairs).items():
+            for chunk in batches(values):
+                flt = json.dumps({"dimensionType": {"_eq": dim_type}, "dimension": {"_in": chunk}})
+                nodes = self._pages(DIMENSION_QUERY, ("x3FinanceData", "dimension", "query"), flt)
+                found |= {(dim_type, n.get("dimension")) for n in nodes
+                          if n.get("dimensionType") == dim_type and n.get("dimension") in chunk}
+        return found
 
     def find_invoice(self, supplier_code: str, document_number: str) -> str | None:
         package, node = self.invoice_path
@@ -179,14 +200,17 @@ class GraphQLClient:
 
     # -- transport ----------------------------------------------------------------------------
     def _suppliers(self, flt: str) -> list[dict[str, Any]]:
+        return self._pages(SUPPLIER_QUERY, ("x3MasterData", "supplier", "query"), flt)
+
+    def _pages(self, query: str, path: tuple[str, ...], flt: str) -> list[dict[str, Any]]:
         """Every matching node, following Relay cursors (never one twice, at most max_pages)."""
         nodes: list[dict[str, Any]] = []
         after: str | None = None
         followed: set[str] = set()
         while True:
-            data = self._call(SUPPLIER_QUERY, {"filter": flt, "after": after})
-            nodes.extend(_nodes(data, "x3MasterData", "supplier", "query"))
-            info = _dig(data, "x3MasterData", "supplier", "query").get("pageInfo") or {}
+            data = self._call(query, {"filter": flt, "after": after})
+            nodes.extend(_nodes(data, *path))
+            info = _dig(data, *path).get("pageInfo") or {}
             if not isinstance(info, dict) or not info.get("hasNextPage"):
                 return nodes
             after = info.get("endCursor")

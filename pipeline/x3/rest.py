@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
 
 from pipeline.secrets import register_login
-from pipeline.x3.client import NewInvoice, NewSupplier, Supplier
+from pipeline.x3.client import NewInvoice, NewSupplier, Supplier, batches, by_type
 from pipeline.x3.errors import (
     X3AuthError,
     X3ProtocolError,
@@ -51,6 +51,7 @@ class RestClient:
                  max_response_mb: float = DEFAULT_MAX_RESPONSE_MB,
                  max_pages: int = MAX_PAGES) -> None:
         self.root = f"{plain_url(base_url).rstrip('/')}/api1/x3/erp/{quote(folder, safe='')}"
+        self.scope = self.root  # what the validation cache is keyed by: one X3 endpoint, folder
         self.invoice_class = invoice_class
         self.max_pages = max_pages
         self._http = Transport(timeout=timeout, connect_timeout=connect_timeout, verify=verify,
@@ -110,12 +111,33 @@ class RestClient:
         return _supplier(created)
 
     def account_exists(self, chart: str, account: str) -> bool:
-        where = f"COA eq {sdata_literal(chart)} and ACC eq {sdata_literal(account)}"
-        return bool(self._query("GACCOUNT", where, count=1))
+        return account in self.known_accounts(chart, [account])
 
     def dimension_exists(self, dimension_type: str, value: str) -> bool:
-        where = f"DIE eq {sdata_literal(dimension_type)} and CCE eq {sdata_literal(value)}"
-        return bool(self._query("CACCE", where, count=1))
+        return (dimension_type, value) in self.known_dimensions([(dimension_type, value)])
+
+    def known_accounts(self, chart: str, accounts: Iterable[str]) -> set[str]:
+        """Which of these accounts X3 holds in `chart`: one query per LOOKUP_BATCH codes."""
+        found: set[str] = set()
+        for chunk in batches(accounts):
+            terms = " or ".join(f"ACC eq {sdata_literal(a)}" for a in chunk)
+            rows = self._query("GACCOUNT", f"COA eq {sdata_literal(chart)} and ({terms})",
+                               count=len(chunk))
+            found |= {r.get("ACC") for r in rows if r.get("COA") == chart}.intersection(chunk)
+        return found
+
+    def known_dimensions(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (dimension type, value) pairs X3 holds: one query per type and LOOKUP_BATCH
+        values."""
+        found: set[tuple[str, str]] = set()
+        for dim_type, values in by_type(pairs).items():
+            for chunk in batches(values):
+                terms = " or ".join(f"CCE eq {sdata_literal(v)}" for v in chunk)
+                rows = self._query("CACCE", f"DIE eq {sdata_literal(dim_type)} and ({terms})",
+                                   count=len(chunk))
+                found |= {(dim_type, r.get("CCE")) for r in rows if r.get("DIE") == dim_type
+                          and r.get("CCE") in chunk}
+        return found
 
     def find_invoice(self, supplier_code: str, document_number: str) -> str | None:
         where = (f"BPR eq {sdata_literal(supplier_code)}"

@@ -31,6 +31,9 @@ _API_PATH_RE = re.compile(
 )
 
 
+_OPERATIONS = {("GET", True): "query", ("GET", False): "read", ("POST", True): "create"}
+
+
 class ApiError(Exception):
     """Answered as X3 does: the status and `{"$diagnoses": [...]}`."""
 
@@ -146,6 +149,7 @@ class Api1:
             raise ApiError(404, f"Unknown class '{match['cls']}'")
         params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         key = None if match["key"] is None else match["key"].replace("''", "'")
+        self.state.count_call(f"{_OPERATIONS.get((method, key is None), method)} {cls.name}")
         if method == "GET" and key is None:
             _require_representation(params, cls, "$query")
             return self._query(cls, params, url, base_url)

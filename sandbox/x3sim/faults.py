@@ -45,6 +45,7 @@ class RequestTicket:
     latency: float  # seconds to wait first
     retry_after: int
     counted: bool  # holds an in-flight slot until end_request
+    started: float = 0.0  # time.monotonic() when the slot was taken
 
 
 class Faults:
@@ -64,6 +65,7 @@ class Faults:
             self._settings: dict[str, Any] = {**FAULT_DEFAULTS, **copy.deepcopy(_QUEUED_DEFAULTS)}
             self._requests = 0
             self._max_in_flight = 0
+            self._busy_seconds = 0.0  # sum over counted requests of the time a slot was held
             self._served: dict[str, int] = {}  # fault kind -> times served
 
     def settings(self) -> dict[str, Any]:
@@ -86,7 +88,8 @@ class Faults:
         """requests, faults (by kind) and max_in_flight, as /_sim/state reports them."""
         with self._lock:
             return {"requests": self._requests, "faults": dict(self._served),
-                    "max_in_flight": self._max_in_flight}
+                    "max_in_flight": self._max_in_flight,
+                    "busy_seconds": round(self._busy_seconds, 3)}
 
     def begin_request(self) -> RequestTicket:
         """Count an API request (api1 or GraphQL) and decide whether it is faulted."""
@@ -103,7 +106,8 @@ class Faults:
                 self._count("busy")
                 return RequestTicket(503, latency, retry_after, counted=False)
             fault = self._pick_fault()
-            return RequestTicket(fault, latency, retry_after, counted=True)
+            return RequestTicket(fault, latency, retry_after, counted=True,
+                                 started=time.monotonic())
 
     def _pick_fault(self) -> int | None:
         queued = self._settings["next_errors"]
@@ -134,8 +138,10 @@ class Faults:
 
     def end_request(self, ticket: RequestTicket) -> None:
         if ticket.counted:
+            held = time.monotonic() - ticket.started
             with self._lock:
                 self._in_flight -= 1
+                self._busy_seconds += held
 
     def wait_before_commit(self) -> float:
         """Before a create commits: sleep slow_commit_ms for a share of creates (or the next

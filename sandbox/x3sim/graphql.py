@@ -137,6 +137,7 @@ def _run(state: Any, op: Operation, variables: dict[str, Any],
             node_out: dict[str, Any] = {}
             for op_field in node_field.selections or _need_selection(node_field):
                 path = [pkg_field.key, node_field.key, op_field.key]
+                state.count_call(f"{op_field.name} {node_field.name}")
                 if op.kind == "query" and op_field.name == "query":
                     node_out[op_field.key] = _query(state, node, op_field, op, variables, path)
                 elif op.kind == "mutation" and op_field.name == "create" and node.create:

@@ -94,6 +94,7 @@ class _Stats:
     token_refreshes: int = 0
     code_exchanges: int = 0
     regional_calls: dict[str, int] = field(default_factory=dict)  # path -> calls
+    calls: dict[str, int] = field(default_factory=dict)  # "query BPSUPPLIER" -> calls served
 
     def as_dict(self, request_counters: Mapping[str, Any]) -> dict[str, Any]:
         return {
@@ -104,6 +105,8 @@ class _Stats:
             "token_refreshes": self.token_refreshes,
             "code_exchanges": self.code_exchanges,
             "regional_calls": dict(self.regional_calls),
+            "calls": dict(self.calls),
+            "busy_seconds": request_counters["busy_seconds"],
         }
 
 
@@ -204,6 +207,11 @@ class X3State:
                 else:
                     self._stats.token_refreshes += 1
         return status, answer
+
+    def count_call(self, kind: str) -> None:
+        """One API operation served, by kind ("query GACCOUNT", "create supplier", ...)."""
+        with self._lock:
+            self._stats.calls[kind] = self._stats.calls.get(kind, 0) + 1
 
     def count_regional(self, path: str) -> None:
         with self._lock:

@@ -160,9 +160,31 @@ def test_account_and_dimension_filters(tokens):
     assert c.account_exists("CONS", "6100") is True
     assert c.dimension_exists("CCT", "NOPE") is False
     assert json.loads(sent(0)["variables"]["filter"]) == {
-        "chartOfAccounts": {"_eq": "CONS"}, "code": {"_eq": "6100"}}
+        "chartOfAccounts": {"_eq": "CONS"}, "code": {"_in": ["6100"]}}
     assert json.loads(sent(1)["variables"]["filter"]) == {
-        "dimensionType": {"_eq": "CCT"}, "dimension": {"_eq": "NOPE"}}
+        "dimensionType": {"_eq": "CCT"}, "dimension": {"_in": ["NOPE"]}}
+
+
+@responses.activate
+def test_known_codes_are_asked_in_one_query_per_type_and_only_asked_ones_count(tokens):
+    # X3 answers one extra node nobody asked for and one of another chart: neither counts.
+    responses.post(URL, **ok({"x3FinanceData": {"account": {"query": {"edges": [
+        {"node": {"chartOfAccounts": "CONS", "code": "6100", "isActive": True}},
+        {"node": {"chartOfAccounts": "CONS", "code": "9999", "isActive": True}},
+        {"node": {"chartOfAccounts": "OTHER", "code": "6300", "isActive": True}}]}}}}))
+    for _ in range(2):
+        responses.post(URL, **ok({"x3FinanceData": {"dimension": {"query": {"edges": [
+            {"node": {"dimensionType": "CCT", "dimension": "P1", "isActive": True}}]}}}}))
+    c = client(tokens)
+    assert c.known_accounts("CONS", ["6300", "6100", "6300"]) == {"6100"}
+    assert c.known_dimensions([("CCT", "P1"), ("CCT", "P2"), ("DEP", "D1")]) == {("CCT", "P1")}
+    assert len(responses.calls) == 3
+    assert json.loads(sent(0)["variables"]["filter"]) == {
+        "chartOfAccounts": {"_eq": "CONS"}, "code": {"_in": ["6100", "6300"]}}
+    assert json.loads(sent(1)["variables"]["filter"]) == {
+        "dimensionType": {"_eq": "CCT"}, "dimension": {"_in": ["P1", "P2"]}}
+    assert json.loads(sent(2)["variables"]["filter"]) == {
+        "dimensionType": {"_eq": "DEP"}, "dimension": {"_in": ["D1"]}}
 
 
 # --- errors --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from datetime import date
 from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -112,9 +113,29 @@ def test_forbidden_is_an_auth_error():
 def test_transient_statuses_on_reads_are_retried_then_succeed(monkeypatch, status):
     monkeypatch.setattr("time.sleep", lambda s: None)
     responses.get(f"{ROOT}/GACCOUNT", status=status, json={})
-    responses.get(f"{ROOT}/GACCOUNT", json={"$resources": [{"$key": "CONS~6100"}]})
+    responses.get(f"{ROOT}/GACCOUNT",
+                  json={"$resources": [{"$key": "CONS~6100", "COA": "CONS", "ACC": "6100"}]})
     assert client().account_exists("CONS", "6100") is True
     assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_known_codes_are_asked_in_one_query_per_type_and_only_asked_ones_count():
+    # X3 answers a row nobody asked for and one of another chart: neither counts as known.
+    responses.get(f"{ROOT}/GACCOUNT", json={"$resources": [
+        {"$key": "CONS~6100", "COA": "CONS", "ACC": "6100"},
+        {"$key": "CONS~9999", "COA": "CONS", "ACC": "9999"},
+        {"$key": "OTHER~6300", "COA": "OTHER", "ACC": "6300"}]})
+    responses.get(f"{ROOT}/CACCE", json={"$resources": [{"DIE": "CCT", "CCE": "O'Hara"}]})
+    responses.get(f"{ROOT}/CACCE", json={"$resources": []})
+    c = client()
+    assert c.known_accounts("CONS", ["6300", "6100", "6300"]) == {"6100"}
+    assert c.known_dimensions([("CCT", "O'Hara"), ("CCT", "P2"), ("DEP", "D1")]) == {
+        ("CCT", "O'Hara")}
+    wheres = [parse_qs(urlsplit(c.request.url).query)["where"][0] for c in responses.calls]
+    assert wheres == ["COA eq 'CONS' and (ACC eq '6100' or ACC eq '6300')",
+                      "DIE eq 'CCT' and (CCE eq 'O''Hara' or CCE eq 'P2')",
+                      "DIE eq 'DEP' and (CCE eq 'D1')"]
 
 
 @responses.activate

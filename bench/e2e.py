@@ -5,6 +5,10 @@ simulator with X ms latency; then the same files through a naive one-process bas
     python bench/e2e.py -n 2000 -l 5 -v 200 --latency 0 --workers 1 --concurrency 4
     python bench/e2e.py -n 2000 -l 5 -v 200 --latency 200 --cap 8 --workers 2 --concurrency 6
 
+It prints the X3 calls made beside the necessary ones (a create per invoice, a look-up and a
+create per new vendor), the share of C x run time the simulator's sessions were busy, the
+necessary-call bound (N + 2 V_new) X / C, and Postgres transactions per invoice.
+
 The X3 call cap C is the client's own (MLC_X3_MAX_CONCURRENCY, a Redis lease per call across
 all workers); the simulator's `max_concurrency` fault is set to C too and answers 503 to any
 call beyond it, so `busy 503s` must print 0.
@@ -34,6 +38,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="X3 concurrency cap C (default W * concurrency)")
     p.add_argument("--workers", "-w", type=int, default=2, help="worker processes W")
     p.add_argument("--concurrency", type=int, default=2, help="pool processes per worker")
+    p.add_argument("--no-events", action="store_true",
+                   help="Celery task events off (MLC_TASK_EVENTS=false): what they cost")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--baseline-limit", type=int, default=0,
                    help="baseline on the first K invoices only, scaled to N (0: all)")
@@ -70,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The real cap (a Redis lease per X3 call across all workers) is C; worker slots may
         # exceed it, so database and Celery work overlap the X3 calls.
-        stack = st.build("mlc_bench_e2e", concurrency=a.concurrency,
-                         extra_env={"MLC_X3_MAX_CONCURRENCY": str(cap)})
+        env = {"MLC_X3_MAX_CONCURRENCY": str(cap)}
+        if a.no_events:
+            env["MLC_TASK_EVENTS"] = "false"
+        stack = st.build("mlc_bench_e2e", concurrency=a.concurrency, extra_env=env)
         for _ in range(a.workers):
             stack.start_worker()
         expected = generate(stack.export_dir, invoices=a.invoices, lines=a.lines,
@@ -80,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.faults(latency_ms=a.latency, max_concurrency=cap)
         cpu0, sim0, pg0, redis0 = (stack.worker_cpu(), st.group_cpu(stack.sim.proc.pid),
                                    st.postgres_cpu(), st.group_cpu(stack.redis.pid))
+        xacts0 = st.pg_transactions(stack.db_name)
         t0 = time.time()
         stack.poll()
         s = st.wait_settled(a.invoices, timeout=a.timeout)
@@ -88,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         sim_cpu = st.group_cpu(stack.sim.proc.pid) - sim0
         pg_cpu, redis_cpu = st.postgres_cpu() - pg0, st.group_cpu(stack.redis.pid) - redis0
         elapsed = t_end - t0
+        stack.stop_workers()  # their backends report transaction counts as they exit
+        xacts = st.pg_transactions(stack.db_name) - xacts0
         state = stack.sim_state()
         diff = compare_with_x3(state, expected)
         n = a.invoices
@@ -97,10 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"X3 check: posted {diff['posted']}/{n}, missing {len(diff['missing'])},"
               f" duplicated {len(diff['duplicated'])}, wrong {len(diff['wrong'])},"
               f" duplicated suppliers {len(diff['duplicated_suppliers'])}")
-        print(f"X3 calls by kind: {dict(sorted(state['stats']['calls'].items()))}")
-        print(f"X3 calls: {state['stats']['requests']}  max in flight:"
-              f" {state['stats']['max_in_flight']}  busy 503s:"
-              f" {state['stats']['faults'].get('busy', 0)}")
+        stats, made = state["stats"], state["stats"]["requests"]
+        necessary = n + 2 * s["vendors_created"]
+        print(f"X3 calls: {made} (necessary: N + 2 per new vendor = {necessary}; by kind"
+              f" {dict(sorted(stats['calls'].items()))})  max in flight:"
+              f" {stats['max_in_flight']}  busy 503s: {stats['faults'].get('busy', 0)}")
         print(f"time first poll -> last settled: {elapsed:.2f} s")
         print(f"throughput: {n / elapsed:.1f} invoices/s")
         if lat:
@@ -110,9 +122,15 @@ def main(argv: list[str] | None = None) -> int:
               f" ({worker_cpu:.1f} s); simulator {1000 * sim_cpu / n:.2f} ms;"
               f" postgres (all backends) {1000 * pg_cpu / n:.2f} ms; redis"
               f" {1000 * redis_cpu / n:.2f} ms")
+        print(f"Postgres transactions: {xacts} ({xacts / n:.2f} per invoice, the bench's own"
+              " progress probes included)")
+        print(f"X3 sessions busy: {stats['busy_seconds']:.1f} s of C x run time"
+              f" {cap * elapsed:.1f} s = {100 * stats['busy_seconds'] / (cap * elapsed):.0f}%")
         if a.latency:
             bound = n * a.latency / 1000 / cap
-            print(f"lower bound N*X/C = {bound:.1f} s; measured / bound = {elapsed / bound:.2f}")
+            need = necessary * a.latency / 1000 / cap
+            print(f"necessary-call bound (N + 2*V_new)*X/C = {need:.1f} s; measured / bound ="
+                  f" {elapsed / need:.2f}  (N*X/C = {bound:.1f} s: {elapsed / bound:.2f})")
         if not a.no_baseline:
             stack.reset_sim()
             stack.faults(latency_ms=a.latency)

@@ -81,6 +81,20 @@ def postgres_cpu() -> float:
     return total
 
 
+def pg_transactions(db_name: str) -> int:
+    """Transactions committed or rolled back in one database so far, as Postgres counts them
+    (a backend reports its counts when idle a while or when it exits: stop the workers first)."""
+    import psycopg2
+
+    with psycopg2.connect(ADMIN_DSN) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                    " WHERE datname = %s", (db_name,))
+        row = cur.fetchone()
+    conn.close()
+    return int(row[0]) if row else 0
+
+
 # -- the stack ---------------------------------------------------------------------------------
 @dataclass
 class Stack:
@@ -138,6 +152,11 @@ class Stack:
 
     def reset_sim(self) -> None:
         requests.post(f"{self.url}/_sim/reset", timeout=10).raise_for_status()
+
+    def stop_workers(self) -> None:
+        for w in self.workers:
+            w.stop()
+        self.workers.clear()
 
     def stop(self) -> None:
         if self.beat:

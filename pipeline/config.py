@@ -128,6 +128,9 @@ class Settings:
     x3_graphql_invoice_package: str = setting(mf.Str(load_default="x3Accounting"))
     x3_graphql_invoice_node: str = setting(mf.Str(load_default="supplierBpInvoice"))
     task_time_limit: int = setting(mf.Int(load_default=600, validate=_range(2)))
+    # Celery task events: Flower's view of tasks needs them (compose keeps them on); off saves
+    # two event messages per task (bench/e2e.py --no-events measures what they cost).
+    task_events: bool = setting(mf.Bool(load_default=True))
     visibility_timeout: int = setting(mf.Int(load_default=7200, validate=_range(5)))
     retry_backoff_max: int = setting(mf.Int(load_default=1800, validate=_range(1)))
     max_retries: int = setting(mf.Int(load_default=8, validate=_range(0, 100)))

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -42,6 +43,30 @@ TRANSIENT_DB_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError,
                        psycopg2.errors.IdleInTransactionSessionTimeout)
 
 
+class _Connection(extensions.connection):
+    """A pooled connection that knows whether it may hold a session advisory lock: only then
+    does it cost a round trip (pg_advisory_unlock_all) to put back."""
+
+    may_hold_locks = False
+
+
+class _Cursor(psycopg2.extras.RealDictCursor):
+    """Rows as dicts; a statement that names an advisory lock marks its connection."""
+
+    def execute(self, query: Any, vars: Any = None) -> Any:  # noqa: A002 (psycopg2's name)
+        if not self.connection.may_hold_locks and "advisory" in _text(query):
+            self.connection.may_hold_locks = True
+        return super().execute(query, vars)
+
+
+def _text(query: Any) -> str:
+    if isinstance(query, str):
+        return query
+    if isinstance(query, bytes):
+        return query.decode("utf-8", "replace")
+    return repr(query)  # a psycopg2.sql composition: its parts' texts are in the repr
+
+
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
@@ -68,7 +93,7 @@ def _pool(dsn: str) -> psycopg2.pool.ThreadedConnectionPool:
             # their transactions take a second one: with minconn=1 every such transaction paid
             # a new Postgres backend (a fork and an authentication, ~20% of a task's time).
             pool = psycopg2.pool.ThreadedConnectionPool(
-                2, 8, dsn, cursor_factory=psycopg2.extras.RealDictCursor,
+                2, 8, dsn, connection_factory=_Connection, cursor_factory=_Cursor,
                 application_name="ml-connector", **_connect_kwargs(dsn, settings()),
             )
             _pools[key] = pool
@@ -81,11 +106,21 @@ def connection(dsn: str | None = None) -> Iterator[psycopg2.extensions.connectio
 
     Whatever the block did to it (autocommit, an open or failed transaction, session advisory
     locks), it is reset before it goes back, or closed if it cannot be."""
+    with _checkout(dsn, raw=True) as conn:
+        yield conn
+
+
+@contextmanager
+def _checkout(dsn: str | None, *, raw: bool) -> Iterator[_Connection]:
+    """A pooled connection, reset on its way back. `raw`: handed to a caller who may do
+    anything with it, so it is treated as holding advisory locks."""
     pool, conn, clean = None, None, False
     try:
         # Taken inside the try: nothing can land between the checkout and the finally.
         pool = _pool(dsn or settings().database_url)
         conn = pool.getconn()
+        if raw:
+            conn.may_hold_locks = True
         yield conn
     except psycopg2.Error as exc:
         clearer = _clearer(exc, lost=conn is not None and bool(conn.closed))
@@ -115,12 +150,14 @@ def _reset(conn: psycopg2.extensions.connection) -> bool:
             else:
                 conn.rollback()
         # Session advisory locks outlive transactions; one left behind would make the next
-        # taker of that lock wait forever. One round trip (~15 µs on loopback), in autocommit
-        # so that it opens no transaction of its own.
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock_all()")
-        conn.autocommit = False
+        # taker of that lock wait forever. Only a connection that may hold one pays the round
+        # trip, in autocommit so that it opens no transaction of its own.
+        if getattr(conn, "may_hold_locks", True):
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock_all()")
+            conn.autocommit = False
+            conn.may_hold_locks = False
         return True
     except psycopg2.Error as exc:
         log.warning("discarding a pooled connection that could not be reset: %s", exc)
@@ -162,8 +199,9 @@ def _clearer(exc: psycopg2.Error, *, lost: bool = False) -> psycopg2.Error:
 
 @contextmanager
 def transaction(dsn: str | None = None) -> Iterator[psycopg2.extras.RealDictCursor]:
-    """A cursor inside one transaction: commit on success, rollback on any error."""
-    with connection(dsn) as conn:
+    """A cursor inside one transaction: commit on success, rollback on any error. A statement
+    of the block that takes an advisory lock by hand is seen (see _Cursor) and undone."""
+    with _checkout(dsn, raw=False) as conn:
         with conn:  # psycopg2: commit on exit, rollback on exception
             with conn.cursor() as cur:
                 yield cur

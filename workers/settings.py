@@ -46,8 +46,8 @@ def celery_config(s: Settings) -> dict[str, Any]:
         # validated codes) stay warm.
         "worker_max_tasks_per_child": 2000,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "worker_send_task_events": s.task_events,
+        "task_send_sent_event": s.task_events,
         "timezone": "UTC",
         "beat_schedule": {
             "poll-stampli-exports": {

@@ -17,6 +17,7 @@ import uuid
 
 import psycopg2
 import psycopg2.extras
+import psycopg2.sql
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -223,3 +224,17 @@ def test_a_release_that_fails_discards_the_connection_and_so_the_lock(db_env, mo
     _no_advisory_lock_left(db_env["DATABASE_URL"])
     with locks.try_held(locks.invoice_post(9)) as ours:
         assert ours
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT pg_advisory_lock(7, 8)",
+    psycopg2.sql.SQL("SELECT {}(7, 8)").format(psycopg2.sql.Identifier("pg_advisory_lock")),
+])
+def test_a_lock_taken_by_hand_inside_a_transaction_is_released_on_return(db_env, statement):
+    # Plain transactions skip the unlock round trip; one whose statement took a lock does not.
+    with db.transaction() as cur:
+        cur.execute(statement)
+    _no_advisory_lock_left(db_env["DATABASE_URL"])
+    with db.transaction() as cur:
+        cur.execute("SELECT 1")
+        assert cur.connection.may_hold_locks is False

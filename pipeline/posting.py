@@ -64,7 +64,9 @@ def _audit(ctx: TaskContext, invoice_id: int, outcome: str, stage: str = "invoic
 
 
 def _read(ctx: TaskContext, invoice_id: int) -> dict[str, Any] | PostOutcome:
-    """The row, or the outcome for a row that is not to be posted."""
+    """The row, or the outcome for a row that is not to be posted. A row with no earlier
+    attempt to settle and a supplier comes with its X3 document built in the same transaction
+    (`document`, or `problem` when its route is unknown)."""
     with db.transaction() as cur:
         # Posters are already serialised by the advisory lock; the row lock only waits for a
         # parse that is rewriting this row (SKIP LOCKED would drop the post silently).
@@ -79,7 +81,17 @@ def _read(ctx: TaskContext, invoice_id: int) -> dict[str, Any] | PostOutcome:
                          document_number=inv["x3_document_number"])
             return PostOutcome(invoice_id, "skipped", inv["x3_document_number"],
                                reason=f"status is {inv['status']}")
+        if inv["attempt_started_at"] is None and inv["x3_supplier_code"]:
+            _build_into(cur, inv)
     return inv
+
+
+def _build_into(cur: Any, inv: dict[str, Any]) -> None:
+    inv["document"], inv["problem"] = None, None
+    try:
+        inv["document"] = build_invoice(cur, inv)
+    except mapping.UnknownRoute as exc:
+        inv["problem"] = str(exc)
 
 
 def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOutcome:
@@ -94,13 +106,10 @@ def _post_locked(ctx: TaskContext, invoice_id: int, client: X3Client) -> PostOut
                 return settled
         if not inv["x3_supplier_code"]:
             raise NotReadyToPost(f"invoice {invoice_id} has no X3 supplier yet")
-        with db.transaction() as cur:
-            try:
-                document = build_invoice(cur, inv)
-            except mapping.UnknownRoute as exc:
-                problem = str(exc)
-            else:
-                problem = None
+        if "document" not in inv:  # an earlier attempt was settled first: build it now
+            with db.transaction() as cur:
+                _build_into(cur, inv)
+        document, problem = inv["document"], inv["problem"]
         if problem:
             _audit(ctx, invoice_id, "error", stage="gl_validate", problems=[problem])
             fail(ctx, invoice_id, problem)

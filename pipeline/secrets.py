@@ -126,12 +126,29 @@ def mask(text: str) -> str:
     pattern = _registry_pattern
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
-    text = _BASIC.sub(_basic, text)
-    text = _BEARER.sub(_bearer, text)
-    text = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
-    text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
-    text = _QUERY.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    return _JSON_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    if not text.isascii():
+        return _credentials(text, None)
+    # ASCII text (nearly every log line): a pattern runs only where the word it starts with
+    # is present (case-insensitive matching of ASCII words has no other spellings in ASCII).
+    return _credentials(text, text.lower())
+
+
+def _credentials(text: str, low: str | None) -> str:
+    """The credential patterns; `low` (the text lower-cased, ASCII) lets absent ones be
+    skipped; None runs them all. Replacements only shorten to ***: they add no trigger."""
+    if low is None or "basic" in low:
+        text = _BASIC.sub(_basic, text)
+    if low is None or "bearer" in low:
+        text = _BEARER.sub(_bearer, text)
+    if low is None or "authorization" in low or "cookie" in low or "x-api-key" in low:
+        text = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    if low is None or "://" in low:
+        text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    if low is None or "=" in low:
+        text = _QUERY.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    if low is None or '"' in low:
+        text = _JSON_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return text
 
 
 def mask_all(value: Any) -> Any:

@@ -8,7 +8,6 @@ it: its lease simply expires. Acquire and release are single Lua scripts, so the
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,21 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
 end
 return 0
 """
+
+
+# KEYS[1] the slot set, KEYS[2] its wake list; ARGV: lease id, cap. A slot given back wakes one
+# waiter at once (a token in the list; at most `cap` kept, gone after a second unclaimed).
+_RELEASE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], 1)
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+  redis.call('PEXPIRE', KEYS[2], 1000)
+end
+return 1
+"""
+# A waiter looks again at least this often: a lease that expired (its holder died) frees a slot
+# without a wake token.
+WAKE_AT_LEAST_EVERY = 0.5
 
 
 class Limiter(Protocol):
@@ -59,7 +73,9 @@ class RedisLimiter:
         # A lease must outlive the longest call it guards (the HTTP timeouts bound that).
         self._lease_ms = max(int(lease_seconds * 1000), 1)
         self._wait = wait_seconds
+        self.wake_key = f"{key}:wake"
         self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
 
     def __repr__(self) -> str:
         return f"RedisLimiter(key={self.key!r}, cap={self.cap})"
@@ -78,7 +94,7 @@ class RedisLimiter:
 
     def release(self, lease: str) -> None:
         try:
-            self._redis.zrem(self.key, lease)
+            self._release(keys=[self.key, self.wake_key], args=[lease, self.cap])
         except redis.RedisError:
             pass  # the lease expires on its own
 
@@ -89,19 +105,24 @@ class RedisLimiter:
     @contextmanager
     def slot(self) -> Iterator[None]:
         deadline = time.monotonic() + self._wait
-        pause = 0.005
         while True:
             lease = self.try_acquire()
             if lease is not None:
                 break
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise X3Unavailable(
                     f"no free X3 call slot (cap {self.cap}) within {self._wait:.0f} s",
                     retry_after=self._wait)
-            # Jittered, growing pauses: waiters do not wake in lock step and hammer Redis.
-            time.sleep(pause * random.uniform(0.5, 1.5))
-            pause = min(pause * 2, 0.2)
+            # Asleep until a holder gives a slot back (no polling gap while X3 sessions idle).
+            self._sleep_until_woken(min(left, WAKE_AT_LEAST_EVERY))
         try:
             yield
         finally:
             self.release(lease)
+
+    def _sleep_until_woken(self, seconds: float) -> None:
+        try:
+            self._redis.blpop([self.wake_key], timeout=max(seconds, 0.01))
+        except redis.RedisError as exc:
+            raise X3Unavailable(f"X3 call limiter unavailable: {type(exc).__name__}") from None

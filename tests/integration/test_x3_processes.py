@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -161,4 +162,31 @@ def test_a_lease_whose_answer_was_lost_is_given_back(limiter_redis):
     limiter._acquire = ran_then_lost
     with pytest.raises(X3Unavailable, match="limiter unavailable"):
         limiter.try_acquire()
+    assert limiter.in_use() == 0
+
+
+def test_a_waiter_takes_a_slot_the_moment_it_is_given_back(limiter_redis):
+    """No polling gap while an X3 session sits free: the waiter is woken by the release, and
+    does not spin on Redis meanwhile."""
+    key = f"mlc:test:slots:{uuid.uuid4().hex}"
+    limiter = RedisLimiter(limiter_redis, key, 1, lease_seconds=10, wait_seconds=10)
+    tries, real = [], limiter.try_acquire
+
+    def counted():
+        tries.append(time.monotonic())
+        return real()
+
+    limiter.try_acquire = counted
+    for _ in range(2):
+        held = real()
+        released: list[float] = []
+        timer = threading.Timer(1.0, lambda h=held, r=released: (r.append(time.monotonic()),
+                                                                 limiter.release(h)))
+        tries.clear()
+        timer.start()
+        with limiter.slot():
+            got = time.monotonic()
+        timer.join()
+        assert got - released[0] < 0.25
+        assert len(tries) <= 5  # woken, or looking again every 0.5 s: not polling
     assert limiter.in_use() == 0

@@ -386,3 +386,18 @@ def test_console_healthcheck_pings_it_and_its_secrets_are_references(container_e
     env = _environment(console)
     assert _is_reference(env["MLC_CONSOLE_SECRET"])
     assert env["DATABASE_URL"] == _environment(SERVICES["worker"])["DATABASE_URL"]
+
+
+def test_workers_send_the_task_events_flower_shows(container_env):
+    """Flower's task view lives on worker events: compose must not turn them off (the bench
+    measures what they cost with MLC_TASK_EVENTS=false, a choice for deployments without
+    Flower)."""
+    from pipeline.config import settings
+    from workers.settings import celery_config
+
+    for name in CELERY_SERVICES:
+        env = _environment(SERVICES[name])
+        assert env.get("MLC_TASK_EVENTS", "true").lower() not in ("false", "0", "no", "off")
+    settings.cache_clear()
+    config = celery_config(settings())
+    assert config["worker_send_task_events"] and config["task_send_sent_event"]

@@ -1,13 +1,17 @@
 """The overall deadline of one HTTP exchange. requests' timeouts are per socket read, so a
 server that drips a byte a second (headers or body, or a TLS handshake) never trips them: a
-watchdog thread shuts the exchange's sockets down when its deadline passes, whatever phase it is
+watchdog shuts the exchange's sockets down when its deadline passes, whatever phase it is
 in. The sessions of the X3 transport mount `WatchedAdapter`, whose pools hand their connections
-to the watchdog armed in the calling thread."""
+to the watchdog armed in the calling thread. One keeper thread per process watches them all."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import os
 import socket
 import threading
+import time
 from typing import Any
 
 from requests.adapters import HTTPAdapter
@@ -24,44 +28,100 @@ class Overrun(Exception):
 
 
 _watched = threading.local()
+RESHUT_EVERY = 0.05  # a fired exchange's sockets are shut again until it gives up
 
 
 class Watchdog:
     """Shuts down the sockets of one HTTP exchange when its deadline passes. The connections
-    are those the pool hands out while it is armed (in this thread), reused ones included."""
+    are those the pool hands out while it is armed (in this thread), reused ones included.
+    One keeper thread per process watches every armed exchange (a thread per exchange cost a
+    thread start and a wake-up on every X3 call)."""
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
-        self._done = threading.Event()
+        self.deadline = 0.0
         self._conns: list[Any] = []
         self.fired = False
+        self.done = False
 
     def __enter__(self) -> Watchdog:
         _watched.current = self
-        threading.Thread(target=self._watch, name="x3-deadline", daemon=True).start()
+        self.deadline = time.monotonic() + self._seconds
+        _keeper.arm(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._done.set()
         _watched.current = None
+        _keeper.disarm(self)
 
     def attach(self, conn: Any) -> None:
         self._conns.append(conn)
 
-    def _watch(self) -> None:
-        if self._done.wait(self._seconds):
-            return
+    def shut(self) -> None:
+        """The deadline passed: shut every socket of the exchange down (it then fails)."""
         self.fired = True
-        # Again until the exchange gives up: a connection still connecting has no socket yet.
-        while not self._done.is_set():
-            for conn in list(self._conns):
-                sock = getattr(conn, "sock", None)
-                if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-            self._done.wait(0.05)
+        for conn in list(self._conns):
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class _Keeper:
+    """The one thread of a process that fires the deadlines of armed watchdogs, earliest
+    first. Started on first use in each process (a forked child has no threads)."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Watchdog]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, dog: Watchdog) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="x3-deadlines",
+                                                daemon=True)
+                self._thread.start()
+            heapq.heappush(self._heap, (dog.deadline, next(self._order), dog))
+            if self._heap[0][2] is dog:
+                self._cond.notify()  # an earlier deadline than the one the keeper waits for
+
+    def disarm(self, dog: Watchdog) -> None:
+        # Under the keeper's lock: once this returns, the keeper never touches the exchange's
+        # sockets (they go back to the pool), and `fired` says whether it did before.
+        with self._cond:
+            dog.done = True
+            dog._conns.clear()
+
+    def _run(self) -> None:
+        cond, heap = self._cond, self._heap
+        with cond:
+            while True:
+                while heap and heap[0][2].done:
+                    heapq.heappop(heap)
+                if not heap:
+                    cond.wait()
+                    continue
+                deadline, _, dog = heap[0]
+                left = deadline - time.monotonic()
+                if left > 0:
+                    cond.wait(left)
+                    continue
+                heapq.heappop(heap)
+                dog.shut()
+                # Again until the exchange gives up: a connection still connecting has no
+                # socket yet.
+                heapq.heappush(heap, (time.monotonic() + RESHUT_EVERY, next(self._order), dog))
+
+
+_keeper = _Keeper()
 
 
 def _watch_conn(conn: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import time
 from datetime import date
 from decimal import Decimal
@@ -514,6 +515,34 @@ def test_a_body_dripped_a_byte_at_a_time_ends_at_the_deadline(x3, caplog, monkey
     assert str(exc) == "X3 did not answer within the deadline (1 s)"
     assert time.monotonic() - started < 2.5
     assert_clean(exc, caplog, monkeypatch)
+
+
+def test_one_deadline_keeper_per_process_however_many_calls(x3):
+    """Every exchange is watched by one keeper thread (not a thread started per call), and a
+    forked child (a Celery pool process) gets its own keeper that still ends a dripped answer."""
+    import multiprocessing
+    import threading
+
+    x3.always(200, json.dumps(_page(None)).encode())
+    c = rest(x3, deadline=5.0)
+    for _ in range(20):
+        assert c.find_supplier_by_code("A").code == "A"
+    names = [t.name for t in threading.enumerate()]
+    assert names.count("x3-deadlines") == 1 and "x3-deadline" not in names
+    x3.answer(lambda h, seen: h.drip(json.dumps(_page(None)).encode() * 50, every=0.05))
+
+    def child() -> None:
+        started = time.monotonic()
+        try:
+            rest(x3, deadline=1.0).find_supplier_by_code("A")
+        except X3Unavailable:
+            os._exit(0 if time.monotonic() - started < 2.5 else 2)
+        os._exit(1)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(10)
+    assert proc.exitcode == 0
 
 
 def test_headers_dripped_a_byte_at_a_time_end_at_the_deadline(x3, caplog, monkeypatch):

@@ -229,12 +229,27 @@ class Transport:
         for prefix in ("https://", "http://"):
             self.session.mount(prefix, WatchedAdapter())
         self.session.verify = verify
+        # requests reads the environment (proxies, NO_PROXY, ~/.netrc, CA bundle variables) on
+        # every request when trust_env is on: ~4% of a worker's CPU. The proxies are read once
+        # per X3 origin instead (_proxies); a netrc login never replaces ours; the CA bundle
+        # was already the connection's own (verify is passed per request).
+        self.session.trust_env = False
+        self._proxies_of: dict[str, dict[str, str]] = {}
         self.session.headers.update({"Accept": "application/json"})
         self.limiter = limiter or NoLimit()
         self.retry = retry or RetryPolicy()
 
     def close(self) -> None:
         self.session.close()
+
+    def _proxies(self, url: str) -> dict[str, str]:
+        """The environment's proxies for this URL's origin (HTTPS_PROXY, NO_PROXY, ...), read
+        once per origin and client."""
+        key = origin(url)
+        found = self._proxies_of.get(key)
+        if found is None:
+            found = self._proxies_of[key] = requests.utils.get_environ_proxies(url)
+        return found
 
     def read(self, method: str, url: str, answer: Callable[[requests.Response], T],
              **kwargs: Any) -> T:
@@ -367,6 +382,7 @@ class Transport:
         # Per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's
         # verify (psf/requests#3829), which would drop the connection's CA bundle.
         kwargs.setdefault("verify", self.session.verify)
+        kwargs.setdefault("proxies", self._proxies(url))
         with self.limiter.slot():
             remaining = until - time.monotonic()
             if remaining <= 0:

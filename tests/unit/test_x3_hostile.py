@@ -545,6 +545,35 @@ def test_one_deadline_keeper_per_process_however_many_calls(x3):
     assert proc.exitcode == 0
 
 
+def test_the_environments_proxy_is_used_and_no_proxy_honoured(x3, monkeypatch):
+    """The environment is read once per origin, not per request: HTTP_PROXY still carries the
+    calls, NO_PROXY still exempts a host, and a ~/.netrc login never replaces ours."""
+    x3.always(200, json.dumps(_page(None)).encode())
+    monkeypatch.setenv("HTTP_PROXY", x3.url)
+    monkeypatch.setenv("NO_PROXY", "")
+    client = RestClient("http://x3.invalid:8124", "SEED", USER, PASSWORD, timeout=2,
+                        retry=ONE_TRY)
+    for _ in range(2):
+        assert client.find_supplier_by_code("A").code == "A"
+    assert [s.path.split("?")[0] for s in x3.seen] == [
+        "http://x3.invalid:8124/api1/x3/erp/SEED/BPSUPPLIER"] * 2  # absolute form: a proxy
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = rest(x3)
+    assert direct.find_supplier_by_code("A").code == "A"
+    assert x3.seen[-1].path.startswith("/api1/")
+
+
+def test_a_netrc_login_never_replaces_the_bearer_token(x3, monkeypatch, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login intruder password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    x3.always(200, json.dumps({"data": {"x3FinanceData": {"account": {"query": {
+        "edges": [], "pageInfo": {"hasNextPage": False}}}}}}).encode())
+    assert gql(x3).account_exists("CONS", "6100") is False
+    assert x3.seen[-1].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
 def test_headers_dripped_a_byte_at_a_time_end_at_the_deadline(x3, caplog, monkeypatch):
     x3.answer(lambda h, seen: h.drip_headers(every=0.05))
     started = time.monotonic()

@@ -89,16 +89,29 @@ def held(key: Key, *, timeout: float | None = None, dsn: str | None = None) -> I
         from pipeline.config import settings
 
         timeout, setting = settings().pg_lock_timeout, "MLC_PG_LOCK_TIMEOUT"
-    with db.connection(dsn) as conn, session_lock(conn, key, wait=True, timeout=timeout,
-                                                 setting=setting):
+    with db.connection(dsn) as conn, _dedicated(conn), session_lock(
+            conn, key, wait=True, timeout=timeout, setting=setting):
         yield
 
 
 @contextmanager
 def try_held(key: Key, *, dsn: str | None = None) -> Iterator[bool]:
     """Take the lock if it is free; yields whether this block holds it (never waits)."""
-    with db.connection(dsn) as conn, session_lock(conn, key, wait=False) as ours:
+    with db.connection(dsn) as conn, _dedicated(conn), session_lock(conn, key,
+                                                                    wait=False) as ours:
         yield ours
+
+
+@contextmanager
+def _dedicated(conn: Any) -> Iterator[None]:
+    """A pooled connection taken for one lock: once session_lock has let go of it with the
+    connection still open, the release was confirmed (else it closes the connection) and the
+    connection holds no lock, so the pool need not send pg_advisory_unlock_all."""
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.may_hold_locks = False
 
 
 @contextmanager

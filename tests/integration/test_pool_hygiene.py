@@ -238,3 +238,23 @@ def test_a_lock_taken_by_hand_inside_a_transaction_is_released_on_return(db_env,
     with db.transaction() as cur:
         cur.execute("SELECT 1")
         assert cur.connection.may_hold_locks is False
+
+
+def test_a_lock_connection_goes_back_with_one_round_trip_less_and_nothing_held(db_env,
+                                                                             monkeypatch):
+    sent: list[str] = []
+    real = psycopg2.extras.RealDictCursor.execute
+
+    def execute(self, query, vars=None):  # noqa: A002 (psycopg2's own name)
+        sent.append(str(query))
+        return real(self, query, vars)
+
+    monkeypatch.setattr(psycopg2.extras.RealDictCursor, "execute", execute)
+    with locks.try_held(locks.invoice_post(4243)) as ours:
+        assert ours
+    with pytest.raises(RuntimeError):
+        with locks.held(locks.invoice_post(4244)):
+            raise RuntimeError("the block fails while the lock is held")
+    assert not [q for q in sent if "unlock_all" in q]  # the release was confirmed: enough
+    assert len(sent) == 4  # lock, unlock; lock, unlock
+    _no_advisory_lock_left(db_env["DATABASE_URL"])

@@ -45,6 +45,15 @@ def test_ids_are_found_positional_or_by_name(call):
     assert process_invoice.ids(args, kwargs) == {"file_id": None, "invoice_id": 7}
 
 
+@pytest.mark.parametrize("call", [(([7, 8],), {}), ((), {"invoice_ids": [7, 8]})])
+def test_a_batch_has_no_one_invoice_id(call):
+    """Its invoices are bound one by one inside (tasks/invoice.py); its list names none."""
+    from tasks.invoice import process_invoices
+
+    args, kwargs = call
+    assert process_invoices.ids(args, kwargs) == {"file_id": None, "invoice_id": None}
+
+
 def test_a_failed_invoice_goes_through_the_one_failure_hook(monkeypatch):
     from pipeline import posting
     from tasks.invoice import process_invoice

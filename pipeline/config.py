@@ -131,6 +131,10 @@ class Settings:
     # Celery task events: Flower's view of tasks needs them (compose keeps them on); off saves
     # two event messages per task (bench/e2e.py --no-events measures what they cost).
     task_events: bool = setting(mf.Bool(load_default=True))
+    # Invoices of one file carried by one mlc.process_invoices message: Celery's own work per
+    # message (consumer, events, tracing) is paid once per batch, not once per invoice. 1 sends
+    # one mlc.process_invoice per invoice, exactly as before batches.
+    invoices_per_task: int = setting(mf.Int(load_default=8, validate=_range(1, 100)))
     visibility_timeout: int = setting(mf.Int(load_default=7200, validate=_range(5)))
     retry_backoff_max: int = setting(mf.Int(load_default=1800, validate=_range(1)))
     max_retries: int = setting(mf.Int(load_default=8, validate=_range(0, 100)))

@@ -107,18 +107,24 @@ class MlcTask(Task):
         if isinstance(exc, ledger.NotReady):
             return
         planned = getattr(self.request, "mlc_retry", None) or {}
-        ids = self.ids(args, kwargs)
-        countdown = planned.get("countdown")
+        self.record_retry(exc, self.ids(args, kwargs), stage=planned.get("stage"),
+                          countdown=planned.get("countdown"))
+
+    def record_retry(self, exc: BaseException, ids: dict[str, Any], *, stage: str | None,
+                     countdown: float | None) -> None:
+        """The audit row of one retry: what on_retry writes, and what a batch writes for an
+        invoice it hands on as its own task (tasks/invoice.py). mlc_retries_total counts these
+        rows (ops/metrics.py), so both count alike. Never raises: the database may be why."""
         try:
             from pipeline import audit, db
 
             with db.transaction() as cur:
-                audit.record(cur, planned.get("stage") or self.stage,
+                audit.record(cur, stage or self.stage,
                              "error", ctx=self.ctx, source_file_id=ids.get("file_id"),
                              invoice_id=ids.get("invoice_id"), retry=True,
                              error=f"{type(exc).__name__}: {exc}", task=self.name,
                              next_attempt=self.request.retries + 2,
                              retry_in_s=round(countdown, 1) if countdown else None)
         except Exception:  # noqa: BLE001 - the database may be why we retry; the log has it
-            log.warning("%s[%s]: retry not recorded in the audit trail", self.name, task_id,
-                        exc_info=True)
+            log.warning("%s[%s]: retry not recorded in the audit trail", self.name,
+                        self.request.id, exc_info=True)

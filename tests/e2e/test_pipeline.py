@@ -80,11 +80,13 @@ def test_no_secret_in_logs_or_audit_rows(stack):
         cur.execute("SELECT settings::text AS s FROM connections")
         stored += "\n".join(r["s"] for r in cur.fetchall())
     log = stack.worker.log()
-    assert "mlc.process_invoice" in log  # the log really is the worker's, at DEBUG
+    assert "mlc.process_invoices" in log  # the log really is the worker's, at DEBUG
     lines = [json.loads(ln) for ln in log.splitlines() if ln.startswith("{")]
     posted = [ln for ln in lines if ln["message"].startswith("posted to X3 as")]
     assert len(posted) == 3  # structured: one JSON object per line, with the work's context
-    assert {ln["task"] for ln in posted} <= {"mlc.process_invoice"}
+    # The parse task sends batches; each line still names its one invoice.
+    assert {ln["task"] for ln in posted} <= {"mlc.process_invoices"}
+    assert len({ln["invoice_id"] for ln in posted}) == 3
     assert all(ln["task_id"] and ln["invoice_id"] and ln["vendor_id"] and ln["invoice_number"]
                for ln in posted)
     for secret in secrets:

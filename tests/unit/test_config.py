@@ -75,3 +75,14 @@ def test_export_parsing_bounds_default_and_the_deadline_stays_below_the_task_lim
     with pytest.raises(ConfigError) as err:
         load_settings({**base, "MLC_MAX_LINE_KB": "0", "MLC_ALLOW_ZERO_INVOICES": "maybe"})
     assert "MLC_MAX_LINE_KB" in str(err.value) and "MLC_ALLOW_ZERO_INVOICES" in str(err.value)
+
+
+def test_invoices_per_task_defaults_to_8_within_1_to_100():
+    base = {"DATABASE_URL": "postgresql://h/db", "MLC_SECRET_KEYS": KEY}
+    assert load_settings(base).invoices_per_task == 8
+    assert load_settings({**base, "MLC_INVOICES_PER_TASK": "1"}).invoices_per_task == 1
+    assert load_settings({**base, "MLC_INVOICES_PER_TASK": "100"}).invoices_per_task == 100
+    for bad in ("0", "101", "many"):
+        with pytest.raises(ConfigError) as err:
+            load_settings({**base, "MLC_INVOICES_PER_TASK": bad})
+        assert "MLC_INVOICES_PER_TASK" in str(err.value)

@@ -32,10 +32,19 @@ def test_in_flight_is_a_transient_x3_error_with_retry_after():
     assert SupplierCreateInFlight("x", 0).retry_after >= 1  # never "at once"
 
 
-def test_task_step_retries_it_with_its_countdown():
-    from tasks.invoice import x3_step
+def test_task_step_retries_it_with_its_countdown(monkeypatch):
+    import tasks.invoice as invoice
 
-    task = FakeTask()
-    with pytest.raises(_Retry), x3_step(task, 1, "vendor_lookup"):
+    with pytest.raises(invoice.RetryLater) as caught, invoice.x3_step(1, "vendor_lookup"):
         raise SupplierCreateInFlight("may still commit", 300.0)
+    assert caught.value.retry_after == 300.0 and caught.value.stage == "vendor_lookup"
+
+    def resolve(ctx, invoice_id, client):
+        raise SupplierCreateInFlight("may still commit", 300.0)
+
+    monkeypatch.setattr(invoice.vendors, "resolve", resolve)
+    monkeypatch.setattr(invoice, "shared_client", lambda: None)
+    task = FakeTask()
+    with pytest.raises(_Retry):
+        invoice._process(task, 1)  # the single task retries itself
     assert isinstance(task.asked[0], SupplierCreateInFlight) and task.asked[1] == 300.0

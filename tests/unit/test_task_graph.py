@@ -25,7 +25,8 @@ def test_readme_task_graph_names_every_queued_task():
     section = README.read_text().split("## How it runs", 1)[1]
     graph = section.split("```", 2)[1]  # the drawing
     named = set(re.findall(r"mlc\.[a-z_]+", graph))
-    assert named == {"mlc.fetch_exports", "mlc.parse_file", "mlc.process_invoice", "mlc.replay"}
+    assert named == {"mlc.fetch_exports", "mlc.parse_file", "mlc.process_invoices",
+                     "mlc.process_invoice", "mlc.replay"}
     assert named <= _registered()
 
 
@@ -42,6 +43,15 @@ def test_ids_are_found_positional_or_by_name(call):
 
     args, kwargs = call
     assert process_invoice.ids(args, kwargs) == {"file_id": None, "invoice_id": 7}
+
+
+@pytest.mark.parametrize("call", [(([7, 8],), {}), ((), {"invoice_ids": [7, 8]})])
+def test_a_batch_has_no_one_invoice_id(call):
+    """Its invoices are bound one by one inside (tasks/invoice.py); its list names none."""
+    from tasks.invoice import process_invoices
+
+    args, kwargs = call
+    assert process_invoices.ids(args, kwargs) == {"file_id": None, "invoice_id": None}
 
 
 def test_a_failed_invoice_goes_through_the_one_failure_hook(monkeypatch):

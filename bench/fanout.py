@@ -4,9 +4,10 @@
 
 Generates one export (a vendor file and one invoice file of N invoices of L lines), fetches it
 over the real SFTP server, then runs the `mlc.parse_file` task body (parse, store, X3 code
-prefetch, one `mlc.process_invoice` message per invoice into a private Redis) for each file in a
-child process, the way a worker child runs it. Prints the time per file and the child's peak
-RSS (VmHWM) beside that of the same child before the first file (interpreter and imports).
+prefetch, one `mlc.process_invoices` message per MLC_INVOICES_PER_TASK invoices into a
+private Redis) for each file in a child process, the way a worker child runs it. Prints the
+time per file and the child's peak RSS (VmHWM) beside that of the same child before the first
+file (interpreter and imports).
 Target (issue 16): a 100,000-invoice file parsed and fanned out with peak RSS < 200 MB.
 """
 

@@ -22,10 +22,17 @@ def summary() -> dict:
         return status.summary(cur)
 
 
+class NotSettled(dict):
+    """The summary seen while waiting: falsy, so wait_for goes on, and shown if it times out."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
 def settled_with(n: int):
     def probe():
         s = summary()
-        return s if sum(s["invoices"].values()) >= n and status.settled(s) else None
+        return s if sum(s["invoices"].values()) >= n and status.settled(s) else NotSettled(s)
     return probe
 
 

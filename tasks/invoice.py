@@ -108,30 +108,42 @@ def _clock() -> float:
 def _process_batch(self: MlcTask, invoice_ids: list[int], **_: Any) -> dict[str, int]:
     """Each invoice in order, as mlc.process_invoice would, but one invoice's trouble stays its
     own (`_one_of_batch`). Past a quarter of MLC_TASK_TIME_LIMIT the rest goes on in a new
-    batch, so a slow X3 never drives a batch into the time limit. A transient database error
-    is not caught: Celery's autoretry runs the whole batch again, which is safe because every
-    step is idempotent (a posted or failed invoice is skipped by its status; one handed on
-    earlier may run once more before its own message, and posting.post's lock and look-up
-    before any re-create hold whichever comes first). Returns the count of each outcome."""
+    batch, so a slow X3 never drives a batch into the time limit. What ends the batch goes on
+    from the invoice it hit, never from the first: a transient database error retries the batch
+    with the invoices not done yet (Celery's retry: counted, with backoff, bounded by
+    MLC_MAX_RETRIES, then the poll's sweep), and the soft time limit hands them to a new batch
+    before the task fails. The invoice it hit may be repeated: every step is idempotent (a
+    posted invoice is skipped by its status; posting.post's lock and its look-up before any
+    re-create hold whichever run comes first). Returns the count of each outcome."""
     started, budget = _clock(), settings().task_time_limit / 4
     counts: Counter[str] = Counter()
     for index, invoice_id in enumerate(invoice_ids):
+        rest = list(invoice_ids[index:])
         # Never before the first invoice: every batch moves at least one invoice on.
         if index and _clock() - started > budget:
-            rest = list(invoice_ids[index:])
             process_invoices.apply_async(args=[rest])
             log.info("%s[%s]: %.0f s spent, %d invoices handed on to a new batch", self.name,
                      self.request.id, _clock() - started, len(rest))
             counts["handed_on"] += len(rest)
             break
-        with logs.bind(invoice_id=invoice_id):
-            counts[_one_of_batch(self, invoice_id)] += 1
+        try:
+            with logs.bind(invoice_id=invoice_id):
+                counts[_one_of_batch(self, invoice_id)] += 1
+        except SoftTimeLimitExceeded:
+            process_invoices.apply_async(args=[rest])
+            log.warning("%s[%s]: soft time limit at invoice %d; %d invoices handed on to a new"
+                        " batch", self.name, self.request.id, invoice_id, len(rest))
+            raise
+        except TRANSIENT_DB_ERRORS as exc:
+            # Not autoretry's whole batch again: the invoices already settled or handed on
+            # would run (and count a try) once more each time.
+            raise self.retry(args=[rest], kwargs={}, exc=exc, countdown=self.backoff()) from None
     return dict(counts)
 
 
 def _one_of_batch(task: MlcTask, invoice_id: int) -> str:
     """One invoice of a batch; its outcome for the summary. Raises only what must end the
-    batch: transient database errors (the batch is retried whole) and the soft time limit."""
+    batch: transient database errors and the soft time limit (see _process_batch)."""
     try:
         return _settle_one(task, invoice_id)
     except (*TRANSIENT_DB_ERRORS, SoftTimeLimitExceeded):

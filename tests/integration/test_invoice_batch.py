@@ -1,9 +1,10 @@
 """mlc.process_invoices settles each invoice alone: one to retry is handed on as its own
 mlc.process_invoice (same countdown, attempt number and audit retry row, counted in
 mlc_retries_total), an X3 refusal goes through the single task's failure hook, a bug is logged
-and the batch goes on; a transient database error ends the batch (Celery retries it whole);
-past a quarter of the task time limit the rest goes on in a new batch. The steps of one
-invoice are patched here (the e2e tests run them for real); the audit trail is real."""
+and the batch goes on; a transient database error retries the batch from the invoice it hit,
+the soft time limit hands that rest to a new batch; past a quarter of the task time limit the
+rest goes on in a new batch. The steps of one invoice are patched here (the e2e tests run them
+for real); the audit trail is real."""
 
 from __future__ import annotations
 
@@ -95,13 +96,39 @@ def test_each_invoice_of_a_batch_settles_alone(batch, monkeypatch, caplog):
     assert "mlc_retries_total 1.0" in exposition.splitlines()
 
 
-def test_a_transient_database_error_ends_the_batch(batch, monkeypatch):
+def test_a_transient_database_error_retries_the_batch_from_the_invoice_it_hit(batch,
+                                                                             monkeypatch):
+    """Not the whole batch again: invoices settled or handed on before it would each run (and
+    count a try) once more on every retry (found by review)."""
+    from celery.exceptions import Retry
+
     task, sent, failed = batch
     _steps(monkeypatch, {1: "posted", 2: psycopg2.OperationalError("server closed"),
                          3: "posted"})
-    with pytest.raises(psycopg2.OperationalError):
-        task.run([1, 2, 3])  # Celery's autoretry runs it again; posted ones are skipped
+    retried = []
+
+    def retry(args=None, kwargs=None, exc=None, countdown=None, **options):
+        retried.append((args, kwargs, type(exc).__name__, countdown))
+        raise Retry("retry", exc)
+
+    monkeypatch.setattr(task, "retry", retry)
+    with pytest.raises(Retry):
+        task.run([1, 2, 3])
+    ((args, kwargs, error, countdown),) = retried
+    assert (args, kwargs, error) == ([[2, 3]], {}, "OperationalError")
+    assert 1 <= countdown <= 2  # the first retry's backoff
     assert sent == [] and failed == []
+
+
+def test_the_soft_time_limit_hands_the_rest_on_before_the_task_fails(batch, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    task, sent, failed = batch
+    _steps(monkeypatch, {1: "posted", 2: SoftTimeLimitExceeded(), 3: "posted"})
+    with pytest.raises(SoftTimeLimitExceeded):
+        task.run([1, 2, 3])
+    # The invoice it hit may have been half done: it goes on too (every step is idempotent).
+    assert sent == [("mlc.process_invoices", [[2, 3]], {})] and failed == []
 
 
 def test_past_a_quarter_of_the_time_limit_the_rest_goes_on_in_a_new_batch(batch, monkeypatch):

@@ -122,7 +122,14 @@ class RedisLimiter:
             self.release(lease)
 
     def _sleep_until_woken(self, seconds: float) -> None:
+        # Shorter than the client's socket timeout (MLC_REDIS_SOCKET_TIMEOUT may be small), or
+        # every wait would end as a Redis timeout.
+        socket_timeout = self._redis.connection_pool.connection_kwargs.get("socket_timeout")
+        if socket_timeout:
+            seconds = min(seconds, socket_timeout * 0.8)
         try:
             self._redis.blpop([self.wake_key], timeout=max(seconds, 0.01))
+        except redis.TimeoutError:
+            return  # the wait itself ran out: look again (the slot's own deadline bounds it)
         except redis.RedisError as exc:
             raise X3Unavailable(f"X3 call limiter unavailable: {type(exc).__name__}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -27,6 +28,7 @@ class Overrun(Exception):
         self.kind, self.sent = kind, sent
 
 
+log = logging.getLogger(__name__)
 _watched = threading.local()
 RESHUT_EVERY = 0.05  # a fired exchange's sockets are shut again until it gives up
 
@@ -85,7 +87,7 @@ class _Keeper:
 
     def arm(self, dog: Watchdog) -> None:
         with self._cond:
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="x3-deadlines",
                                                 daemon=True)
                 self._thread.start()
@@ -101,24 +103,31 @@ class _Keeper:
             dog._conns.clear()
 
     def _run(self) -> None:
-        cond, heap = self._cond, self._heap
-        with cond:
+        with self._cond:
             while True:
-                while heap and heap[0][2].done:
-                    heapq.heappop(heap)
-                if not heap:
-                    cond.wait()
-                    continue
-                deadline, _, dog = heap[0]
-                left = deadline - time.monotonic()
-                if left > 0:
-                    cond.wait(left)
-                    continue
-                heapq.heappop(heap)
-                dog.shut()
-                # Again until the exchange gives up: a connection still connecting has no
-                # socket yet.
-                heapq.heappush(heap, (time.monotonic() + RESHUT_EVERY, next(self._order), dog))
+                try:
+                    self._turn()
+                except Exception:  # noqa: BLE001 - a keeper that died would fire no deadline
+                    log.exception("X3 deadline keeper: unexpected error; going on")
+                    self._cond.wait(RESHUT_EVERY)
+
+    def _turn(self) -> None:
+        """One wait and what is due after it (called with the lock held)."""
+        cond, heap = self._cond, self._heap
+        while heap and heap[0][2].done:
+            heapq.heappop(heap)
+        if not heap:
+            cond.wait()
+            return
+        deadline, _, dog = heap[0]
+        left = deadline - time.monotonic()
+        if left > 0:
+            cond.wait(left)
+            return
+        heapq.heappop(heap)
+        dog.shut()
+        # Again until the exchange gives up: a connection still connecting has no socket yet.
+        heapq.heappush(heap, (time.monotonic() + RESHUT_EVERY, next(self._order), dog))
 
 
 _keeper = _Keeper()

@@ -190,3 +190,18 @@ def test_a_waiter_takes_a_slot_the_moment_it_is_given_back(limiter_redis):
         assert got - released[0] < 0.25
         assert len(tries) <= 5  # woken, or looking again every 0.5 s: not polling
     assert limiter.in_use() == 0
+
+
+def test_a_small_redis_socket_timeout_still_lets_a_call_wait_for_its_slot(redis_url):
+    """MLC_REDIS_SOCKET_TIMEOUT may be below the wake-up wait: waiting stays waiting (found by
+    review: every wait ended as 'limiter unavailable')."""
+    quick = redis.Redis.from_url(redis_url, socket_timeout=0.1)
+    key = f"mlc:test:slots:{uuid.uuid4().hex}"
+    limiter = RedisLimiter(quick, key, 1, lease_seconds=10, wait_seconds=5)
+    held = limiter.try_acquire()
+    timer = threading.Timer(0.6, lambda: limiter.release(held))
+    timer.start()
+    with limiter.slot():
+        assert limiter.in_use() == 1
+    timer.join()
+    quick.close()

@@ -841,3 +841,47 @@ def test_posting_fail_masks_the_reason_it_stores(monkeypatch):
     posting.fail(audit.CLI, 7, f"RuntimeError: proxy said {PASSWORD} / Basic {LOGIN}")
     assert "RuntimeError: proxy said *** / Basic ***" in cur.stored  # invoices.last_error
     assert all(PASSWORD not in text and LOGIN not in text for text in cur.stored)
+
+
+def test_a_dead_deadline_keeper_is_replaced_and_an_error_in_it_does_not_stop_it(monkeypatch):
+    """Found by review: a keeper thread that had died would have fired no deadline again."""
+    import socket
+    import threading
+
+    from pipeline.x3 import watchdog
+
+    def armed(keeper):
+        ours, theirs = socket.socketpair()
+        dog = watchdog.Watchdog(0.2)
+        dog.deadline = time.monotonic() + 0.2
+        dog.attach(type("Conn", (), {"sock": ours})())
+        keeper.arm(dog)
+        theirs.settimeout(3)
+        assert theirs.recv(1) == b""  # shut down: the peer sees the end
+        keeper.disarm(dog)
+        assert dog.fired
+        ours.close()
+        theirs.close()
+
+    keeper = watchdog._Keeper()
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    keeper._thread = dead
+    armed(keeper)
+    assert keeper._thread is not dead and keeper._thread.is_alive()
+
+    real, failed = keeper._turn, []
+
+    def turn_that_fails_once():
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("a bug in the keeper")
+        real()
+
+    monkeypatch.setattr(keeper, "_turn", turn_that_fails_once)
+    keeper._cond.acquire()
+    keeper._cond.notify()
+    keeper._cond.release()
+    armed(keeper)
+    assert failed

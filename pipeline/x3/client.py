@@ -86,6 +86,12 @@ def batches(values: Iterable[str], size: int = LOOKUP_BATCH) -> Iterator[list[st
         yield ordered[start:start + size]
 
 
+def code_key(value: object) -> str | None:
+    """A code as X3's own comparisons see it (a filter that matched ignores case and padding):
+    what an answer's row is matched to the codes asked with. None for a value that is not text."""
+    return value.strip().casefold() if isinstance(value, str) else None
+
+
 def by_type(pairs: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
     """(dimension type, value) pairs grouped by type."""
     grouped: dict[str, set[str]] = {}

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import requests
 
-from pipeline.x3.client import NewInvoice, NewSupplier, Supplier, batches, by_type
+from pipeline.x3.client import NewInvoice, NewSupplier, Supplier, batches, by_type, code_key
 from pipeline.x3.errors import (
     X3AuthError,
     X3OutcomeUnknown,
@@ -164,8 +164,9 @@ class GraphQLClient:
         for chunk in batches(accounts):
             flt = json.dumps({"chartOfAccounts": {"_eq": chart}, "code": {"_in": chunk}})
             nodes = self._pages(ACCOUNT_QUERY, ("x3FinanceData", "account", "query"), flt)
-            found |= {n.get("code") for n in nodes
-                      if n.get("chartOfAccounts") == chart}.intersection(chunk)
+            held = {code_key(n.get("code")) for n in nodes
+                    if code_key(n.get("chartOfAccounts")) == code_key(chart)}
+            found |= {a for a in chunk if code_key(a) in held}
         return found
 
     def known_dimensions(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -175,8 +176,9 @@ class GraphQLClient:
             for chunk in batches(values):
                 flt = json.dumps({"dimensionType": {"_eq": dim_type}, "dimension": {"_in": chunk}})
                 nodes = self._pages(DIMENSION_QUERY, ("x3FinanceData", "dimension", "query"), flt)
-                found |= {(dim_type, n.get("dimension")) for n in nodes
-                          if n.get("dimensionType") == dim_type and n.get("dimension") in chunk}
+                held = {code_key(n.get("dimension")) for n in nodes
+                        if code_key(n.get("dimensionType")) == code_key(dim_type)}
+                found |= {(dim_type, v) for v in chunk if code_key(v) in held}
         return found
 
     def find_invoice(self, supplier_code: str, document_number: str) -> str | None:

@@ -9,7 +9,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import requests
 
 from pipeline.secrets import register_login
-from pipeline.x3.client import NewInvoice, NewSupplier, Supplier, batches, by_type
+from pipeline.x3.client import NewInvoice, NewSupplier, Supplier, batches, by_type, code_key
 from pipeline.x3.errors import (
     X3AuthError,
     X3ProtocolError,
@@ -123,7 +123,9 @@ class RestClient:
             terms = " or ".join(f"ACC eq {sdata_literal(a)}" for a in chunk)
             rows = self._query("GACCOUNT", f"COA eq {sdata_literal(chart)} and ({terms})",
                                count=len(chunk))
-            found |= {r.get("ACC") for r in rows if r.get("COA") == chart}.intersection(chunk)
+            held = {code_key(r.get("ACC")) for r in rows
+                    if code_key(r.get("COA")) == code_key(chart)}
+            found |= {a for a in chunk if code_key(a) in held}
         return found
 
     def known_dimensions(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -135,8 +137,9 @@ class RestClient:
                 terms = " or ".join(f"CCE eq {sdata_literal(v)}" for v in chunk)
                 rows = self._query("CACCE", f"DIE eq {sdata_literal(dim_type)} and ({terms})",
                                    count=len(chunk))
-                found |= {(dim_type, r.get("CCE")) for r in rows if r.get("DIE") == dim_type
-                          and r.get("CCE") in chunk}
+                held = {code_key(r.get("CCE")) for r in rows
+                        if code_key(r.get("DIE")) == code_key(dim_type)}
+                found |= {(dim_type, v) for v in chunk if code_key(v) in held}
         return found
 
     def find_invoice(self, supplier_code: str, document_number: str) -> str | None:

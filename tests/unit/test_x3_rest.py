@@ -217,3 +217,13 @@ def test_create_is_never_turned_into_a_get_by_a_redirect():
     with pytest.raises(X3OutcomeUnknown, match="redirect"):
         client().create_invoice(INVOICE)
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_code_x3_matched_despite_case_or_padding_is_known():
+    """X3's own comparison matched it (a case-insensitive collation, a padded column): as
+    before the batched queries, the code counts as known (found by review)."""
+    responses.get(f"{ROOT}/GACCOUNT", json={"$resources": [{"COA": "cons", "ACC": "6100 "}]})
+    responses.get(f"{ROOT}/CACCE", json={"$resources": [{"DIE": "CCT", "CCE": "PLANT1"}]})
+    assert client().known_accounts("CONS", ["6100"]) == {"6100"}
+    assert client().known_dimensions([("CCT", "plant1"), ("CCT", "P2")]) == {("CCT", "plant1")}

@@ -15,6 +15,7 @@ from typing import Any
 from pipeline import db, mapping, validation
 from pipeline.config import settings
 from pipeline.x3.client import X3Client
+from pipeline.x3.transport import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +45,33 @@ def codes_of(cur: Any, invoice_ids: Sequence[int]) -> tuple[set[str], set[tuple[
     return accounts, dimensions
 
 
+# The prefetch holds up the file's fan-out: one try per query, and a short deadline each.
+PREFETCH_TRY = RetryPolicy(attempts=1)
+PREFETCH_DEADLINE = 10.0
+
+
 def prefetch_codes(invoice_ids: Sequence[int], client: X3Client | None = None) -> int:
-    """Ask X3 about these invoices' codes not confirmed yet (through `client`, else this
-    process's shared client); how many distinct codes they use (0 when the prefetch could not
-    run: the invoices will then ask for themselves)."""
+    """Ask X3 about these invoices' codes not confirmed yet (through `client`, else a client of
+    its own that tries each query once, within PREFETCH_DEADLINE); how many distinct codes they
+    use (0 when the prefetch could not run: the invoices will then ask for themselves)."""
     if not invoice_ids:
         return 0
-    from pipeline.x3.connect import shared_client
+    from pipeline.x3.connect import open_client
 
+    own = None
     try:
         with db.transaction() as cur:
             accounts, dimensions = codes_of(cur, invoice_ids)
-        client = client or shared_client()
+            if client is None:
+                client = own = open_client(
+                    cur, retry=PREFETCH_TRY,
+                    deadline=min(PREFETCH_DEADLINE, settings().x3_deadline))
         validation.known_codes(client, settings().x3_coa, accounts, dimensions)
     except Exception as exc:  # noqa: BLE001 - a shortcut only: posting validates regardless
         log.warning("X3 code prefetch skipped (%s): each invoice checks its own codes",
                     type(exc).__name__)
         return 0
+    finally:
+        if own is not None:
+            own.close()
     return len(accounts) + len(dimensions)

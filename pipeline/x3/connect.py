@@ -16,6 +16,7 @@ from pipeline.x3.limits import RedisLimiter
 from pipeline.x3.rest import RestClient
 from pipeline.x3.token_store import PgTokenStore
 from pipeline.x3.tokens import ConnectedAppTokens, RefreshTokens, TokenSource
+from pipeline.x3.transport import RetryPolicy
 
 CONNECT_TIMEOUT = 5.0
 
@@ -60,7 +61,10 @@ def token_source(conn: connections.Connection) -> TokenSource:
                          max_response_mb=cfg.x3_max_response_mb)
 
 
-def open_client(cur: Cursor, name: str = connections.X3) -> X3Client:
+def open_client(cur: Cursor, name: str = connections.X3, *, retry: RetryPolicy | None = None,
+                deadline: float | None = None) -> X3Client:
+    """The connection's client; `retry` and `deadline` (seconds a call may take) replace the
+    defaults for a caller that must not wait long (the parse task's prefetch)."""
     conn = connections.load(cur, name)
     s, cfg = conn.settings, settings()
     verify = s.get("ca_bundle") or True
@@ -71,16 +75,16 @@ def open_client(cur: Cursor, name: str = connections.X3) -> X3Client:
         return RestClient(
             s["url"], s["folder"], s["username"], conn.secret.get("password", ""),
             invoice_class=cfg.x3_invoice_class, timeout=cfg.x3_timeout,
-            connect_timeout=CONNECT_TIMEOUT, verify=verify, limiter=limiter,
-            deadline=cfg.x3_deadline, max_response_mb=cfg.x3_max_response_mb,
+            connect_timeout=CONNECT_TIMEOUT, verify=verify, limiter=limiter, retry=retry,
+            deadline=deadline or cfg.x3_deadline, max_response_mb=cfg.x3_max_response_mb,
         )
     if conn.kind == "x3_graphql":
         return GraphQLClient(
             base_url, s["folder"], token_source(conn), chart=cfg.x3_coa,
             invoice_package=cfg.x3_graphql_invoice_package,
             invoice_node=cfg.x3_graphql_invoice_node, timeout=cfg.x3_timeout,
-            connect_timeout=CONNECT_TIMEOUT, verify=verify, limiter=limiter,
-            deadline=cfg.x3_deadline, max_response_mb=cfg.x3_max_response_mb,
+            connect_timeout=CONNECT_TIMEOUT, verify=verify, limiter=limiter, retry=retry,
+            deadline=deadline or cfg.x3_deadline, max_response_mb=cfg.x3_max_response_mb,
         )
     raise NotImplementedError(f"X3 transport {conn.kind!r} is not available")
 

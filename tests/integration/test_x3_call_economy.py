@@ -81,3 +81,23 @@ def test_a_redis_that_is_down_only_costs_x3_calls(connected, monkeypatch):
         assert validation.known_codes(c, "CONS", {"6100", "7777"}, {("CCT", "PLANT1")}) == (
             {"6100"}, {("CCT", "PLANT1")})
     assert _calls(connected["x3"])["query GACCOUNT"] == 2
+
+
+def test_the_prefetch_tries_once_and_lets_the_file_go_on(connected):
+    """A busy X3 must not hold a file's fan-out up (nor spend the licensed calls on retries):
+    one try, then each invoice checks its own codes (found by review)."""
+    from pipeline import ledger, prefetch
+    from pipeline.audit import TaskContext
+    from pipeline.stampli import poll
+
+    url, ctx = connected["x3"], TaskContext(task_id="t", attempt=1)
+    generate(connected["sftp"].export_dir, invoices=4, lines=2, vendors=1)
+    poll.poll(ctx)
+    ids = [i for f in poll.poll(ctx).new_file_ids for i in ledger.parse_file(ctx, f).invoice_ids]
+    requests.post(f"{url}/_sim/faults", json={"next_errors": [503] * 4},
+                  timeout=5).raise_for_status()
+    before = sim_state(url)["stats"]["requests"]
+    assert prefetch.prefetch_codes(ids) == 0
+    assert sim_state(url)["stats"]["requests"] - before == 1
+    requests.post(f"{url}/_sim/reset", timeout=5).raise_for_status()
+    assert prefetch.prefetch_codes(ids) == 3 + 3  # accounts and cost centers

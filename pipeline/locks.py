@@ -89,36 +89,27 @@ def held(key: Key, *, timeout: float | None = None, dsn: str | None = None) -> I
         from pipeline.config import settings
 
         timeout, setting = settings().pg_lock_timeout, "MLC_PG_LOCK_TIMEOUT"
-    with db.connection(dsn) as conn, _dedicated(conn), session_lock(
-            conn, key, wait=True, timeout=timeout, setting=setting):
+    with db.connection(dsn) as conn, session_lock(conn, key, wait=True, timeout=timeout,
+                                                 setting=setting, dedicated=True):
         yield
 
 
 @contextmanager
 def try_held(key: Key, *, dsn: str | None = None) -> Iterator[bool]:
     """Take the lock if it is free; yields whether this block holds it (never waits)."""
-    with db.connection(dsn) as conn, _dedicated(conn), session_lock(conn, key,
-                                                                    wait=False) as ours:
+    with db.connection(dsn) as conn, session_lock(conn, key, wait=False,
+                                                 dedicated=True) as ours:
         yield ours
 
 
 @contextmanager
-def _dedicated(conn: Any) -> Iterator[None]:
-    """A pooled connection taken for one lock: once session_lock has let go of it with the
-    connection still open, the release was confirmed (else it closes the connection) and the
-    connection holds no lock, so the pool need not send pg_advisory_unlock_all."""
-    try:
-        yield
-    finally:
-        if not conn.closed:
-            conn.may_hold_locks = False
-
-
-@contextmanager
 def session_lock(conn: psycopg2.extensions.connection, key: Key, *, wait: bool,
-                 timeout: float = 0.0, setting: str | None = None) -> Iterator[bool]:
+                 timeout: float = 0.0, setting: str | None = None,
+                 dedicated: bool = False) -> Iterator[bool]:
     """The lock on a connection the caller owns (out of the pool, or migrate's own). Yields
-    whether it is held: always True when waiting (or LockTimeout is raised)."""
+    whether it is held: always True when waiting (or LockTimeout is raised). `dedicated`: a
+    pooled connection taken for this lock alone; once its release is confirmed (or the lock
+    was never granted) it goes back without the pool's pg_advisory_unlock_all round trip."""
     state = "unknown"  # until the lock statement has answered: release it to be sure
     try:
         try:
@@ -130,8 +121,9 @@ def session_lock(conn: psycopg2.extensions.connection, key: Key, *, wait: bool,
                               " another session holds it") from None
         yield state == "held"
     finally:
-        if state != "free":
-            _release(conn, key, expected=state == "held")
+        if state == "free" or _release(conn, key, expected=state == "held"):
+            if dedicated:
+                conn.may_hold_locks = False  # not reached if anything cut the release short
 
 
 def _acquire(conn: psycopg2.extensions.connection, key: Key, wait: bool,
@@ -149,7 +141,9 @@ def _acquire(conn: psycopg2.extensions.connection, key: Key, wait: bool,
         return True
 
 
-def _release(conn: psycopg2.extensions.connection, key: Key, *, expected: bool) -> None:
+def _release(conn: psycopg2.extensions.connection, key: Key, *, expected: bool) -> bool:
+    """Whether the lock was let go of, confirmed by Postgres (if not, the connection is
+    closed: its session and every lock it held end with it)."""
     released = False
     try:
         with conn, conn.cursor() as cur:
@@ -164,6 +158,7 @@ def _release(conn: psycopg2.extensions.connection, key: Key, *, expected: bool) 
         if not released:
             # Whatever this session still holds ends with it.
             conn.close()
+    return released
 
 
 def _scalar(row: Any) -> Any:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import redis
 
-from pipeline.x3.client import NewInvoice, X3Client
+from pipeline.x3.client import NewInvoice, X3Client, by_type
 
 TTL_SECONDS = 300.0
 SHARED_PREFIX = "mlc:x3:known:"
@@ -104,12 +104,9 @@ def known_codes(client: X3Client, chart: str, accounts: Iterable[str],
         confirmed = client.known_accounts(chart, sorted(ask)) & ask
         _remember(scope, f"ACC|{chart}", confirmed)
         found_accounts |= confirmed
-    by_type: dict[str, set[str]] = {}
-    for dim_type, value in dimensions:
-        by_type.setdefault(dim_type, set()).add(value)
     found_dims: set[tuple[str, str]] = set()
     unknown: list[tuple[str, str]] = []
-    for dim_type, values in by_type.items():
+    for dim_type, values in by_type(dimensions).items():
         hit = _recall(scope, f"DIM|{dim_type}", values)
         found_dims |= {(dim_type, v) for v in hit}
         unknown += [(dim_type, v) for v in sorted(values - hit)]

@@ -92,6 +92,16 @@ def code_key(value: object) -> str | None:
     return value.strip().casefold() if isinstance(value, str) else None
 
 
+def confirmed(asked: list[str], rows: Iterable[dict], code_field: str,
+              group: tuple[str, str]) -> set[str]:
+    """The codes of `asked` that rows of X3's answer hold under `group` (field, value): only
+    codes asked for count, whatever else the answer carries."""
+    group_field, value = group
+    held = {code_key(r.get(code_field)) for r in rows
+            if code_key(r.get(group_field)) == code_key(value)}
+    return {c for c in asked if code_key(c) in held}
+
+
 def by_type(pairs: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
     """(dimension type, value) pairs grouped by type."""
     grouped: dict[str, set[str]] = {}

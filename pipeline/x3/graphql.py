@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import requests
 
-from pipeline.x3.client import NewInvoice, NewSupplier, Supplier, batches, by_type, code_key
+from pipeline.x3.client import NewInvoice, NewSupplier, Supplier, batches, by_type, confirmed
 from pipeline.x3.errors import (
     X3AuthError,
     X3OutcomeUnknown,
@@ -159,26 +159,25 @@ class GraphQLClient:
         return (dimension_type, value) in self.known_dimensions([(dimension_type, value)])
 
     def known_accounts(self, chart: str, accounts: Iterable[str]) -> set[str]:
-        """Which of these accounts X3 holds in `chart`: one query (`_in`) per LOOKUP_BATCH."""
-        found: set[str] = set()
-        for chunk in batches(accounts):
-            flt = json.dumps({"chartOfAccounts": {"_eq": chart}, "code": {"_in": chunk}})
-            nodes = self._pages(ACCOUNT_QUERY, ("x3FinanceData", "account", "query"), flt)
-            held = {code_key(n.get("code")) for n in nodes
-                    if code_key(n.get("chartOfAccounts")) == code_key(chart)}
-            found |= {a for a in chunk if code_key(a) in held}
-        return found
+        """Which of these accounts X3 holds in `chart`."""
+        return self._known(ACCOUNT_QUERY, "account", ("chartOfAccounts", chart), "code",
+                           accounts)
 
     def known_dimensions(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which (dimension type, value) pairs X3 holds: one query per type and LOOKUP_BATCH."""
-        found: set[tuple[str, str]] = set()
-        for dim_type, values in by_type(pairs).items():
-            for chunk in batches(values):
-                flt = json.dumps({"dimensionType": {"_eq": dim_type}, "dimension": {"_in": chunk}})
-                nodes = self._pages(DIMENSION_QUERY, ("x3FinanceData", "dimension", "query"), flt)
-                held = {code_key(n.get("dimension")) for n in nodes
-                        if code_key(n.get("dimensionType")) == code_key(dim_type)}
-                found |= {(dim_type, v) for v in chunk if code_key(v) in held}
+        """Which (dimension type, value) pairs X3 holds: one query per type and batch."""
+        return {(dim_type, v) for dim_type, values in by_type(pairs).items()
+                for v in self._known(DIMENSION_QUERY, "dimension",
+                                     ("dimensionType", dim_type), "dimension", values)}
+
+    def _known(self, query: str, node: str, group: tuple[str, str], field: str,
+               codes: Iterable[str]) -> set[str]:
+        """Which `codes` of `field` X3's finance `node` holds under `group`: one query (`_in`)
+        per LOOKUP_BATCH codes."""
+        found: set[str] = set()
+        for chunk in batches(codes):
+            flt = json.dumps({group[0]: {"_eq": group[1]}, field: {"_in": chunk}})
+            nodes = self._pages(query, ("x3FinanceData", node, "query"), flt)
+            found |= confirmed(chunk, nodes, field, group)
         return found
 
     def find_invoice(self, supplier_code: str, document_number: str) -> str | None:

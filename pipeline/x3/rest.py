@@ -9,7 +9,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import requests
 
 from pipeline.secrets import register_login
-from pipeline.x3.client import NewInvoice, NewSupplier, Supplier, batches, by_type, code_key
+from pipeline.x3.client import NewInvoice, NewSupplier, Supplier, batches, by_type, confirmed
 from pipeline.x3.errors import (
     X3AuthError,
     X3ProtocolError,
@@ -117,29 +117,24 @@ class RestClient:
         return (dimension_type, value) in self.known_dimensions([(dimension_type, value)])
 
     def known_accounts(self, chart: str, accounts: Iterable[str]) -> set[str]:
-        """Which of these accounts X3 holds in `chart`: one query per LOOKUP_BATCH codes."""
-        found: set[str] = set()
-        for chunk in batches(accounts):
-            terms = " or ".join(f"ACC eq {sdata_literal(a)}" for a in chunk)
-            rows = self._query("GACCOUNT", f"COA eq {sdata_literal(chart)} and ({terms})",
-                               count=len(chunk))
-            held = {code_key(r.get("ACC")) for r in rows
-                    if code_key(r.get("COA")) == code_key(chart)}
-            found |= {a for a in chunk if code_key(a) in held}
-        return found
+        """Which of these accounts X3 holds in `chart`."""
+        return self._known("GACCOUNT", ("COA", chart), "ACC", accounts)
 
     def known_dimensions(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which (dimension type, value) pairs X3 holds: one query per type and LOOKUP_BATCH
-        values."""
-        found: set[tuple[str, str]] = set()
-        for dim_type, values in by_type(pairs).items():
-            for chunk in batches(values):
-                terms = " or ".join(f"CCE eq {sdata_literal(v)}" for v in chunk)
-                rows = self._query("CACCE", f"DIE eq {sdata_literal(dim_type)} and ({terms})",
-                                   count=len(chunk))
-                held = {code_key(r.get("CCE")) for r in rows
-                        if code_key(r.get("DIE")) == code_key(dim_type)}
-                found |= {(dim_type, v) for v in chunk if code_key(v) in held}
+        """Which (dimension type, value) pairs X3 holds: one query per type and batch."""
+        return {(dim_type, v) for dim_type, values in by_type(pairs).items()
+                for v in self._known("CACCE", ("DIE", dim_type), "CCE", values)}
+
+    def _known(self, cls: str, group: tuple[str, str], field: str,
+               codes: Iterable[str]) -> set[str]:
+        """Which `codes` of `field` X3's `cls` holds under `group`: one query (SData `or`) per
+        LOOKUP_BATCH codes."""
+        found: set[str] = set()
+        for chunk in batches(codes):
+            terms = " or ".join(f"{field} eq {sdata_literal(c)}" for c in chunk)
+            rows = self._query(cls, f"{group[0]} eq {sdata_literal(group[1])} and ({terms})",
+                               count=len(chunk))
+            found |= confirmed(chunk, rows, field, group)
         return found
 
     def find_invoice(self, supplier_code: str, document_number: str) -> str | None:

@@ -98,33 +98,34 @@ def _previous(cur: Cursor, kind: str, dimension_type: str | None, row: Row) -> s
 def _check_x3(kind: str, dimension_type: str | None, rows: list[Row]) -> None:
     from pipeline.x3.connect import open_client
 
+    checks: list[tuple[Row, tuple[str, str], str]] = []  # (row, code, what it names)
+    for row in rows:
+        if row.problems:
+            continue
+        v = row.values
+        if kind == "route":
+            row.checked = "company and site are not checked (X3 has no query for them here)"
+        elif kind == "gl":
+            checks.append((row, ("ACC", v["x3_account"]),
+                           f"GL account {v['x3_account']} (chart {settings().x3_coa})"))
+        else:
+            dim_type = v["dimension_type"] if kind == "cost_centers" else dimension_type
+            checks.append((row, (str(dim_type), v["dimension_value"]),
+                           f"dimension {dim_type} value {v['dimension_value']}"))
     with db.transaction() as cur:
         client = open_client(cur)
-    verdicts: dict[tuple[str, str], bool] = {}
     try:
-        for row in rows:
-            if row.problems:
-                continue
-            v = row.values
-            if kind == "route":
-                row.checked = "company and site are not checked (X3 has no query for them here)"
-                continue
-            if kind == "gl":
-                key = ("ACC", v["x3_account"])
-                what = f"GL account {v['x3_account']} (chart {settings().x3_coa})"
-            else:
-                dim_type = v["dimension_type"] if kind == "cost_centers" else dimension_type
-                key = (str(dim_type), v["dimension_value"])
-                what = f"dimension {dim_type} value {v['dimension_value']}"
-            if key not in verdicts:
-                verdicts[key] = (client.account_exists(settings().x3_coa, key[1])
-                                 if key[0] == "ACC" else client.dimension_exists(*key))
-            if verdicts[key]:
-                row.checked = f"{what} exists in X3"
-            else:
-                row.problems.append(f"{what} does not exist in X3")
+        # The file's codes in one batched query per type (not one call per code).
+        accounts = client.known_accounts(settings().x3_coa,
+                                         [c for _, (t, c), _ in checks if t == "ACC"])
+        dimensions = client.known_dimensions([k for _, k, _ in checks if k[0] != "ACC"])
     finally:
         client.close()
+    for row, key, what in checks:
+        if (key[1] in accounts) if key[0] == "ACC" else (key in dimensions):
+            row.checked = f"{what} exists in X3"
+        else:
+            row.problems.append(f"{what} does not exist in X3")
 
 
 def preview(user: users.User, kind: str, text: str, dimension_type: str | None = None

@@ -74,6 +74,10 @@ class RedisLimiter:
         self._lease_ms = max(int(lease_seconds * 1000), 1)
         self._wait = wait_seconds
         self.wake_key = f"{key}:wake"
+        # A wait for a wake-up stays shorter than the client's socket timeout
+        # (MLC_REDIS_SOCKET_TIMEOUT may be small), or every wait would end as a Redis timeout.
+        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._longest_wait = socket_timeout * 0.8 if socket_timeout else WAKE_AT_LEAST_EVERY
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
 
@@ -122,13 +126,9 @@ class RedisLimiter:
             self.release(lease)
 
     def _sleep_until_woken(self, seconds: float) -> None:
-        # Shorter than the client's socket timeout (MLC_REDIS_SOCKET_TIMEOUT may be small), or
-        # every wait would end as a Redis timeout.
-        socket_timeout = self._redis.connection_pool.connection_kwargs.get("socket_timeout")
-        if socket_timeout:
-            seconds = min(seconds, socket_timeout * 0.8)
         try:
-            self._redis.blpop([self.wake_key], timeout=max(seconds, 0.01))
+            self._redis.blpop([self.wake_key],
+                              timeout=max(min(seconds, self._longest_wait), 0.01))
         except redis.TimeoutError:
             return  # the wait itself ran out: look again (the slot's own deadline bounds it)
         except redis.RedisError as exc:

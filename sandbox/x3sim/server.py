@@ -136,35 +136,41 @@ class X3Handler(BaseHTTPRequestHandler):
             raise ApiError(405, "GraphQL takes POST")
         state = self.server.state
         with state.faults.request() as ticket:
-            if ticket.fault is not None:
-                self._graphql_fault(ticket)
-                return
-            refused = state.oauth.check_bearer(self.headers.get("Authorization"), self.region)
-            if refused:
-                self._send_json(401, gql.error_payload(refused, "UNAUTHENTICATED"),
-                                {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-                return
-            endpoint = self.headers.get("x-xtrem-endpoint")
-            if endpoint != self.server.folder:
-                self._send_json(400, gql.error_payload(
-                    f"unknown x-xtrem-endpoint {endpoint!r}", "BAD_REQUEST"))
-                return
-            result = gql.execute(state, parse_json(body), self.server.graphql_schema)
-            if result.committed and state.faults.should_drop():
-                raise DropConnection
-            self._send_json(200, result.payload)
+            status, payload, headers = self._graphql_answer(ticket, body)
+        # Sent once the request has given its session slot back, as api1 answers (Api1.serve):
+        # both transports count calls in flight alike.
+        self._send_json(status, payload, headers)
 
-    def _graphql_fault(self, ticket: RequestTicket) -> None:
+    def _graphql_answer(self, ticket: RequestTicket, body: bytes
+                        ) -> tuple[int, Any, dict[str, str] | None]:
+        state = self.server.state
+        if ticket.fault is not None:
+            return self._graphql_fault(ticket)
+        refused = state.oauth.check_bearer(self.headers.get("Authorization"), self.region)
+        if refused:
+            return (401, gql.error_payload(refused, "UNAUTHENTICATED"),
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        endpoint = self.headers.get("x-xtrem-endpoint")
+        if endpoint != self.server.folder:
+            return 400, gql.error_payload(f"unknown x-xtrem-endpoint {endpoint!r}",
+                                          "BAD_REQUEST"), None
+        result = gql.execute(state, parse_json(body), self.server.graphql_schema)
+        if result.committed and state.faults.should_drop():
+            raise DropConnection
+        return 200, result.payload, None
+
+    @staticmethod
+    def _graphql_fault(ticket: RequestTicket) -> tuple[int, Any, dict[str, str] | None]:
         if ticket.fault == 500:
-            self._send_json(500, gql.error_payload("Injected fault: internal server error",
-                                                   "INTERNAL_SERVER_ERROR"))
-        elif ticket.fault == 429:
-            self._send_json(429, gql.error_payload("Injected fault: too many requests",
-                                                   "TOO_MANY_REQUESTS"),
-                            {"Retry-After": str(ticket.retry_after)})
-        else:  # the xtrem server answers its own overload inside GraphQL, with HTTP 200
-            self._send_json(200, gql.error_payload("Service unavailable: the server is "
-                                                   "overloaded", "SERVICE_UNAVAILABLE"))
+            return 500, gql.error_payload("Injected fault: internal server error",
+                                          "INTERNAL_SERVER_ERROR"), None
+        if ticket.fault == 429:
+            return (429, gql.error_payload("Injected fault: too many requests",
+                                           "TOO_MANY_REQUESTS"),
+                    {"Retry-After": str(ticket.retry_after)})
+        # The xtrem server answers its own overload inside GraphQL, with HTTP 200.
+        return 200, gql.error_payload("Service unavailable: the server is overloaded",
+                                      "SERVICE_UNAVAILABLE"), None
 
     def _token(self, method: str, url: SplitResult, body: bytes) -> None:
         if method != "POST":
